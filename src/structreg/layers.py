@@ -1,0 +1,46 @@
+"""Thin ``nn.Module`` wrappers around :mod:`structreg.ops` (no parameters, no buffers,
+so they add nothing to a model's ``state_dict``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .ops.exponentiate import exponentiate
+from .ops.warp import warp
+
+
+class SpatialTransformer(nn.Module):
+    """Dense spatial transformer: ``moved(x) = image(x + disp(x))``.
+
+    Shapes: ``image (N, C, *S)``, ``disp (N, ndim, *S)`` in voxels -> ``(N, C, *S)``.
+    """
+
+    def __init__(self, mode: str = "linear", padding_mode: str = "zeros"):
+        super().__init__()
+        self.mode = mode
+        self.padding_mode = padding_mode
+
+    def forward(self, image: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        return warp(image, disp, mode=self.mode, padding_mode=self.padding_mode)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, padding_mode={self.padding_mode!r}"
+
+
+class Exponentiation(nn.Module):
+    """The exponentiation layer: velocity ``(N, ndim, *S)`` -> displacement of ``exp(v)``
+    by scaling and squaring with ``steps`` squarings (paper: N = 4). Differentiable;
+    drop it behind any network that predicts a velocity or flow field."""
+
+    def __init__(self, steps: int = 4):
+        super().__init__()
+        if not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"Exponentiation: steps must be a non-negative int, got {steps!r}")
+        self.steps = steps
+
+    def forward(self, velocity: torch.Tensor) -> torch.Tensor:
+        return exponentiate(velocity, self.steps)
+
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}"
