@@ -1,0 +1,1 @@
+"""Built-in phantoms: deterministic synthetic data with known deformations."""
