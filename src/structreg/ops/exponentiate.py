@@ -15,38 +15,36 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_field
-from .grid import identity_grid
-
-
-def _normaliser(shape, device, dtype) -> torch.Tensor:
-    """Factor turning voxel displacements into grid_sample's normalised units."""
-    ndim = len(shape)
-    scale = torch.tensor([2.0 / (s - 1) if s > 1 else 0.0 for s in shape],
-                         device=device, dtype=dtype)
-    return scale.view(1, ndim, *([1] * ndim))
+from .grid import _axis_coords, _sample_displaced
 
 
 def _exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     """Unchecked kernel of :func:`exponentiate`.
 
-    Works in grid_sample's normalised coordinates for the whole loop so each
-    squaring step is one ``grid_sample`` and one add; mathematically identical
-    to ``u <- u + warp(u, u)`` in voxels (see :func:`structreg.ops.compose`).
+    Mathematically ``u <- v / 2**N``, then ``N`` times ``u <- u + warp(u, u)``
+    (border padding; see :func:`structreg.ops.compose`). For speed the loop runs
+    in ``grid_sample``'s normalised units with the channels kept in its reversed
+    (x, y[, z]) order, so each squaring is one add and one ``grid_sample``.
     """
-    shape = velocity.shape[2:]
     if steps == 0:
         return velocity.clone()
-    norm = _normaliser(shape, velocity.device, velocity.dtype)
-    # identity in normalised units, channels reversed to grid_sample's (x, y[, z]) order
-    ident = identity_grid(shape, device=velocity.device, dtype=velocity.dtype) * norm - 1.0
-    ident = ident.movedim(1, -1).flip(-1)
-    u = velocity * (norm / (2.0 ** steps))
+    ndim = velocity.shape[1]
+    sizes = velocity.shape[2:]
+    axes = [_axis_coords(n, velocity.device, velocity.dtype) for n in sizes]
+    scales = [scale for _, scale in axes]
+    # identity grid (1, *S, ndim) in normalised, reversed-channel layout
+    ident = torch.stack(torch.meshgrid(*[coords for coords, _ in axes], indexing="ij")[::-1],
+                        dim=-1).unsqueeze(0)
+    rev = [ndim - 1 - c for c in range(ndim)]
+    scale_rev = torch.tensor([scales[c] / 2.0 ** steps for c in rev], device=velocity.device,
+                             dtype=velocity.dtype).view(1, ndim, *([1] * ndim))
+    u = velocity[:, rev] * scale_rev
     for _ in range(steps):
-        grid = ident + u.movedim(1, -1).flip(-1)
-        u = u + F.grid_sample(u, grid, mode="bilinear", padding_mode="border",
-                              align_corners=True)
-    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-    return torch.where(norm > 0, u / safe, torch.zeros_like(u))
+        u = u + F.grid_sample(u, ident + u.movedim(1, -1), mode="bilinear",
+                              padding_mode="border", align_corners=True)
+    unscale = torch.tensor([1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
+                           device=velocity.device, dtype=velocity.dtype).view(1, ndim, *([1] * ndim))
+    return u[:, rev] * unscale
 
 
 def exponentiate(velocity: torch.Tensor, steps: int = 4) -> torch.Tensor:
@@ -83,12 +81,8 @@ def integrate_velocity_rk4(velocity: torch.Tensor, steps: int = 256) -> torch.Te
     check_field("integrate_velocity_rk4", "velocity", velocity)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"integrate_velocity_rk4: steps must be a positive int, got {steps!r}")
-    from .grid import _sample
-
-    grid = identity_grid(velocity.shape[2:], device=velocity.device, dtype=velocity.dtype)
-
     def v_at(u: torch.Tensor) -> torch.Tensor:
-        return _sample(velocity, grid + u, "bilinear", "border")
+        return _sample_displaced(velocity, u, "bilinear", "border")
 
     h = 1.0 / steps
     u = torch.zeros_like(velocity)

@@ -30,22 +30,38 @@ def identity_grid(shape: Sequence[int], *, device=None,
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)
 
 
-def _sample(image: torch.Tensor, positions: torch.Tensor, mode: str,
-            padding_mode: str) -> torch.Tensor:
-    """Sample ``image`` ``(N, C, *S_in)`` at voxel ``positions`` ``(N, ndim, *S_out)``.
+def _axis_coords(n: int, device, dtype) -> tuple[torch.Tensor, float]:
+    """Normalised coordinate of each index on an axis of size ``n`` and the voxel->normalised
+    factor: index ``i`` maps to ``2 i / (n - 1) - 1`` (``align_corners=True``; size 1 maps to 0)."""
+    scale = 2.0 / (n - 1) if n > 1 else 0.0
+    return torch.arange(n, device=device, dtype=dtype) * scale - (1.0 if n > 1 else 0.0), scale
+
+
+def _displaced_grid(disp: torch.Tensor, sizes) -> torch.Tensor:
+    """``grid_sample`` grid ``(N, *S, ndim)`` for the positions ``x + disp(x)``.
 
     The only translation to ``grid_sample``'s normalised, reversed (x, y[, z])
-    coordinates with ``align_corners=True``: voxel index ``i`` on an axis of size
-    ``n`` maps to ``2 i / (n - 1) - 1`` (size-1 axes map to 0).
+    coordinates; ``sizes`` is the spatial shape of the image that will be sampled
+    (equal to ``disp``'s own grid here). Built channel by channel, without an
+    identity grid or a reversed copy of ``disp``.
     """
-    ndim = positions.shape[1]
-    sizes = image.shape[2:]
-    scale = torch.tensor([2.0 / (s - 1) if s > 1 else 0.0 for s in sizes],
-                         device=positions.device, dtype=positions.dtype)
-    scale = scale.view(1, ndim, *([1] * ndim))
-    normalised = positions * scale - 1.0
-    # (N, ndim, *S) -> (N, *S, ndim), last axis reversed to grid_sample's x-first order.
-    grid = normalised.movedim(1, -1).flip(-1)
+    ndim = disp.shape[1]
+    channels = []
+    for c in reversed(range(ndim)):
+        coords, scale = _axis_coords(sizes[c], disp.device, disp.dtype)
+        shape = [1] * ndim
+        shape[c] = -1
+        channels.append(torch.add(coords.view(shape), disp[:, c], alpha=scale))
+    return torch.stack(channels, dim=-1)
+
+
+def _sample_displaced(image: torch.Tensor, disp: torch.Tensor, mode: str,
+                      padding_mode: str) -> torch.Tensor:
+    """Sample ``image`` ``(N, C, *S)`` at ``x + disp(x)``; ``disp`` ``(N, ndim, *S)`` in voxels.
+
+    A batch of 1 on either side broadcasts.
+    """
+    grid = _displaced_grid(disp, image.shape[2:])
     if image.shape[0] != grid.shape[0]:
         n = max(image.shape[0], grid.shape[0])
         image = image.expand(n, *image.shape[1:])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_field, check_image, check_same_spatial
-from .grid import _sample, identity_grid
+from .grid import _sample_displaced
 
 _MODES = {"linear": "bilinear", "bilinear": "bilinear", "trilinear": "bilinear",
           "nearest": "nearest"}
@@ -15,8 +15,7 @@ _PADDING = ("zeros", "border", "reflection")
 def _warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
           padding_mode: str = "zeros") -> torch.Tensor:
     """Unchecked kernel of :func:`warp` (``mode`` already a grid_sample mode)."""
-    grid = identity_grid(disp.shape[2:], device=disp.device, dtype=disp.dtype)
-    return _sample(image, grid + disp, mode, padding_mode)
+    return _sample_displaced(image, disp, mode, padding_mode)
 
 
 def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "linear",
