@@ -30,3 +30,9 @@ def test_unknown_command_exits_nonzero(capsys):
     with pytest.raises(SystemExit) as info:
         main(["no-such-command"])
     assert info.value.code != 0
+
+
+def test_demo_writes_its_report(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "| 4 |" in report and "structreg" in report
