@@ -1,0 +1,147 @@
+"""Registration metrics of the paper's Table 1 and a few it lacks, each defined once.
+
+Conventions: label maps and images are NumPy arrays or tensors of spatial shape
+``S`` (no batch/channel axes) unless stated; fields are ``(ndim, *S)`` in voxels;
+``spacing`` is mm per voxel along each axis of ``S``.
+
+| metric | function | unit |
+|---|---|---|
+| intensity RMSE | :func:`rmse` | intensity units (images normalised to [0, 1]) |
+| non-positive Jacobian | :func:`folding_percent` | % of voxels |
+| velocity magnitude | :func:`velocity_stats` | mm per unit time (voxels if spacing None) |
+| velocity gradient | :func:`velocity_stats` | 1 per unit time (mm/mm) |
+| Dice | :func:`dice` | fraction in [0, 1] |
+| 95 % Hausdorff | :func:`hausdorff95` | mm |
+| endpoint error | :func:`endpoint_error` | mm (mean over voxels or a mask) |
+| std of log det J | :func:`log_jacobian_std` | dimensionless |
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+
+def _np(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _region(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    return np.isin(labels, np.asarray(values))
+
+
+def dice(labels_a, labels_b, values: Sequence[int]) -> float:
+    """Dice overlap ``2|A∩B| / (|A| + |B|)`` of the structure made of label ``values``.
+
+    Returns NaN when the structure is absent from both maps (undefined).
+    """
+    a, b = _region(_np(labels_a), values), _region(_np(labels_b), values)
+    if a.shape != b.shape:
+        raise ValueError(f"dice: label maps differ in shape: {a.shape} vs {b.shape}")
+    total = a.sum() + b.sum()
+    return float("nan") if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Boundary voxels of a binary mask (mask minus its face-connected erosion)."""
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(mask.ndim, 1),
+                                    border_value=0)
+    return mask & ~eroded
+
+
+def hausdorff95(labels_a, labels_b, values: Sequence[int], spacing=None) -> float:
+    """Symmetric 95th-percentile Hausdorff distance (mm) between the structure's surfaces.
+
+    The 95th percentile of the distances from every surface voxel of A to the
+    surface of B, and from B to A, taken separately; the larger of the two is
+    returned (the same definition as MONAI's ``compute_hausdorff_distance`` with
+    ``percentile=95``). NaN when the structure is missing from either map.
+    """
+    a, b = _region(_np(labels_a), values), _region(_np(labels_b), values)
+    if a.shape != b.shape:
+        raise ValueError(f"hausdorff95: label maps differ in shape: {a.shape} vs {b.shape}")
+    if not a.any() or not b.any():
+        return float("nan")
+    spacing = (1.0,) * a.ndim if spacing is None else tuple(float(s) for s in spacing)
+    sa, sb = _surface(a), _surface(b)
+    dist_to_b = ndimage.distance_transform_edt(~sb, sampling=spacing)
+    dist_to_a = ndimage.distance_transform_edt(~sa, sampling=spacing)
+    return float(max(np.percentile(dist_to_b[sa], 95), np.percentile(dist_to_a[sb], 95)))
+
+
+def rmse(image_a, image_b, mask=None) -> float:
+    """Root mean square intensity difference (over ``mask`` when given)."""
+    a, b = _np(image_a).astype(np.float64), _np(image_b).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rmse: images differ in shape: {a.shape} vs {b.shape}")
+    diff = (a - b) ** 2
+    if mask is not None:
+        diff = diff[_np(mask).astype(bool)]
+    return float(np.sqrt(diff.mean()))
+
+
+def _torch_field(field):
+    import torch
+
+    t = field if isinstance(field, torch.Tensor) else torch.from_numpy(np.asarray(field))
+    t = t.detach().to(torch.float64)
+    return t.unsqueeze(0) if t.dim() == t.shape[0] + 1 else t
+
+
+def folding_percent(disp, mask=None) -> float:
+    """% of voxels with ``det(I + ∇u) ≤ 0`` for a displacement ``(ndim, *S)`` in voxels."""
+    from ..ops import folding_fraction
+
+    import torch
+
+    m = None if mask is None else torch.from_numpy(np.asarray(_np(mask), dtype=np.float64))[None, None]
+    return 100.0 * float(folding_fraction(_torch_field(disp), m))
+
+
+def log_jacobian_std(disp) -> float:
+    """Standard deviation of ``log det J`` (dimensionless; folded voxels clipped at 1e-9)."""
+    from ..ops import jacobian_det
+
+    det = jacobian_det(_torch_field(disp)).clamp_min(1e-9)
+    return float(det.log().std())
+
+
+def velocity_stats(velocity, spacing=None) -> dict[str, float]:
+    """Mean velocity magnitude and mean velocity-gradient (Frobenius) magnitude.
+
+    Args:
+        velocity: ``(ndim, *S)`` in voxels per unit time.
+    Returns:
+        ``{"velocity_magnitude": mm (or voxels), "velocity_gradient": 1/unit time}``.
+    """
+    from ..ops import velocity_gradient_magnitude, velocity_magnitude
+
+    v = _torch_field(velocity)
+    return {"velocity_magnitude": float(velocity_magnitude(v, spacing)),
+            "velocity_gradient": float(velocity_gradient_magnitude(v, spacing))}
+
+
+def endpoint_error(disp, disp_true, spacing=None, mask=None) -> float:
+    """Mean Euclidean distance (mm) between two displacements ``(ndim, *S)`` in voxels."""
+    d, t = _np(disp).astype(np.float64), _np(disp_true).astype(np.float64)
+    if d.shape != t.shape:
+        raise ValueError(f"endpoint_error: fields differ in shape: {d.shape} vs {t.shape}")
+    spacing = np.ones(d.shape[0]) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    err = np.sqrt((((d - t) * spacing.reshape(-1, *([1] * (d.ndim - 1)))) ** 2).sum(0))
+    if mask is not None:
+        err = err[_np(mask).astype(bool)]
+    return float(err.mean())
+
+
+def structure_metrics(moved_labels, fixed_labels, structures: Mapping[str, Sequence[int]],
+                      spacing=None) -> dict[str, float]:
+    """Dice and HD95 per structure: keys ``"dice <name>"`` and ``"hd95 <name>"``."""
+    out: dict[str, float] = {}
+    for name, values in structures.items():
+        out[f"dice {name}"] = dice(moved_labels, fixed_labels, values)
+        out[f"hd95 {name}"] = hausdorff95(moved_labels, fixed_labels, values, spacing)
+    return out
