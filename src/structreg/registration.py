@@ -1,0 +1,53 @@
+"""Registration results shared by the CVAE model and the baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .ops import exponentiate, jacobian_det, warp
+
+
+@dataclass
+class RegistrationResult:
+    """What every registration method returns, on the fixed image's grid.
+
+    Attributes:
+        moved: ``(N, C, *S)`` moving image warped onto the fixed image.
+        disp: ``(N, ndim, *S)`` displacement in voxels, ``moved(x) = moving(x + disp(x))``.
+        inverse_disp: ``(N, ndim, *S)`` displacement of the inverse transform (voxels).
+        velocity: ``(N, ndim, *S)`` stationary velocity in voxels, or None for
+            methods without one (VoxelMorph-2, identity).
+        jacobian_det: ``(N, 1, *S)`` determinant of the Jacobian of ``x + disp(x)``.
+        z: ``(N, d)`` latent code (CVAE only), else None.
+        seconds: wall time of the registration call (whole batch).
+    """
+
+    moved: torch.Tensor
+    disp: torch.Tensor
+    inverse_disp: torch.Tensor | None
+    velocity: torch.Tensor | None
+    jacobian_det: torch.Tensor
+    z: torch.Tensor | None = None
+    seconds: float = float("nan")
+
+    def warp_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Warp integer label maps ``(N, 1, *S)`` with nearest-neighbour interpolation."""
+        moved = warp(labels.to(self.disp.dtype), self.disp, mode="nearest")
+        return moved.round().to(labels.dtype)
+
+
+def result_from_velocity(moving: torch.Tensor, velocity: torch.Tensor, steps: int = 4,
+                         z: torch.Tensor | None = None, seconds: float = float("nan"),
+                         padding_mode: str = "border") -> RegistrationResult:
+    """Build a :class:`RegistrationResult` from a stationary velocity field.
+
+    ``disp = exp(v)``, ``inverse_disp = exp(-v)`` (both by scaling and squaring).
+    """
+    both = exponentiate(torch.cat([velocity, -velocity]), steps)
+    n = velocity.shape[0]
+    disp, inverse = both[:n], both[n:]
+    return RegistrationResult(moved=warp(moving, disp, padding_mode=padding_mode), disp=disp,
+                              inverse_disp=inverse, velocity=velocity,
+                              jacobian_det=jacobian_det(disp), z=z, seconds=seconds)
