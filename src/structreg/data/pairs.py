@@ -1,0 +1,160 @@
+"""Reader for user-supplied registration pairs listed in a ``pairs.csv`` (any anatomy).
+
+Columns: ``moving, fixed`` (required), ``moving_labels, fixed_labels, mask, group,
+id`` (optional; empty cells mean "none"). Paths are NIfTI files, relative paths
+resolve against the CSV's folder. ``id`` names the subject (rows sharing an id
+are one subject for the splits); it defaults to the moving file's path. Moving
+and fixed must share one voxel grid (e.g. rigidly aligned beforehand). 2-D images
+give one pair per row; 3-D volumes give one 2-D pair per central slice (or one
+3-D pair with ``n_slices=None``). Errors name the CSV file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .io import DataError, read_image, read_labels
+from .pair import Pair
+from .preprocess import DEFAULT_SIZE, DEFAULT_SLICES, DEFAULT_SPACING, preprocess_pair
+
+REQUIRED_COLUMNS = ("moving", "fixed")
+PATH_COLUMNS = ("moving", "fixed", "moving_labels", "fixed_labels", "mask")
+OPTIONAL_COLUMNS = ("moving_labels", "fixed_labels", "mask", "group", "id")
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row of a ``pairs.csv`` with resolved paths; ``line`` is its line in the file."""
+
+    line: int
+    moving: Path
+    fixed: Path
+    moving_labels: Path | None
+    fixed_labels: Path | None
+    mask: Path | None
+    group: str | None
+    id: str
+
+
+def read_pairs_csv(path: str | os.PathLike) -> list[PairRow]:
+    """Parse and check a ``pairs.csv``: columns present, cells filled, files existing."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: pairs CSV not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = _read_rows(f, path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    if not rows:
+        raise DataError(f"{path}: no pairs listed")
+    return rows
+
+
+def _read_rows(f, path: Path) -> list[PairRow]:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty file (expected a header 'moving,fixed,...')")
+    columns = [h.strip().lower() for h in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(f"{path} line 1: missing column(s) {', '.join(missing)} "
+                        f"(header: {', '.join(columns)})")
+    rows = []
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        rows.append(_parse_row(dict(zip(columns, cells)), len(cells), len(columns),
+                               reader.line_num, path))
+    return rows
+
+
+def _parse_row(cells: dict[str, str], n_cells: int, n_columns: int, line: int,
+               path: Path) -> PairRow:
+    where = f"{path} line {line}"
+    if n_cells != n_columns:
+        raise DataError(f"{where}: {n_cells} fields, the header has {n_columns}")
+    values = {k: (cells.get(k) or "").strip() or None for k in (*PATH_COLUMNS, "group", "id")}
+    for column in REQUIRED_COLUMNS:
+        if values[column] is None:
+            raise DataError(f"{where}: empty '{column}'")
+    files = {c: _resolve(values[c], path.parent, c, where) for c in PATH_COLUMNS}
+    default_id = _default_id(values["moving"])
+    return PairRow(line=line, moving=files["moving"], fixed=files["fixed"],
+                   moving_labels=files["moving_labels"], fixed_labels=files["fixed_labels"],
+                   mask=files["mask"], group=values["group"], id=values["id"] or default_id)
+
+
+def _resolve(value: str | None, folder: Path, column: str, where: str) -> Path | None:
+    if value is None:
+        return None
+    file = Path(value).expanduser()
+    file = file if file.is_absolute() else folder / file
+    if not file.is_file():
+        raise DataError(f"{where}: {column} file '{value}' not found ({file})")
+    return file
+
+
+def _default_id(value: str) -> str:
+    name = value.replace("\\", "/")
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    return "_".join(p for p in name.split("/") if p not in ("", ".", ".."))
+
+
+def load_pairs_csv(path: str | os.PathLike, *, size: Sequence[int] = DEFAULT_SIZE,
+                   spacing: Sequence[float] = DEFAULT_SPACING,
+                   n_slices: int | None = DEFAULT_SLICES, slice_axis: int = -1,
+                   n_subjects: int | None = None, centre_labels: Sequence[int] | None = None,
+                   label_values: Iterable[int] | None = None) -> list[Pair]:
+    """Read, check and preprocess every pair listed in ``path``.
+
+    Args:
+        path: the CSV file.
+        size, spacing: processed shape and mm spacing (2 entries for slices).
+        n_slices: central slices per 3-D volume, or None to keep volumes 3-D.
+        slice_axis: axis of a volume the slices are taken along (default: last).
+        n_subjects: keep the first ``n_subjects`` distinct ids only.
+        centre_labels: label values whose centroid (in moving labels) centres the
+            crop; None: the image centre.
+        label_values: allowed label values (None: any integers).
+    Returns:
+        Pairs with ``subject`` = the row id, ``group`` from the CSV, ids
+        ``<id>`` (2-D) or ``<id>_sliceKK``; duplicated ids get ``_rowN`` appended.
+    """
+    rows = read_pairs_csv(path)
+    if n_subjects is not None:
+        keep = list(dict.fromkeys(r.id for r in rows))[:max(0, int(n_subjects))]
+        rows = [r for r in rows if r.id in set(keep)]
+    counts = Counter(r.id for r in rows)
+    pairs: list[Pair] = []
+    for number, row in enumerate(rows, start=1):
+        pair_id = row.id if counts[row.id] == 1 else f"{row.id}_row{number}"
+        try:
+            pairs.extend(_load_row(row, pair_id, size=size, spacing=spacing, n_slices=n_slices,
+                                   slice_axis=slice_axis, centre_labels=centre_labels,
+                                   label_values=label_values, csv_path=Path(path)))
+        except DataError as exc:
+            raise DataError(f"{path} line {row.line}: {exc}") from None
+    return pairs
+
+
+def _load_row(row: PairRow, pair_id: str, *, csv_path: Path, label_values, **options) -> list[Pair]:
+    def labels(p: Path | None):
+        return None if p is None else read_labels(p, allowed=label_values)
+
+    mask = None if row.mask is None else read_labels(row.mask)
+    return preprocess_pair(read_image(row.moving), read_image(row.fixed), pair_id=pair_id,
+                           moving_labels=labels(row.moving_labels),
+                           fixed_labels=labels(row.fixed_labels), mask=mask, subject=row.id,
+                           group=row.group,
+                           meta={"source": "pairs", "csv": str(csv_path), "csv_line": row.line},
+                           **options)

@@ -1,0 +1,204 @@
+"""One data spec for every command: ``--data phantom:cardiac|phantom:brain|acdc:DIR|pairs:CSV``.
+
+:func:`add_data_arguments` adds the shared options (``--data``, ``--split``,
+``--seed``, ``--size``, ``--spacing``, ``--subjects``, ``--slices``) to a command's
+parser and :func:`load_pairs_from_args` / :func:`load_pairs` turn them into a list
+of preprocessed :class:`Pair` s of one deterministic, subject-wise split.
+This module imports nothing heavy at import time (it is used while building the
+CLI parser); readers and phantoms are imported inside :func:`load_pairs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+DATA_KINDS = ("phantom", "acdc", "pairs")
+PHANTOMS = ("cardiac", "brain")
+SPLIT_CHOICES = ("train", "val", "test", "all")
+DEFAULT_DATA = "phantom:cardiac"
+DEFAULT_PHANTOM_SUBJECTS = 100
+DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_TEST_FRACTION = 0.2
+SPEC_HELP = "phantom:cardiac, phantom:brain, acdc:DIR or pairs:FILE.csv"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed data spec: ``kind`` in :data:`DATA_KINDS` and its ``target``
+    (phantom name, ACDC folder or CSV path)."""
+
+    kind: str
+    target: str
+
+    @property
+    def path(self) -> Path:
+        """The folder or file of an ``acdc`` / ``pairs`` spec."""
+        return Path(self.target).expanduser()
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def parse_data_spec(text: str | DataSpec) -> DataSpec:
+    """Parse ``KIND:TARGET``; raises ``ValueError`` (one line) for a malformed spec."""
+    if isinstance(text, DataSpec):
+        return text
+    kind, sep, target = str(text).strip().partition(":")
+    kind, target = kind.strip().lower(), target.strip()
+    if not sep or kind not in DATA_KINDS:
+        raise ValueError(f"bad data spec {text!r}: expected {SPEC_HELP}")
+    if not target:
+        raise ValueError(f"bad data spec {text!r}: nothing after '{kind}:'")
+    if kind == "phantom" and target.lower() not in PHANTOMS:
+        raise ValueError(f"bad data spec {text!r}: unknown phantom {target!r} "
+                         f"(choose {', '.join(PHANTOMS)})")
+    return DataSpec(kind, target.lower() if kind == "phantom" else target)
+
+
+def load_pairs(spec: str | DataSpec, *, split: str = "train", seed: int = 0,
+               size: Sequence[int] = (100, 100), spacing: Sequence[float] = (2.0, 2.0),
+               n_subjects: int | None = None, n_slices: int | None = None,
+               val_fraction: float = DEFAULT_VAL_FRACTION,
+               test_fraction: float = DEFAULT_TEST_FRACTION, volumes: bool = False) -> list:
+    """Load, preprocess and split the pairs of a data spec.
+
+    Args:
+        spec: a :class:`DataSpec` or its text.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
+        seed: phantom generation seed and split seed.
+        size, spacing: processed shape (voxels) and spacing (mm).
+        n_subjects: number of subjects (phantoms: generated, default
+            :data:`DEFAULT_PHANTOM_SUBJECTS`; ACDC / CSV: the first ones).
+        n_slices: slices per subject (phantoms, default 1) or central slices per
+            volume (ACDC / CSV, default 9).
+        val_fraction, test_fraction: fractions of subjects held out, grouped by
+            ``Pair.subject`` and stratified by ``Pair.group``.
+        volumes: ACDC / CSV only: keep 3-D volumes whole (size, spacing: 3 entries).
+    Returns:
+        list of :class:`structreg.data.pair.Pair` with ``S = size``.
+    """
+    spec = parse_data_spec(spec)
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"unknown split {split!r} (choose {', '.join(SPLIT_CHOICES)})")
+    if n_subjects is not None and n_subjects < 1:
+        raise ValueError(f"--subjects must be >= 1, got {n_subjects}")
+    if n_slices is not None and n_slices < 1:
+        raise ValueError(f"--slices must be >= 1, got {n_slices}")
+    pairs = _load_all(spec, seed=seed, size=tuple(size), spacing=tuple(spacing),
+                      n_subjects=n_subjects, n_slices=n_slices, volumes=volumes)
+    if not pairs:
+        raise ValueError(f"{spec}: no pairs found")
+    if split == "all":
+        return pairs
+    from .dataset import split_by_subject
+
+    return split_by_subject(pairs, seed=seed, val_fraction=val_fraction,
+                            test_fraction=test_fraction)[split]
+
+
+def _load_all(spec: DataSpec, *, seed: int, size: tuple, spacing: tuple,
+              n_subjects: int | None, n_slices: int | None, volumes: bool) -> list:
+    if spec.kind == "phantom":
+        generate = _phantom(spec)
+        return generate(n_subjects or DEFAULT_PHANTOM_SUBJECTS, seed=seed,
+                        slices_per_subject=n_slices or 1, size=size, spacing=spacing)
+    from .preprocess import DEFAULT_SLICES
+
+    slices = None if volumes else (n_slices or DEFAULT_SLICES)
+    if spec.kind == "acdc":
+        from .acdc import load_acdc
+
+        return load_acdc(spec.path, size=size, spacing=spacing, n_slices=slices,
+                         n_subjects=n_subjects)
+    from .pairs import load_pairs_csv
+
+    return load_pairs_csv(spec.path, size=size, spacing=spacing, n_slices=slices,
+                          n_subjects=n_subjects)
+
+
+def _phantom(spec: DataSpec):
+    """The phantom generator ``f(n_subjects, seed=, slices_per_subject=, size=, spacing=)``."""
+    import importlib
+
+    module_name = f"structreg.data.phantoms.{spec.target}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ValueError(f"{spec}: the built-in phantom is not available in this "
+                             f"installation ({module_name} missing)") from None
+        raise ValueError(f"{spec}: the built-in phantom needs the package "
+                         f"'{exc.name}' (pip install it)") from None
+    return getattr(module, f"{spec.target}_phantom")
+
+
+# ---------------------------------------------------------------------------- CLI options
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in _parts(text))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in _parts(text))
+
+
+def _parts(text: str) -> list[str]:
+    parts = [p for p in text.lower().replace("x", ",").split(",")]
+    if not parts or any(not p.strip() for p in parts):
+        raise ValueError(text)
+    return parts
+
+
+def parse_size(text: str) -> tuple[int, ...]:
+    """``"100"`` -> ``(100, 100)``; ``"96x112"`` or ``"96,112"`` -> ``(96, 112)``."""
+    try:
+        values = _ints(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 100 or 100x100, got {text!r}")
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return values * 2 if len(values) == 1 else values
+
+
+def parse_spacing(text: str) -> tuple[float, ...]:
+    """``"2"`` -> ``(2.0, 2.0)``; ``"1.5x2"`` -> ``(1.5, 2.0)`` (mm)."""
+    try:
+        values = _floats(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"spacing must look like 2 or 2x2 (mm), got {text!r}")
+    if not all(v > 0 and v == v and v != float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"spacing must be positive, got {text!r}")
+    return values * 2 if len(values) == 1 else values
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAULT_DATA,
+                       split: str = "train") -> None:
+    """Add the shared data options to ``parser`` (defaults: ``default`` data, ``split``)."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", default=default, metavar="SPEC",
+                   help=f"{SPEC_HELP} (default: {default})")
+    g.add_argument("--split", default=split, choices=SPLIT_CHOICES,
+                   help=f"subject-wise split to use (default: {split})")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the phantoms and of the train/val/test split (default: 0)")
+    g.add_argument("--size", type=parse_size, default=(100, 100), metavar="HxW",
+                   help="processed image size in voxels (default: 100x100)")
+    g.add_argument("--spacing", type=parse_spacing, default=(2.0, 2.0), metavar="MM",
+                   help="processed voxel spacing in mm (default: 2)")
+    g.add_argument("--subjects", type=int, default=None, metavar="N",
+                   help=f"number of subjects (phantoms: default {DEFAULT_PHANTOM_SUBJECTS}; "
+                        "ACDC/CSV: the first N, default all)")
+    g.add_argument("--slices", type=int, default=None, metavar="N",
+                   help="phantoms: slices per subject (default 1); ACDC/CSV volumes: "
+                        "central slices per volume (default 9)")
+
+
+def load_pairs_from_args(args: argparse.Namespace, **overrides) -> list:
+    """:func:`load_pairs` with the options added by :func:`add_data_arguments`."""
+    options = dict(split=args.split, seed=args.seed, size=args.size, spacing=args.spacing,
+                   n_subjects=args.subjects, n_slices=args.slices)
+    options.update(overrides)
+    return load_pairs(args.data, **options)

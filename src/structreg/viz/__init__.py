@@ -1,0 +1,1 @@
+"""Figures (matplotlib imported lazily, drawn with the Agg canvas; no pyplot state)."""
