@@ -43,15 +43,121 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--subjects", type=int, default=250,
+                   help="phantom subjects, split 70/10/20 by subject (default: 250)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps (default: the bundled demo.toml's)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: auto)")
 
 
 @command("demo", "run the built-in demonstration and write OUT/report.md", _demo_args)
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    report = run_demo(args.out, seed=args.seed)
+    report = run_demo(args.out, seed=args.seed, subjects=args.subjects, steps=args.steps,
+                      device=args.device)
     print(f"wrote {report}")
     return 0
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .data.spec import add_data_arguments
+
+    add_data_arguments(p, split="train")
+    p.add_argument("--config", default=None,
+                   help="TOML config with [model] and [train] tables (default: built-in defaults)")
+    p.add_argument("--out", required=True, help="run folder (created; refused if it holds a run)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where it stopped")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: from config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=500 (repeatable)")
+
+
+@command("train", "train a registration model on a data set", _train_args)
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .apply import RUN_DATA_FILE
+    from .data.spec import load_pairs_from_args
+    from .io_utils import atomic_write_text
+    from .training.config import load_config
+    from .training.loop import train
+
+    overrides = [f"model.image_size={list(args.size)}"] + list(args.overrides)
+    overrides += [f"train.device={args.device}"] if args.device else []
+    config = load_config(args.config, overrides)
+    size = tuple(config.model.image_size)
+    train_pairs = load_pairs_from_args(args, split="train", size=size)
+    val_pairs = load_pairs_from_args(args, split="val", size=size)
+    if not train_pairs:
+        raise CLIError(f"no training pairs in {args.data}")
+    out = Path(args.out)
+    if (out / "checkpoint.pt").exists() and not args.resume:
+        raise CLIError(f"{out} already holds a run; use --resume to continue it or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"data": args.data, "size": list(size), "spacing": list(train_pairs[0].spacing),
+            "seed": args.seed, "subjects": args.subjects, "slices": getattr(args, "slices", None)}
+    atomic_write_text(out / RUN_DATA_FILE, json.dumps(data, indent=1))
+    print(f"training on {len(train_pairs)} pairs, validating on {len(val_pairs)}")
+    history = train(config.model, config.train, train_pairs, val_pairs, out, resume=args.resume)
+    last = history[-1] if history else {}
+    print(f"done: step {last.get('step')}, loss {last.get('loss')}; run folder {out}")
+    return 0
+
+
+def _register_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run folder or checkpoint file")
+    p.add_argument("--moving", help="moving image (NIfTI)")
+    p.add_argument("--fixed", help="fixed image (NIfTI)")
+    p.add_argument("--moving-labels", help="moving label map (NIfTI), warped too")
+    p.add_argument("--data", help="batch mode: pairs:FILE.csv (one output folder per row)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+
+
+@command("register", "register NIfTI pairs with a trained model and write NIfTI results",
+         _register_args)
+def _run_register(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .apply import read_run_data, register_files
+    from .training.checkpoint import load_model
+
+    if args.data is None and not (args.moving and args.fixed):
+        raise CLIError("give --moving and --fixed, or --data pairs:FILE.csv")
+    jobs = []
+    if args.data is not None:
+        from .data.pairs import read_pairs_csv
+        from .data.spec import parse_data_spec
+
+        spec = parse_data_spec(args.data)
+        if spec.kind != "pairs":
+            raise CLIError(f"register --data takes pairs:FILE.csv, got {args.data}")
+        for i, row in enumerate(read_pairs_csv(spec.path)):
+            name = row.id or f"pair{i:04d}"
+            jobs.append((name, row.moving, row.fixed, row.moving_labels))
+    else:
+        jobs.append(("pair", args.moving, args.fixed, args.moving_labels))
+    model, _ = load_model(args.model, args.device)
+    spacing = read_run_data(Path(args.model) if Path(args.model).is_dir()
+                            else Path(args.model).parent).get("spacing", [2.0, 2.0])
+    failures = 0
+    for name, moving, fixed, labels in jobs:
+        out = Path(args.out) / name if len(jobs) > 1 or args.data else Path(args.out)
+        try:
+            summary = register_files(model, moving, fixed, out, moving_labels_path=labels,
+                                     spacing=spacing, pair_id=name)
+        except (ValueError, OSError) as exc:
+            if len(jobs) == 1:
+                raise
+            failures += 1
+            print(f"structreg: error: {name}: {' '.join(str(exc).split())}", file=sys.stderr)
+            continue
+        print(f"{name}: {summary['slices']} slice(s), {summary['folding_percent']:.3f} % "
+              f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}")
+    return 1 if failures else 0
 
 
 def _data_preview_args(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -51,3 +52,37 @@ def result_from_velocity(moving: torch.Tensor, velocity: torch.Tensor, steps: in
     return RegistrationResult(moved=warp(moving, disp, padding_mode=padding_mode), disp=disp,
                               inverse_disp=inverse, velocity=velocity,
                               jacobian_det=jacobian_det(disp), z=z, seconds=seconds)
+
+
+def register(model, moving: torch.Tensor, fixed: torch.Tensor, *,
+             batch_size: int = 64) -> RegistrationResult:
+    """Register with a trained CVAE in one forward pass (``z = μ``, eval mode).
+
+    Args:
+        model: a :class:`structreg.models.cvae.CVAERegistration`.
+        moving, fixed: ``(N, 1, *S)`` images on the model's grid (``S = image_size``),
+            intensities normalised like the training data.
+        batch_size: pairs per forward pass.
+    Returns:
+        :class:`RegistrationResult` with ``moved``, ``disp = exp(v)``,
+        ``inverse_disp = exp(-v)``, ``velocity``, ``jacobian_det`` and ``z`` (μ).
+    """
+    t0 = time.perf_counter()
+    device = next(model.parameters()).device
+    moving, fixed = moving.to(device), fixed.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            velocities, codes = [], []
+            for start in range(0, moving.shape[0], batch_size):
+                m, f = moving[start:start + batch_size], fixed[start:start + batch_size]
+                mu, _ = model.encode(m, f)
+                velocities.append(model.decode(mu, m))
+                codes.append(mu)
+            velocity, z = torch.cat(velocities), torch.cat(codes)
+            result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
+    finally:
+        model.train(was_training)
+    result.seconds = time.perf_counter() - t0
+    return result

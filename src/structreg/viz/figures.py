@@ -136,3 +136,45 @@ def _legend(fig, pairs: Sequence) -> bool:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7,
                    frameon=False, bbox_to_anchor=(0.5, 0.0))
     return bool(handles)
+
+
+def registration_panel(rows: Sequence[dict], out: str | os.PathLike, *,
+                       methods: Sequence[str] = ("ours",), title: str | None = None) -> Path:
+    """Figure-2-like panel: per row, moving | fixed | moved per method | det J per method.
+
+    Args:
+        rows: dicts with ``moving``, ``fixed`` (``(H, W)`` arrays), ``moved`` and
+            ``jacobian`` (dicts method -> ``(H, W)`` array), optional ``fixed_labels``
+            (contours drawn on the fixed and moved images) and ``title``.
+        methods: method names in column order.
+    Folded voxels (det J ≤ 0) are drawn in black on the Jacobian maps.
+    """
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    ncols = 2 + 2 * len(methods)
+    fig = Figure(figsize=(2.1 * ncols, 2.2 * len(rows) + (0.4 if title else 0.0)))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
+    image = None
+    for r, row in enumerate(rows):
+        contours = _slice2d(row.get("fixed_labels"))
+        name = row.get("title", "")
+        _show(axes[r, 0], _slice2d(row["moving"]), None, None, f"moving {name}".strip())
+        _show(axes[r, 1], _slice2d(row["fixed"]), contours, None, "fixed")
+        for m, method in enumerate(methods):
+            _show(axes[r, 2 + m], _slice2d(row["moved"][method]), contours, None,
+                  f"moved ({method})")
+            ax = axes[r, 2 + len(methods) + m]
+            det = _slice2d(row["jacobian"][method])
+            image = ax.imshow(np.clip(det, 0.0, 2.0), cmap="RdBu_r", norm=norm)
+            folded = np.ma.masked_where(det > 0, np.ones_like(det))
+            ax.imshow(folded, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            pct = 100.0 * float((det <= 0).mean())
+            ax.set_title(f"det J ({method}), {pct:.2f}% ≤ 0", fontsize=8)
+            ax.set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:, -1]), shrink=0.6, label="det J")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, out)
