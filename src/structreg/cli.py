@@ -65,7 +65,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
     add_data_arguments(p, split="train")
     p.add_argument("--config", default=None,
-                   help="TOML config with [model] and [train] tables (default: built-in defaults)")
+                   help="TOML file with [model] and [train] tables, or a bundled config name: "
+                        "cardiac, brain, demo (default: built-in defaults)")
     p.add_argument("--out", required=True, help="run folder (created; refused if it holds a run)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where it stopped")
@@ -80,6 +81,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .apply import RUN_DATA_FILE
+    from .configs import resolve_config
     from .data.spec import load_pairs_from_args
     from .io_utils import atomic_write_text
     from .training.config import load_config
@@ -87,7 +89,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     overrides = [f"model.image_size={list(args.size)}"] + list(args.overrides)
     overrides += [f"train.device={args.device}"] if args.device else []
-    config = load_config(args.config, overrides)
+    config = load_config(resolve_config(args.config) if args.config else None, overrides)
     size = tuple(config.model.image_size)
     train_pairs = load_pairs_from_args(args, split="train", size=size)
     val_pairs = load_pairs_from_args(args, split="val", size=size)

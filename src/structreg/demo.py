@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,6 @@ import numpy as np
 from .io_utils import atomic_write_text
 
 DEMO_STRUCTURES = ("LV myocardium", "LV blood pool", "left heart")
-
-
-def bundled_config(name: str) -> Path:
-    """Path of a config shipped with the package (``cardiac``, ``brain``, ``demo``)."""
-    path = Path(str(resources.files("structreg") / "configs" / f"{name}.toml"))
-    if not path.is_file():
-        raise FileNotFoundError(f"no bundled config named {name!r}")
-    return path
 
 
 def _mean_std(values) -> str:
@@ -85,6 +76,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 def run_demo(out: str | os.PathLike, seed: int = 0, subjects: int = 250,
              steps: int | None = None, device: str | None = None) -> Path:
     """Train (or reuse) the demo model, evaluate it and write ``out/report.md``."""
+    from .configs import resolve_config
     from .data.spec import load_pairs
     from .training.checkpoint import load_model
     from .training.config import load_config
@@ -96,7 +88,7 @@ def run_demo(out: str | os.PathLike, seed: int = 0, subjects: int = 250,
     overrides = [f"train.seed={seed}"]
     overrides += [f"train.steps={steps}"] if steps is not None else []
     overrides += [f"train.device={device}"] if device is not None else []
-    config = load_config(bundled_config("demo"), overrides)
+    config = load_config(resolve_config("demo"), overrides)
     size = tuple(config.model.image_size)
     common = dict(seed=seed, size=size, n_subjects=subjects)
     train_pairs = load_pairs("phantom:cardiac", split="train", **common)

@@ -1,0 +1,129 @@
+"""`structreg train` and `structreg register` end to end on tiny data."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from structreg.cli import main
+from structreg.data.phantoms.cardiac import make_cardiac_pair
+
+TINY = ["--size", "32x32", "--spacing", "6", "--subjects", "12",
+        "--set", "train.steps=2", "--set", "train.batch_size=4", "--set", "train.val_every=0",
+        "--set", "model.latent_dim=8", "--set", "train.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny trained run whose decoder outputs a known translation plus a smooth part."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "--data", "phantom:cardiac", "--out", str(out), *TINY]) == 0
+    for name in ("best.pt", "checkpoint.pt", "config.toml", "data.json", "train_log.csv"):
+        assert (out / name).is_file(), name
+    # make the transform non-trivial: a constant velocity of (1.5, -1.0) model voxels
+    for ckpt_name in ("best.pt", "checkpoint.pt"):
+        ckpt = torch.load(out / ckpt_name, weights_only=True)
+        ckpt["state_dict"]["decoder.velocity.bias"] = torch.tensor([1.5, -1.0])
+        torch.save(ckpt, out / ckpt_name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def nifti_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    pair = make_cardiac_pair(0, 1, size=(48, 44), spacing=(2.0, 2.0))
+    affine = np.diag([2.0, 2.0, 8.0, 1.0])
+    affine[:3, 3] = [-40.0, 12.0, 3.0]
+    paths = {}
+    for name, data in (("moving", pair.moving), ("fixed", pair.fixed),
+                       ("moving_labels", pair.moving_labels.astype(np.int16))):
+        paths[name] = folder / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), str(paths[name]))
+    return paths
+
+
+def test_training_refuses_to_overwrite_a_run(run_dir, capsys):
+    code = main(["train", "--data", "phantom:cardiac", "--out", str(run_dir), *TINY])
+    assert code != 0
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_register_writes_all_outputs_that_simpleitk_reproduces(run_dir, nifti_pair, tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    out = tmp_path / "out"
+    code = main(["register", "--model", str(run_dir), "--moving", str(nifti_pair["moving"]),
+                 "--fixed", str(nifti_pair["fixed"]), "--moving-labels",
+                 str(nifti_pair["moving_labels"]), "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    for name in ("moved", "moved_labels", "disp", "inverse_disp", "velocity", "jacobian_det"):
+        assert (out / f"{name}.nii.gz").is_file(), name
+    codes = json.loads((out / "z.json").read_text())["codes"]
+    assert len(codes) == 1 and len(codes[0]["z"]) == 8
+    fixed_img = nib.load(str(nifti_pair["fixed"]))
+    moved = nib.load(str(out / "moved.nii.gz"))
+    assert moved.shape == fixed_img.shape and np.allclose(moved.affine, fixed_img.affine)
+    labels = np.asarray(nib.load(str(out / "moved_labels.nii.gz")).dataobj)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    det = np.asarray(nib.load(str(out / "jacobian_det.nii.gz")).dataobj)
+    assert det.min() > 0
+
+    # Applying our exported field with SimpleITK reproduces our moved image.
+    m = sitk.ReadImage(str(nifti_pair["moving"]), sitk.sitkFloat64)
+    field = sitk.ReadImage(str(out / "disp.nii.gz"), sitk.sitkVectorFloat64)
+    theirs = sitk.Resample(m, m, sitk.DisplacementFieldTransform(field), sitk.sitkLinear, 0.0)
+    theirs = sitk.GetArrayFromImage(theirs).T
+    ours = np.asarray(moved.dataobj)
+    inner = (slice(6, -6), slice(6, -6))
+    disp_mm = np.asarray(nib.load(str(out / "disp.nii.gz")).dataobj)
+    assert np.abs(disp_mm).max() > 2.0  # the known translation is really there
+    np.testing.assert_allclose(theirs[inner], ours[inner], atol=1e-3)
+
+
+def test_register_batch_mode_reports_bad_rows_and_keeps_the_good(run_dir, nifti_pair, tmp_path,
+                                                                 capsys):
+    folder = nifti_pair["moving"].parent
+    bad = folder / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((48, 44), np.nan, np.float32), np.eye(4)), str(bad))
+    csv = folder / "pairs.csv"
+    csv.write_text("moving,fixed,id\nmoving.nii.gz,fixed.nii.gz,good\nnan.nii.gz,fixed.nii.gz,bad\n")
+    code = main(["register", "--model", str(run_dir), "--data", f"pairs:{csv}",
+                 "--out", str(tmp_path / "batch")])
+    err = capsys.readouterr().err
+    assert code != 0 and "bad" in err and "NaN" in err and "Traceback" not in err
+    assert (tmp_path / "batch" / "good" / "moved.nii.gz").is_file()
+    assert not (tmp_path / "batch" / "bad").exists()
+
+
+@pytest.mark.parametrize("make_bad", ["random_bytes", "foreign_pickle", "bad_version"])
+def test_tampered_checkpoint_is_refused(run_dir, nifti_pair, tmp_path, capsys, make_bad):
+    bad = tmp_path / "bad.pt"
+    if make_bad == "random_bytes":
+        bad.write_bytes(np.random.default_rng(0).bytes(300))
+    elif make_bad == "foreign_pickle":
+        import argparse
+
+        # an object weights_only loading must not execute
+        torch.save({"format_version": 1, "config": argparse.Namespace(lr=1.0)}, bad)
+    else:
+        ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+        ckpt["format_version"] = 999
+        torch.save(ckpt, bad)
+    code = main(["register", "--model", str(bad), "--moving", str(nifti_pair["moving"]),
+                 "--fixed", str(nifti_pair["fixed"]), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.startswith("structreg: error:") and "\n" not in err
+    assert "bad.pt" in err and "False" not in err  # never advise weights_only=False
+    assert not (tmp_path / "o").exists()
+
+
+def test_register_bad_inputs(run_dir, nifti_pair, tmp_path, capsys):
+    text = tmp_path / "notnifti.nii.gz"
+    text.write_text("hello")
+    code = main(["register", "--model", str(run_dir), "--moving", str(text),
+                 "--fixed", str(nifti_pair["fixed"]), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "notnifti.nii.gz" in err and "\n" not in err
+    code = main(["register", "--model", str(run_dir), "--out", str(tmp_path / "o")])
+    assert code == 2 and "--moving" in capsys.readouterr().err
