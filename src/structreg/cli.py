@@ -73,6 +73,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: from config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=500 (repeatable)")
+    p.add_argument("--method", default="cvae", choices=["cvae", "voxelmorph"],
+                   help="cvae (ours, default) or voxelmorph (the VoxelMorph-2 baseline: NCC + "
+                        "1.5 smoothness; uses train.steps, batch_size, seed, device)")
 
 
 @command("train", "train a registration model on a data set", _train_args)
@@ -96,13 +99,22 @@ def _run_train(args: argparse.Namespace) -> int:
     if not train_pairs:
         raise CLIError(f"no training pairs in {args.data}")
     out = Path(args.out)
-    if (out / "checkpoint.pt").exists() and not args.resume:
+    if ((out / "checkpoint.pt").exists() or (out / "voxelmorph.pt").exists()) and not args.resume:
         raise CLIError(f"{out} already holds a run; use --resume to continue it or another --out")
     out.mkdir(parents=True, exist_ok=True)
     data = {"data": args.data, "size": list(size), "spacing": list(train_pairs[0].spacing),
             "seed": args.seed, "subjects": args.subjects, "slices": getattr(args, "slices", None)}
     atomic_write_text(out / RUN_DATA_FILE, json.dumps(data, indent=1))
     print(f"training on {len(train_pairs)} pairs, validating on {len(val_pairs)}")
+    if args.method == "voxelmorph":
+        from .baselines.voxelmorph import train_voxelmorph
+        from .training.config import resolve_device
+
+        t = config.train
+        train_voxelmorph(train_pairs, out, steps=t.steps, batch_size=t.batch_size, seed=t.seed,
+                         device=str(resolve_device(t.device)))
+        print(f"done: run folder {out}")
+        return 0
     history = train(config.model, config.train, train_pairs, val_pairs, out, resume=args.resume)
     last = history[-1] if history else {}
     print(f"done: step {last.get('step')}, loss {last.get('loss')}; run folder {out}")
@@ -160,6 +172,37 @@ def _run_register(args: argparse.Namespace) -> int:
         print(f"{name}: {summary['slices']} slice(s), {summary['folding_percent']:.3f} % "
               f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}")
     return 1 if failures else 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    from .data.spec import add_data_arguments
+
+    add_data_arguments(p, split="test")
+    p.add_argument("--methods", required=True,
+                   help="comma-separated: ours:RUN_DIR, lcc-demons, voxelmorph:RUN_DIR, identity")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--figure-pairs", type=int, default=4, help="pairs in the panel (default: 4)")
+
+
+@command("evaluate", "compare methods on a data set: per-pair CSV, Table-1 markdown, figures",
+         _evaluate_args)
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .data.spec import load_pairs_from_args
+    from .evaluation.evaluate import load_methods, parse_methods, run_evaluation
+    from .training.config import resolve_device
+
+    specs = parse_methods(args.methods)
+    device = str(resolve_device(args.device))
+    methods = load_methods(specs, device=device)
+    pairs = load_pairs_from_args(args)
+    if not pairs:
+        raise CLIError(f"no pairs in {args.data} ({args.split} split)")
+    summary = run_evaluation(pairs, methods, args.out, n_figure=args.figure_pairs)
+    print(summary["table"])
+    print(f"wrote {args.out}/table.md, pairs.csv and figures ({len(pairs)} pairs, "
+          f"{summary['failed']} failed runs)")
+    return 1 if summary["failed"] else 0
 
 
 def _data_preview_args(p: argparse.ArgumentParser) -> None:
