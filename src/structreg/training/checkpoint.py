@@ -1,0 +1,193 @@
+"""Checkpoints: one ``torch.save``d dict of plain containers and tensors, written
+atomically and read back with ``torch.load(weights_only=True)``.
+
+Layout (``format_version`` 1)::
+
+    {"format_version": 1,
+     "config": {"model": {...}, "train": {...}},   # RunConfig.to_dict()
+     "state_dict": {name: tensor},                   # CVAERegistration weights and BN buffers
+     "optimizer": Adam state_dict or None,
+     "step": int,                                    # optimisation steps done
+     "rng": {...} or None,                           # RNG states (see training.loop)
+     "loop": {...} or None}                          # data-order position, best score (resume)
+
+Anything else - not a torch file, a pickle of arbitrary objects, missing keys,
+another format version, weights that do not fit the config's model - is refused
+with :class:`CheckpointError`, a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..io_utils import atomic_write
+from ..models.cvae import CVAERegistration
+from .config import ConfigError, RunConfig
+
+__all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "read_checkpoint",
+           "load_model", "find_checkpoint"]
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "config", "state_dict", "optimizer", "step", "rng")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a valid structreg checkpoint (one-line message naming it)."""
+
+
+def save_checkpoint(path: str | os.PathLike, model: CVAERegistration, config: RunConfig, *,
+                    optimizer: torch.optim.Optimizer | None = None, step: int = 0,
+                    rng: dict[str, Any] | None = None,
+                    loop: dict[str, Any] | None = None) -> Path:
+    """Atomically write a checkpoint of ``model`` (tensors moved to the CPU).
+
+    Args:
+        path: target file (conventionally ``checkpoint.pt`` or ``best.pt``).
+        model: the network; its ``config`` must equal ``config.model``.
+        config: the run's resolved configuration.
+        optimizer, rng, loop: training state for exact resumption (optional).
+        step: optimisation steps done.
+    """
+    if model.config != config.model:
+        raise ValueError("save_checkpoint: model.config differs from config.model")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "state_dict": state,
+        "optimizer": _to_cpu(optimizer.state_dict()) if optimizer is not None else None,
+        "step": int(step),
+        "rng": rng,
+        "loop": loop,
+    }
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a checkpoint file (tensors on the CPU).
+
+    Returns the checkpoint dict with ``"config"`` replaced by a :class:`RunConfig`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: anything that is not a valid format-1 checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" on foreign pickles
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a checkpoint we accept"
+        # torch's own message suggests weights_only=False, which must never be
+        # done with an untrusted file: report the cause without that advice.
+        raise CheckpointError(f"{path}: not a structreg checkpoint: not a PyTorch file, or it "
+                              f"holds objects other than tensors and plain data, which are "
+                              f"refused for safety ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a structreg checkpoint (holds a "
+                              f"{type(data).__name__}, expected a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: not a structreg checkpoint (missing key(s) "
+                              f"{', '.join(missing)})")
+    version = data["format_version"]
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise CheckpointError(f"{path}: unsupported checkpoint format_version {version!r} "
+                              f"(this structreg reads {FORMAT_VERSION})")
+    try:
+        config = RunConfig.from_dict(data["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: invalid config in checkpoint ({exc})") from None
+    state = data["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: state_dict must map parameter names to tensors")
+    step = data["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: step must be a non-negative int, got {step!r}")
+    for key in ("optimizer", "rng", "loop"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise CheckpointError(f"{path}: {key} must be a dict or None")
+    return {**data, "config": config}
+
+
+def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> CVAERegistration:
+    """The model of a :func:`read_checkpoint` result, weights loaded (CPU, eval mode)."""
+    config: RunConfig = checkpoint["config"]
+    model = CVAERegistration(config.model)
+    expected = model.state_dict()
+    state = checkpoint["state_dict"]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}"
+                         f"{' ...' if len(unexpected) > 3 else ''}")
+        raise CheckpointError(f"{path}: state_dict does not match the model of its config "
+                              f"({'; '.join(parts)})")
+    for name, tensor in state.items():
+        want = expected[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise CheckpointError(f"{path}: state_dict entry {name} is {tuple(tensor.shape)} "
+                                  f"{tensor.dtype}, the config's model needs "
+                                  f"{tuple(want.shape)} {want.dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: state_dict entry {name} holds NaN or inf")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
+    """A file as given; for a run folder ``best.pt``, else ``checkpoint.pt``."""
+    path = Path(run_dir_or_file)
+    if path.is_dir():
+        for name in ("best.pt", "checkpoint.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"no best.pt or checkpoint.pt in run folder {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_model(run_dir_or_file: str | os.PathLike,
+               device: str | torch.device = "cpu") -> tuple[CVAERegistration, RunConfig]:
+    """Load a trained model for registration.
+
+    Args:
+        run_dir_or_file: a checkpoint file, or a run folder (``best.pt`` is used
+            when present, else ``checkpoint.pt``).
+        device: where to put the model (``"auto"``: CUDA when available).
+    Returns:
+        ``(model, config)``: the model in eval mode on ``device`` and the run's
+        :class:`RunConfig` (``config.model`` built it).
+    Raises:
+        FileNotFoundError, CheckpointError.
+    """
+    from .config import resolve_device
+
+    path = find_checkpoint(run_dir_or_file)
+    checkpoint = read_checkpoint(path)
+    model = build_model(checkpoint, path)
+    device = resolve_device(device) if isinstance(device, str) else device
+    return model.to(device), checkpoint["config"]

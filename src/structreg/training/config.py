@@ -1,0 +1,313 @@
+"""Run configuration: the model's and the training's settings, read from TOML with
+``key=value`` overrides and written back, resolved, into the run folder.
+
+A config file has two tables, both optional (missing keys keep their defaults)::
+
+    [model]                 # -> structreg.models.ModelConfig
+    image_size = [100, 100]
+    latent_dim = 144
+
+    [train]                 # -> TrainConfig
+    lam = 82.0
+    batch_size = 50
+
+Overrides are ``section.key=value`` (``train.lr=1e-3``) or a bare ``key=value``
+when the key exists in only one section; the value is read as a TOML value
+(``true``, ``3``, ``1e-3``, ``[64, 64]``, ``"cpu"``) and, for text settings,
+also unquoted (``device=cpu``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io_utils import atomic_write_text
+from ..models.cvae import ModelConfig
+
+__all__ = ["ConfigError", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
+           "save_config", "resolve_device", "RESUMABLE_CHANGES"]
+
+
+class ConfigError(ValueError):
+    """An invalid config file, key or value (one-line message)."""
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (defaults: the paper's, cardiac λ).
+
+    Loss (Eq. 1): ``lam · (1 − LCC_sym) + kl_weight · KL + mask_weight · P`` where
+    ``LCC_sym`` is the symmetric Gaussian LCC (σ = ``lcc_sigma`` voxels, window
+    ``lcc_kernel``) averaged over pixels and the batch (in [0, 1]), ``KL`` is the
+    closed-form KL to N(0, I) summed over the ``d`` latent dimensions and averaged
+    over the batch (nats), and ``P`` the mean squared velocity (voxels²) outside
+    the pair's mask (brain model; needs masks in the data).
+
+    Attributes:
+        lr: Adam learning rate (paper: 5e-4).
+        batch_size: pairs per step (paper: 50); a training set smaller than this
+            is used whole at every step. The remainder of an epoch is dropped.
+        weight_decay: L2 weight decay added to the gradient by Adam (paper: 1e-4).
+        steps: optimisation steps in total; 0 means ``epochs`` full passes.
+        epochs: used only when ``steps`` is 0.
+        seed: seeds weight initialisation, data order and the sampling noise.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"mps"``.
+        lam: λ of Eq. 1 (paper: cardiac 82, brain 55).
+        kl_weight: weight β of the KL term. Default 0.01 (≈ 1/d, i.e. the KL
+            *averaged* over the 144 latent dimensions): with β = 1 and the KL
+            summed, the paper's λ lets the KL collapse the code (measured on the
+            cardiac phantom, 300 steps at batch 50: KL 0.9 nats in one active
+            dimension, validation Dice 0.60 → 0.87; with β = 0.01: KL 91 nats
+            over all 144 dimensions, Dice 0.60 → 0.93, no folding). See
+            :mod:`structreg.training.loop`.
+        mask_weight: weight of the outside-mask penalty (0 = off).
+        lcc_sigma, lcc_kernel: Gaussian window of the LCC (paper: 2, 9).
+        val_every: validate every this many steps and at the end (0: at the end only).
+        checkpoint_every: write ``checkpoint.pt`` every this many steps and at the end.
+        num_threads: torch CPU threads (0: leave torch's default).
+        tensorboard: also log to TensorBoard when it is installed.
+    """
+
+    lr: float = 5e-4
+    batch_size: int = 50
+    weight_decay: float = 1e-4
+    steps: int = 2000
+    epochs: int = 0
+    seed: int = 0
+    device: str = "auto"
+    lam: float = 82.0
+    kl_weight: float = 0.01
+    mask_weight: float = 0.0
+    lcc_sigma: float = 2.0
+    lcc_kernel: int = 9
+    val_every: int = 100
+    checkpoint_every: int = 100
+    num_threads: int = 0
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if ok:
+                    object.__setattr__(self, f.name, float(value))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                kind = type(default).__name__
+                raise ConfigError(f"train.{f.name} must be a {kind}, got {value!r}")
+        positive = ("lr", "batch_size", "lam", "lcc_sigma")
+        for name in positive:
+            if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("weight_decay", "steps", "epochs", "kl_weight", "mask_weight", "val_every",
+                     "checkpoint_every", "num_threads", "seed"):
+            value = getattr(self, name)
+            if not value >= 0 or not math.isfinite(value):
+                raise ConfigError(f"train.{name} must be >= 0, got {value!r}")
+        if self.steps == 0 and self.epochs == 0:
+            raise ConfigError("train.steps and train.epochs are both 0; set one of them")
+        if self.lcc_kernel < 1 or self.lcc_kernel % 2 == 0:
+            raise ConfigError(f"train.lcc_kernel must be a positive odd int, got {self.lcc_kernel}")
+        if not _DEVICE_RE.match(self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, "
+                              f"got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        _check_keys("train", data, cls)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The model's and the training's settings together (what a run folder records)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain dicts and lists only (TOML-, JSON- and ``weights_only``-safe)."""
+        return {"model": self.model.to_dict(), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RunConfig":
+        """Build from ``{"model": {...}, "train": {...}}`` (either table optional)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a table with [model] and [train], got "
+                              f"{type(data).__name__}")
+        unknown = sorted(set(data) - {"model", "train"})
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {unknown}; expected [model] and [train]")
+        model = data.get("model", {})
+        _check_keys("model", model, ModelConfig)
+        try:
+            model_config = ModelConfig.from_dict(model)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(model=model_config, train=TrainConfig.from_dict(data.get("train", {})))
+
+    def to_toml(self) -> str:
+        """TOML text that :func:`load_config` reads back to an equal config."""
+        lines = ["# structreg run configuration (resolved)"]
+        for section, values in self.to_dict().items():
+            lines.append(f"\n[{section}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        return "\n".join(lines) + "\n"
+
+
+# Train settings that may differ when resuming without changing the result
+# (more steps, other logging/checkpoint cadence, another device).
+RESUMABLE_CHANGES = frozenset({"steps", "epochs", "val_every", "checkpoint_every", "device",
+                               "num_threads", "tensorboard"})
+
+
+def _check_keys(section: str, data: Any, cls) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{section}] must be a table, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        text = repr(value)
+        return text if any(c in text for c in ".en") else text + ".0"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _parse_value(text: str, default: Any) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if isinstance(default, str):
+            return text
+        raise ConfigError(f"cannot read {text!r} as a value") from None
+
+
+def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """Apply ``section.key=value`` / ``key=value`` strings; raises :class:`ConfigError`."""
+    data = config.to_dict()
+    sections = {"model": ModelConfig, "train": TrainConfig}
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-3)")
+        key, text = (s.strip() for s in item.split("=", 1))
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in sections:
+                raise ConfigError(f"override {item!r}: unknown section {section!r} "
+                                  f"(use model. or train.)")
+            if name not in data[section]:
+                raise ConfigError(f"override {item!r}: unknown key {name!r} in [{section}] "
+                                  f"(known: {', '.join(sorted(data[section]))})")
+        else:
+            owners = [s for s in sections if key in data[s]]
+            if not owners:
+                raise ConfigError(f"override {item!r}: unknown key {key!r} (known: "
+                                  f"{', '.join(sorted(set(data['model']) | set(data['train'])))})")
+            if len(owners) > 1:
+                raise ConfigError(f"override {item!r}: key {key!r} is ambiguous; write "
+                                  f"{' or '.join(f'{s}.{key}' for s in owners)}")
+            section, name = owners[0], key
+        default = getattr(getattr(config, section), name)
+        try:
+            data[section][name] = _parse_value(text, default)
+        except ConfigError as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
+    try:
+        return RunConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"after overrides {list(overrides)}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a TOML config (or the defaults when ``path`` is None) and apply overrides.
+
+    Raises:
+        ConfigError: unreadable/invalid TOML, unknown keys, values of the wrong
+            type or out of range, malformed overrides. The message names the file.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    if path is None:
+        config = RunConfig()
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        try:
+            config = RunConfig.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def save_config(config: RunConfig, path: str | os.PathLike) -> Path:
+    """Atomically write ``config`` as TOML (``path`` may be a run folder: then
+    ``path/config.toml``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.toml"
+    return atomic_write_text(path, config.to_toml())
+
+
+def resolve_device(device: str) -> "torch.device":  # noqa: F821
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given
+    (an unavailable CUDA device raises ``ConfigError``)."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    if device == "mps" and not (getattr(torch.backends, "mps", None)
+                                and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but MPS is not available")
+    return torch.device(device)
+
+
+def with_train(config: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of ``config`` with some train settings changed (validated)."""
+    return replace(config, train=replace(config.train, **changes))

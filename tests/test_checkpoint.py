@@ -1,0 +1,149 @@
+"""Checkpoints: round trip, and refusal of anything that is not a valid checkpoint."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from structreg.models import CVAERegistration, ModelConfig
+from structreg.training import CheckpointError, RunConfig, TrainConfig, load_model, save_checkpoint
+from structreg.training.checkpoint import read_checkpoint
+
+
+def tiny_run_config(**model_kw) -> RunConfig:
+    model = dict(image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2),
+                 dec_channels=(8, 8, 8, 8), velocity_init_std=0.1)
+    model.update(model_kw)
+    return RunConfig(model=ModelConfig(**model), train=TrainConfig(steps=10, batch_size=4))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    config = tiny_run_config()
+    model = CVAERegistration(config.model)
+    # non-trivial batch-norm running statistics
+    model(torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32), sample=True)
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, model, config, step=7)
+    return path, model.eval(), config
+
+
+class Arbitrary:
+    """Some object a foreign pickle might carry."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_round_trip_gives_identical_outputs(saved, tmp_path):
+    path, model, config = saved
+    loaded, loaded_config = load_model(path, "cpu")
+    assert loaded_config == config
+    assert not loaded.training
+    moving, fixed = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    a, b = model.register(moving, fixed), loaded.register(moving, fixed)
+    for name in ("mu", "velocity", "disp", "moved"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    # a run folder loads best.pt when present
+    assert load_model(tmp_path, "cpu")[1] == config
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) >= {"format_version", "config", "state_dict", "optimizer", "step", "rng"}
+    assert raw["step"] == 7 and isinstance(raw["config"]["model"], dict)
+
+
+def _refused(path, match):
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_model(path, "cpu")
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_random_bytes_are_refused(tmp_path):
+    path = tmp_path / "random.pt"
+    path.write_bytes(os.urandom(4096))
+    _refused(path, "not a structreg checkpoint: not a PyTorch file")
+
+
+def test_pickle_of_arbitrary_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with path.open("wb") as fh:
+        pickle.dump({"format_version": 1, "payload": Arbitrary()}, fh)
+    _refused(path, "refused for safety")
+    path2 = tmp_path / "evil2.pt"
+    torch.save({"format_version": 1, "payload": Arbitrary()}, path2)
+    _refused(path2, "refused for safety")
+
+
+def test_foreign_torch_file_is_refused(tmp_path):
+    path = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), path)
+    _refused(path, "expected a dict")
+    path2 = tmp_path / "weights.pt"
+    torch.save(CVAERegistration(tiny_run_config().model).state_dict(), path2)
+    _refused(path2, "missing key")
+
+
+def test_modified_format_version_is_refused(saved, tmp_path):
+    path, *_ = saved
+    data = torch.load(path, weights_only=True)
+    data["format_version"] = 99
+    bad = tmp_path / "v99.pt"
+    torch.save(data, bad)
+    _refused(bad, "format_version 99")
+
+
+def test_state_dict_key_removed_is_refused(saved, tmp_path):
+    path, *_ = saved
+    data = torch.load(path, weights_only=True)
+    del data["state_dict"]["decoder.velocity.weight"]
+    bad = tmp_path / "missing.pt"
+    torch.save(data, bad)
+    _refused(bad, "decoder.velocity.weight")
+
+
+def test_state_dict_not_matching_config_is_refused(saved, tmp_path):
+    path, *_ = saved
+    data = torch.load(path, weights_only=True)
+    data["config"]["model"]["latent_dim"] = 17
+    bad = tmp_path / "mismatch.pt"
+    torch.save(data, bad)
+    _refused(bad, "needs")
+
+
+def test_missing_key_and_bad_config_are_refused(saved, tmp_path):
+    path, *_ = saved
+    data = torch.load(path, weights_only=True)
+    del data["rng"]
+    bad = tmp_path / "norng.pt"
+    torch.save(data, bad)
+    _refused(bad, "missing key")
+    data = torch.load(path, weights_only=True)
+    data["config"]["train"]["bogus"] = 1
+    bad2 = tmp_path / "badconfig.pt"
+    torch.save(data, bad2)
+    _refused(bad2, "invalid config")
+
+
+def test_missing_file_and_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="best.pt or checkpoint.pt"):
+        load_model(tmp_path)
+
+
+def test_save_is_atomic_and_keeps_old_file_on_failure(saved, monkeypatch):
+    path, model, config = saved
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(path, model, config, step=8)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert read_checkpoint(path)["step"] == 7

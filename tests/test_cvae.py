@@ -1,0 +1,122 @@
+"""The CVAE registration network: shapes, size handling, parameter count,
+conditioning, determinism of registration and sampling."""
+
+import pytest
+import torch
+
+from structreg.models import CVAEOutput, CVAERegistration, ModelConfig
+
+
+def tiny_config(size=(32, 32), **kw) -> ModelConfig:
+    base = dict(image_size=size, latent_dim=16, enc_channels=(4, 8, 8, 2),
+                dec_channels=(8, 8, 8, 8))
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def images(n, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, *size, generator=g), torch.rand(n, 1, *size, generator=g)
+
+
+@pytest.mark.parametrize("size, upsampling", [
+    ((32, 32), "linear"), ((30, 27), "linear"), ((30, 27), "deconv"), ((12, 10, 9), "linear"),
+    ((12, 10, 9), "deconv")], ids=["32x32", "odd-30x27", "odd-30x27-deconv", "3d-12x10x9",
+                                   "3d-12x10x9-deconv"])
+def test_shapes_encode_decode_forward(size, upsampling):
+    torch.manual_seed(0)
+    model = CVAERegistration(tiny_config(size, upsampling=upsampling))
+    moving, fixed = images(3, size)
+    mu, logvar = model.encode(moving, fixed)
+    assert mu.shape == logvar.shape == (3, 16)
+    v = model.decode(mu, moving)
+    assert v.shape == (3, len(size), *size)
+    out = model(moving, fixed, sample=True)
+    assert isinstance(out, CVAEOutput)
+    assert out.z.shape == (3, 16)
+    assert out.velocity.shape == out.disp.shape == (3, len(size), *size)
+    assert out.moved.shape == moving.shape
+    assert all(torch.isfinite(t).all() for t in vars(out).values())
+
+
+def test_default_parameter_count_matches_paper():
+    model = CVAERegistration(ModelConfig())
+    count = model.num_parameters()
+    assert 900_000 <= count <= 1_000_000, count
+    assert f"{count:,}" in model.summary()
+    # the exponentiation layer and transformer add nothing to the state_dict
+    assert all(k.startswith(("encoder.", "decoder.")) for k in model.state_dict())
+
+
+def test_velocity_starts_near_zero_so_training_starts_at_identity():
+    torch.manual_seed(0)
+    model = CVAERegistration(tiny_config())
+    moving, fixed = images(2, (32, 32))
+    out = model.register(moving, fixed)
+    assert out.velocity.abs().max() < 1e-2
+    assert torch.allclose(out.moved, moving, atol=1e-2)
+
+
+def test_decoder_is_conditioned_on_moving_image():
+    torch.manual_seed(0)
+    model = CVAERegistration(tiny_config(velocity_init_std=0.1)).eval()
+    m1, m2 = images(2, (32, 32), seed=1)
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        v1, v2 = model.decode(z, m1), model.decode(z, m2)
+    assert (v1 - v2).abs().max() > 1e-3
+    # without strong conditioning the same code gives the same velocity for any M
+    torch.manual_seed(0)
+    plain = CVAERegistration(tiny_config(velocity_init_std=0.1, condition=False)).eval()
+    with torch.no_grad():
+        assert torch.equal(plain.decode(z, m1), plain.decode(z, m2))
+
+
+def test_registration_is_deterministic_and_sampling_is_seeded():
+    torch.manual_seed(0)
+    model = CVAERegistration(tiny_config(velocity_init_std=0.1))
+    moving, fixed = images(2, (32, 32))
+    r1, r2 = model.register(moving, fixed), model.register(moving, fixed)
+    assert torch.equal(r1.velocity, r2.velocity) and torch.equal(r1.z, r1.mu)
+    assert model.training  # register() restores the mode
+    model.eval()
+    s1 = model(moving, fixed, sample=True, generator=torch.Generator().manual_seed(5))
+    s2 = model(moving, fixed, sample=True, generator=torch.Generator().manual_seed(5))
+    s3 = model(moving, fixed, sample=True, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(s1.z, s2.z) and not torch.equal(s1.z, s3.z)
+    assert not torch.equal(s1.z, s1.mu)
+    assert torch.equal(model(moving, fixed).z, r1.mu)  # eval mode without sample: z = μ
+
+
+def test_bad_inputs_are_refused_with_clear_errors():
+    model = CVAERegistration(tiny_config())
+    moving, fixed = images(2, (32, 32))
+    with pytest.raises(ValueError, match="image_size"):
+        model.encode(moving[..., :30], fixed[..., :30])
+    with pytest.raises(ValueError, match="batch sizes"):
+        model.encode(moving, fixed[:1])
+    with pytest.raises(ValueError, match="z must have shape"):
+        model.decode(torch.zeros(2, 15), moving)
+    with pytest.raises(TypeError, match="float"):
+        model.encode(moving.long(), fixed.long())
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"image_size": (32,)}, "2 or 3"),
+    ({"image_size": (4, 32)}, ">= 8"),
+    ({"latent_dim": 0}, "latent_dim"),
+    ({"enc_channels": (4, 8, 8)}, "enc_channels"),
+    ({"steps": -1}, "steps"),
+    ({"condition": "yes"}, "condition"),
+    ({"upsampling": "nearest"}, "upsampling"),
+])
+def test_model_config_validation(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**kw)
+
+
+def test_model_config_dict_round_trip():
+    config = tiny_config((30, 27))
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown key"):
+        ModelConfig.from_dict({**config.to_dict(), "bogus": 1})
