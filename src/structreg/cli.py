@@ -75,7 +75,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.steps=500 (repeatable)")
     p.add_argument("--method", default="cvae", choices=["cvae", "voxelmorph"],
                    help="cvae (ours, default) or voxelmorph (the VoxelMorph-2 baseline: NCC + "
-                        "1.5 smoothness; uses train.steps, batch_size, seed, device)")
+                        "1.5 smoothness; uses train.steps, lr, batch_size, seed, device)")
 
 
 @command("train", "train a registration model on a data set", _train_args)
@@ -112,7 +112,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
         t = config.train
         train_voxelmorph(train_pairs, out, steps=t.steps, batch_size=t.batch_size, seed=t.seed,
-                         device=str(resolve_device(t.device)))
+                         lr=t.lr, device=str(resolve_device(t.device)))
         print(f"done: run folder {out}")
         return 0
     history = train(config.model, config.train, train_pairs, val_pairs, out, resume=args.resume)
