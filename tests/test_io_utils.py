@@ -23,3 +23,15 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("writer crashed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["image.nii.gz"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "x.txt", "data")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
