@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py
+	$(PY) benchmarks/bench_model.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,25 +12,11 @@ on the same input, with our time divided by theirs (< 1: faster).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import torch
 
-
-def _timeit(fn, repeats: int, device: torch.device) -> float:
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    fn(); sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_time
 
 
 def main() -> None:
@@ -58,9 +44,9 @@ def main() -> None:
     rows = []
     for n in (1, args.large_batch):
         m, f = images(n)
-        ours = _timeit(lambda: register(model, m, f, batch_size=n), args.repeats, device)
+        ours = median_time(lambda: register(model, m, f, batch_size=n), args.repeats, device)
         with torch.no_grad():
-            theirs = _timeit(lambda: vxm(m, f), args.repeats, device)
+            theirs = median_time(lambda: vxm(m, f), args.repeats, device)
         rows.append((f"registration, batch {n}", ours, theirs, n))
 
     model.train()
@@ -83,8 +69,8 @@ def main() -> None:
         loss.backward()
         opt_v.step()
 
-    rows.append(("training step, batch 50", _timeit(ours_step, max(3, args.repeats // 2), device),
-                 _timeit(vxm_step, max(3, args.repeats // 2), device), 50))
+    rows.append(("training step, batch 50", median_time(ours_step, max(3, args.repeats // 2), device),
+                 median_time(vxm_step, max(3, args.repeats // 2), device), 50))
 
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"CVAE {model.num_parameters():,} parameters, VoxelMorph-2 "

@@ -9,30 +9,16 @@ fastest peer (< 1 means faster). Runs on CPU, and on CUDA too when available.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from functools import partial
 
 import torch
 
+from timing import median_time
+
 from structreg.ops import exponentiate, warp
 
 CASES = [("2-D batch", (50, 2, 100, 100)), ("3-D volume", (1, 3, 128, 128, 128))]
-
-
-def _timeit(fn, repeats: int, device: str) -> float:
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-    fn(); sync()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _peers(ndim: int):
@@ -65,10 +51,10 @@ def run(device: str, repeats: int) -> list[tuple]:
         v = (torch.randn(*shape, generator=g) * 2).to(device)
         img = torch.rand(shape[0], 1, *shape[2:], generator=g).to(device)
         ours = {"warp": lambda: warp(img, v), "exponentiate N=4": lambda: exponentiate(v, 4)}
-        results = {op: {"structreg": _timeit(fn, repeats, device)} for op, fn in ours.items()}
+        results = {op: {"structreg": median_time(fn, repeats, device)} for op, fn in ours.items()}
         for peer, (pw, pe) in _peers(ndim).items():
-            results["warp"][peer] = _timeit(partial(pw, img, v), repeats, device)
-            results["exponentiate N=4"][peer] = _timeit(partial(pe, v), repeats, device)
+            results["warp"][peer] = median_time(partial(pw, img, v), repeats, device)
+            results["exponentiate N=4"][peer] = median_time(partial(pe, v), repeats, device)
         for op, times in results.items():
             peers = {k: t for k, t in times.items() if k != "structreg"}
             best = min(peers.values()) if peers else float("nan")
