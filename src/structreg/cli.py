@@ -245,6 +245,153 @@ def _data_summary(pairs) -> str:
             f"{labelled} with labels; groups: {per_group}")
 
 
+# ---------------------------------------------------------------------------- analysis
+
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    from .data.spec import add_data_arguments
+
+    add_data_arguments(p, split="all")
+    p.set_defaults(spacing=None, size=None)  # defaults: the run's spacing and the model's size
+    for action in p._actions:
+        if action.dest == "spacing":
+            action.help = "processed voxel spacing in mm (default: the run's, from data.json)"
+        elif action.dest == "size":
+            action.help = "processed image size (default and only choice: the model's)"
+    p.add_argument("--model", required=True, help="run folder or checkpoint file")
+    p.add_argument("--out", required=True, help="codes CSV file to write")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per pass (default: 64)")
+
+
+@command("embed", "encode the pairs of a data set into latent codes (mu, sigma) in a CSV file",
+         _embed_args)
+def _run_embed(args: argparse.Namespace) -> int:
+    from .analysis.latent import encode_pairs, write_codes_csv
+    from .analysis.transport import run_spacing
+    from .data.spec import load_pairs_from_args
+    from .training.checkpoint import load_model
+
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    model, _ = load_model(args.model, args.device)
+    model_size = tuple(model.config.image_size)
+    if args.size is not None and tuple(args.size) != model_size:
+        raise CLIError(f"--size {'x'.join(map(str, args.size))} differs from the model's image "
+                       f"size {'x'.join(map(str, model_size))}; leave --size out")
+    spacing = tuple(args.spacing) if args.spacing else tuple(run_spacing(args.model))
+    pairs = load_pairs_from_args(args, size=tuple(model.config.image_size), spacing=spacing)
+    if not pairs:
+        raise CLIError(f"no pairs in {args.data} ({args.split} split)")
+    mu, sigma = encode_pairs(model, pairs, batch_size=args.batch_size)
+    write_codes_csv(args.out, pairs, mu, sigma)
+    print(f"{_data_summary(pairs)}")
+    print(f"wrote {args.out} ({len(pairs)} codes of dimension {mu.shape[1]})")
+    return 0
+
+
+def _classify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codes", required=True, help="codes CSV written by structreg embed")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--components", type=int, default=5,
+                   help="CCA components fed to the SVM (default: 5)")
+    p.add_argument("--folds", type=int, default=10,
+                   help="cross-validation folds, grouped by subject (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default: 0)")
+
+
+@command("classify", "classify groups from latent codes: CCA + SVM with cross-validation",
+         _classify_args)
+def _run_classify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .analysis.latent import cca_scatter, classify_codes, read_codes_csv
+    from .io_utils import atomic_write_text
+
+    if args.components < 1:
+        raise CLIError(f"--components must be >= 1, got {args.components}")
+    if args.folds < 2:
+        raise CLIError(f"--folds must be >= 2, got {args.folds}")
+    codes = read_codes_csv(args.codes)
+    missing = sum(g is None for g in codes.groups)
+    if missing:
+        raise CLIError(f"{args.codes}: {missing} of {len(codes)} rows have no group")
+    result = classify_codes(codes.mu, codes.groups, codes.subjects,
+                            n_components=args.components, folds=args.folds, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "accuracy.md", result.to_markdown())
+    cca_scatter(codes.mu, codes.groups, out / "cca_scatter.png")
+    print(f"accuracy {result.accuracy_mean:.3f} ± {result.accuracy_std:.3f} over "
+          f"{result.n_folds} folds (chance {result.chance:.3f}); wrote {out}/accuracy.md and "
+          f"cca_scatter.png")
+    return 0
+
+
+def _transport_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run folder or checkpoint file")
+    p.add_argument("--source-moving", required=True, help="source pair: moving image (2-D NIfTI)")
+    p.add_argument("--source-fixed", required=True, help="source pair: fixed image (2-D NIfTI)")
+    p.add_argument("--target", required=True, help="image the deformation is applied to")
+    p.add_argument("--target-fixed", help="the target's own fixed image (shown in the figure)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+
+
+@command("transport", "apply the deformation encoded from one pair to another image",
+         _transport_args)
+def _run_transport(args: argparse.Namespace) -> int:
+    from .analysis.transport import run_spacing, transport_files
+    from .training.checkpoint import load_model
+
+    model, _ = load_model(args.model, args.device)
+    summary = transport_files(model, args.source_moving, args.source_fixed, args.target,
+                              args.out, target_fixed=args.target_fixed,
+                              spacing=run_spacing(args.model))
+    print(f"transported: {summary['folding_percent']:.3f} % non-positive Jacobian -> "
+          f"{summary['out']}")
+    return 0
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run folder or checkpoint file")
+    p.add_argument("--moving", required=True, help="image to deform (2-D NIfTI)")
+    p.add_argument("--n", type=int, default=8, help="number of samples (default: 8)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="standard deviation of the prior codes (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--fixed", help="fixed image of the pair: also write the registration "
+                                   "uncertainty map (spread over z ~ q(z | M, F))")
+    p.add_argument("--posterior-samples", type=int, default=16,
+                   help="codes drawn for the uncertainty map (default: 16)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+
+
+@command("sample", "deform an image with codes sampled from the prior z ~ N(0, I)", _sample_args)
+def _run_sample(args: argparse.Namespace) -> int:
+    import math
+
+    from .analysis.sampling import sample_files
+    from .analysis.transport import run_spacing
+    from .training.checkpoint import load_model
+
+    if args.n < 1:
+        raise CLIError(f"--n must be >= 1, got {args.n}")
+    if not (math.isfinite(args.scale) and args.scale >= 0):
+        raise CLIError(f"--scale must be a finite number >= 0, got {args.scale}")
+    if args.posterior_samples < 2:
+        raise CLIError(f"--posterior-samples must be >= 2, got {args.posterior_samples}")
+    model, _ = load_model(args.model, args.device)
+    summary = sample_files(model, args.moving, args.out, args.n, scale=args.scale,
+                           seed=args.seed, spacing=run_spacing(args.model),
+                           fixed_path=args.fixed, posterior_samples=args.posterior_samples)
+    worst = max(summary["folding_percent"])
+    print(f"{args.n} samples, worst {worst:.3f} % non-positive Jacobian -> {summary['out']}")
+    if "uncertainty_max_mm" in summary:
+        print(f"uncertainty map: max std of |u| {summary['uncertainty_max_mm']:.3f} mm")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="structreg",

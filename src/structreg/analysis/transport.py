@@ -1,0 +1,233 @@
+"""Deformation transport (Krebs et al. 2018, Fig. 1b and Fig. 4).
+
+The code ``z = μ`` of a source pair ``(M_s, F_s)`` is decoded conditioned on
+another image ``M_t``: the decoder adapts the encoded deformation to the target
+anatomy; ``exp(v)`` warps ``M_t``. With ``M_t = M_s`` this is ordinary
+registration of the source pair.
+
+Also the file side used by ``structreg transport`` and ``structreg sample``:
+2-D NIfTI images are preprocessed to the model grid exactly as
+``structreg register`` does (:func:`structreg.data.preprocess.preprocess_pair`),
+and fields found there are mapped back to the image's own grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..registration import RegistrationResult, register, result_from_velocity
+
+
+def _batch(image: torch.Tensor, name: str) -> torch.Tensor:
+    """Accept ``(C, *S)`` or ``(N, C, *S)``; return ``(N, C, *S)``."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(image).__name__}")
+    return image[None] if image.dim() == 3 else image
+
+
+def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
+              target_moving: torch.Tensor) -> RegistrationResult:
+    """Transport the deformation ``source_moving -> source_fixed`` onto ``target_moving``.
+
+    Encodes the source pair (``z = μ``, eval mode), decodes ``z`` conditioned on
+    the target image, exponentiates the velocity and warps the target.
+
+    Args:
+        model: a :class:`structreg.models.cvae.CVAERegistration`.
+        source_moving, source_fixed: ``(N, 1, *S)`` (or ``(1, *S)``) images on the
+            model grid.
+        target_moving: ``(N, 1, *S)`` images; with one source pair and ``N`` targets
+            the source code is applied to every target.
+    Returns:
+        :class:`RegistrationResult` on the target grid (``z`` = the source codes used).
+    """
+    sm, sf = _batch(source_moving, "source_moving"), _batch(source_fixed, "source_fixed")
+    tm = _batch(target_moving, "target_moving")
+    if sm.shape[0] not in (1, tm.shape[0]):
+        raise ValueError(f"transport: {sm.shape[0]} source pairs for {tm.shape[0]} targets "
+                         "(give one source pair or one per target)")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            mu, _ = model.encode(sm.to(device), sf.to(device))
+            z = mu.expand(tm.shape[0], -1) if mu.shape[0] == 1 else mu
+            tm = tm.to(device)
+            velocity = model.decode(z, tm)
+            return result_from_velocity(tm, velocity, steps=model.config.steps, z=z)
+    finally:
+        model.train(was_training)
+
+
+def decode_code(model, z: torch.Tensor, moving: torch.Tensor) -> RegistrationResult:
+    """Decode codes ``z (N, d)`` conditioned on ``moving (N, 1, *S)`` (eval mode,
+    no gradients) and warp it: the common step of transport, sampling and interpolation."""
+    moving = _batch(moving, "moving")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            z = z.to(device=device, dtype=moving.dtype)
+            moving = moving.to(device)
+            if moving.shape[0] == 1 and z.shape[0] > 1:
+                moving = moving.expand(z.shape[0], *moving.shape[1:])
+            velocity = model.decode(z, moving)
+            return result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------- files
+
+@dataclass
+class PreparedImage:
+    """A 2-D NIfTI image read, and preprocessed to the model grid."""
+
+    volume: Any  # structreg.data.io.Volume as read (2-D)
+    processed: torch.Tensor  # (1, 1, *size) normalised, on the model grid
+    fixed: torch.Tensor  # (1, 1, *size) the partner image preprocessed with it
+    record: Any  # structreg.data.preprocess.PreprocessRecord
+
+
+def _read_2d(path: str | os.PathLike):
+    """Read an image; 3-D files with one slice are taken as 2-D, others refused."""
+    from ..data.io import DataError, Volume, read_image
+
+    vol = read_image(path)
+    if vol.ndim == 3 and vol.shape[-1] == 1:
+        vol = Volume(vol.data[..., 0], vol.affine, tuple(vol.spacing[:2]), vol.path)
+    if vol.ndim != 2:
+        raise DataError(f"{Path(path).name}: shape {vol.shape}: 2-D only (give a single "
+                        "slice; 3-D volumes are not supported by this command)")
+    return vol
+
+
+def prepare_images(model, moving_path: str | os.PathLike,
+                   fixed_path: str | os.PathLike | None = None, *,
+                   spacing: Sequence[float] = (2.0, 2.0), pair_id: str = "image") -> PreparedImage:
+    """Read a 2-D moving image (and optional fixed partner on the same grid) and
+    preprocess them to the model grid like ``structreg register``."""
+    from ..data.io import DataError
+    from ..data.preprocess import PreprocessRecord, preprocess_pair
+
+    moving = _read_2d(moving_path)
+    fixed = _read_2d(fixed_path) if fixed_path is not None else moving
+    if fixed.shape != moving.shape:
+        raise DataError(f"{Path(moving_path).name} {moving.shape} and {Path(fixed_path).name} "
+                        f"{fixed.shape}: moving and fixed must share one grid (same array shape)")
+    (pair,) = preprocess_pair(moving, fixed, pair_id=pair_id, size=tuple(model.config.image_size),
+                              spacing=tuple(spacing), n_slices=None)
+    record = PreprocessRecord.from_dict(pair.meta["preprocess"])
+    dtype = next(model.parameters()).dtype
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(array))[None, None].to(dtype)
+
+    return PreparedImage(volume=moving, processed=tensor(pair.moving), fixed=tensor(pair.fixed),
+                         record=record)
+
+
+def to_image_grid(result: RegistrationResult, index: int, image: PreparedImage
+                  ) -> dict[str, np.ndarray]:
+    """Map one result back to the image's own grid: displacement (source voxels),
+    the original image warped at its own resolution, and the Jacobian determinant."""
+    from ..data.preprocess import to_original
+    from ..ops import jacobian_det, warp
+
+    disp = to_original(result.disp[index].detach().cpu().numpy().astype(np.float64),
+                       image.record, kind="field").astype(np.float64)
+    disp_t = torch.from_numpy(disp)[None]
+    moved = warp(torch.from_numpy(image.volume.data.astype(np.float64))[None, None], disp_t,
+                 padding_mode="border")[0, 0].numpy().astype(np.float32)
+    det = jacobian_det(disp_t)[0, 0].numpy().astype(np.float32)
+    return {"disp": disp, "moved": moved, "jacobian_det": det}
+
+
+def run_spacing(model_path: str | os.PathLike) -> list[float]:
+    """The processed spacing a run was trained with (its ``data.json``), default 2 mm."""
+    from ..apply import read_run_data
+
+    path = Path(model_path)
+    return list(read_run_data(path if path.is_dir() else path.parent).get("spacing", [2.0, 2.0]))
+
+
+def transport_files(model, source_moving: str | os.PathLike, source_fixed: str | os.PathLike,
+                    target: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    target_fixed: str | os.PathLike | None = None,
+                    spacing: Sequence[float] = (2.0, 2.0)) -> dict[str, Any]:
+    """Transport the deformation of a source NIfTI pair onto a target image and write:
+
+    ``transported.nii.gz`` (target warped, original intensities, target grid),
+    ``disp.nii.gz`` (ITK/ANTs displacement in mm), ``jacobian_det.nii.gz``,
+    ``z.json`` (the source code) and ``transport.png`` (source pair and its own
+    registration, target, the target's own registration when ``target_fixed`` is
+    given, transported result, Jacobian map).
+    Returns a summary dict.
+    """
+    from ..data.fields import write_itk_displacement
+    from ..data.io import write_image
+    from ..io_utils import atomic_write_text
+
+    src = prepare_images(model, source_moving, source_fixed, spacing=spacing, pair_id="source")
+    tgt = prepare_images(model, target, target_fixed, spacing=spacing, pair_id="target")
+    result = transport(model, src.processed, src.fixed, tgt.processed)
+    own_source = register(model, src.processed, src.fixed)
+    own_target = register(model, tgt.processed, tgt.fixed) if target_fixed is not None else None
+    back = to_image_grid(result, 0, tgt)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    affine = tgt.volume.affine
+    write_image(out / "transported.nii.gz", back["moved"], affine=affine)
+    write_itk_displacement(out / "disp.nii.gz", back["disp"], affine)
+    write_image(out / "jacobian_det.nii.gz", back["jacobian_det"], affine=affine)
+    z = [round(float(v), 6) for v in result.z[0].cpu()]
+    atomic_write_text(out / "z.json", json.dumps({"source_moving": str(source_moving),
+                                                  "source_fixed": str(source_fixed),
+                                                  "target": str(target), "z": z}, indent=1))
+    transport_figure(src, own_source, tgt, own_target, result, out / "transport.png")
+    det = back["jacobian_det"]
+    return {"out": str(out), "files": ["transported.nii.gz", "disp.nii.gz",
+                                       "jacobian_det.nii.gz", "z.json", "transport.png"],
+            "folding_percent": float(100.0 * (det <= 0).mean())}
+
+
+def transport_figure(src: PreparedImage, own_source: RegistrationResult, tgt: PreparedImage,
+                     own_target: RegistrationResult | None, transported: RegistrationResult,
+                     out: str | os.PathLike) -> Path:
+    """One row per image set, on the model grid: source moving, source fixed, source
+    registered; target, target fixed and its own registration (when known),
+    transported result and its Jacobian determinant."""
+    from matplotlib.figure import Figure
+
+    from ..viz.figures import _show, save_figure
+
+    def img(t: torch.Tensor) -> np.ndarray:
+        return t[0, 0].detach().cpu().numpy()
+
+    panels = [(img(src.processed), "source moving"), (img(src.fixed), "source fixed"),
+              (img(own_source.moved), "source registered"), (img(tgt.processed), "target")]
+    if own_target is not None:
+        panels += [(img(tgt.fixed), "target fixed"),
+                   (img(own_target.moved), "target: own deformation")]
+    panels += [(img(transported.moved), "target: transported deformation")]
+    n = len(panels) + 1
+    fig = Figure(figsize=(2.0 * n, 2.3))
+    for i, (data, title) in enumerate(panels):
+        _show(fig.add_subplot(1, n, i + 1), data, None, None, title)
+    ax = fig.add_subplot(1, n, n)
+    det = transported.jacobian_det[0, 0].detach().cpu().numpy()
+    im = ax.imshow(det, cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")
+    ax.set_title(f"det J (min {det.min():.2f})", fontsize=7)
+    ax.set_axis_off()
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return save_figure(fig, out)
