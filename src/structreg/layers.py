@@ -3,6 +3,9 @@ so they add nothing to a model's ``state_dict``)."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -44,3 +47,19 @@ class Exponentiation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"steps={self.steps}"
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block in eval mode without gradients, then restore the module's mode.
+
+    ``with evaluating(model): out = model(x)`` is deterministic (batch-norm running
+    statistics, no dropout) and leaves ``model.training`` as it was, also on errors.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)

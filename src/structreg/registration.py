@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .layers import evaluating
 from .ops import exponentiate, jacobian_det, warp
 
 
@@ -70,19 +71,14 @@ def register(model, moving: torch.Tensor, fixed: torch.Tensor, *,
     t0 = time.perf_counter()
     device = next(model.parameters()).device
     moving, fixed = moving.to(device), fixed.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            velocities, codes = [], []
-            for start in range(0, moving.shape[0], batch_size):
-                m, f = moving[start:start + batch_size], fixed[start:start + batch_size]
-                mu, _ = model.encode(m, f)
-                velocities.append(model.decode(mu, m))
-                codes.append(mu)
-            velocity, z = torch.cat(velocities), torch.cat(codes)
-            result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        velocities, codes = [], []
+        for start in range(0, moving.shape[0], batch_size):
+            m, f = moving[start:start + batch_size], fixed[start:start + batch_size]
+            mu, _ = model.encode(m, f)
+            velocities.append(model.decode(mu, m))
+            codes.append(mu)
+        velocity, z = torch.cat(velocities), torch.cat(codes)
+        result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
     result.seconds = time.perf_counter() - t0
     return result

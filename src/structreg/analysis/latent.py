@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ..layers import evaluating
 from ..io_utils import atomic_write_text
 
 ID_COLUMNS = ("id", "subject", "group")
@@ -48,20 +49,15 @@ def encode_pairs(model, pairs: Sequence, batch_size: int = 64) -> tuple[np.ndarr
     if len(pairs) == 0:
         return np.zeros((0, d)), np.zeros((0, d))
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     mus, sigmas = [], []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start:start + batch_size]
-                m = torch.from_numpy(np.stack([p.moving for p in chunk]).astype(np.float32))[:, None]
-                f = torch.from_numpy(np.stack([p.fixed for p in chunk]).astype(np.float32))[:, None]
-                mu, logvar = model.encode(m.to(device), f.to(device))
-                mus.append(mu.double().cpu().numpy())
-                sigmas.append(torch.exp(0.5 * logvar).double().cpu().numpy())
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            m = torch.from_numpy(np.stack([p.moving for p in chunk]).astype(np.float32))[:, None]
+            f = torch.from_numpy(np.stack([p.fixed for p in chunk]).astype(np.float32))[:, None]
+            mu, logvar = model.encode(m.to(device), f.to(device))
+            mus.append(mu.double().cpu().numpy())
+            sigmas.append(torch.exp(0.5 * logvar).double().cpu().numpy())
     return np.concatenate(mus), np.concatenate(sigmas)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..layers import evaluating
 from ..registration import RegistrationResult
 from .transport import _batch, decode_code
 
@@ -61,13 +62,8 @@ def posterior_spread(model, moving: torch.Tensor, fixed: torch.Tensor, n: int = 
     if int(n) < 2:
         raise ValueError(f"posterior_spread needs n >= 2 samples, got {n}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            mu, logvar = model.encode(moving.to(device), fixed.to(device))
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        mu, logvar = model.encode(moving.to(device), fixed.to(device))
     maps = []
     for i in range(moving.shape[0]):
         mu_i = mu[i:i + 1].expand(int(n), -1)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..layers import evaluating
 from ..registration import RegistrationResult, register, result_from_velocity
 
 
@@ -54,17 +55,12 @@ def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
         raise ValueError(f"transport: {sm.shape[0]} source pairs for {tm.shape[0]} targets "
                          "(give one source pair or one per target)")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            mu, _ = model.encode(sm.to(device), sf.to(device))
-            z = mu.expand(tm.shape[0], -1) if mu.shape[0] == 1 else mu
-            tm = tm.to(device)
-            velocity = model.decode(z, tm)
-            return result_from_velocity(tm, velocity, steps=model.config.steps, z=z)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        mu, _ = model.encode(sm.to(device), sf.to(device))
+        z = mu.expand(tm.shape[0], -1) if mu.shape[0] == 1 else mu
+        tm = tm.to(device)
+        velocity = model.decode(z, tm)
+        return result_from_velocity(tm, velocity, steps=model.config.steps, z=z)
 
 
 def decode_code(model, z: torch.Tensor, moving: torch.Tensor) -> RegistrationResult:
@@ -72,18 +68,13 @@ def decode_code(model, z: torch.Tensor, moving: torch.Tensor) -> RegistrationRes
     no gradients) and warp it: the common step of transport, sampling and interpolation."""
     moving = _batch(moving, "moving")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            z = z.to(device=device, dtype=moving.dtype)
-            moving = moving.to(device)
-            if moving.shape[0] == 1 and z.shape[0] > 1:
-                moving = moving.expand(z.shape[0], *moving.shape[1:])
-            velocity = model.decode(z, moving)
-            return result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        z = z.to(device=device, dtype=moving.dtype)
+        moving = moving.to(device)
+        if moving.shape[0] == 1 and z.shape[0] > 1:
+            moving = moving.expand(z.shape[0], *moving.shape[1:])
+        velocity = model.decode(z, moving)
+        return result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
 
 
 # ---------------------------------------------------------------------------- files

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import evaluating
 from ..ops import jacobian_det, warp
 from ..registration import RegistrationResult
 
@@ -109,13 +110,10 @@ def voxelmorph_loss(model: VoxelMorph2, moving: torch.Tensor, fixed: torch.Tenso
 def register(model: VoxelMorph2, moving: torch.Tensor, fixed: torch.Tensor) -> RegistrationResult:
     """One forward pass of a trained VoxelMorph-2 network (no inverse, no velocity)."""
     t0 = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         disp = model(moving, fixed)
         result = RegistrationResult(moved=warp(moving, disp), disp=disp, inverse_disp=None,
                                     velocity=None, jacobian_det=jacobian_det(disp))
-    model.train(was_training)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Exponentiation, SpatialTransformer
+from ..layers import Exponentiation, SpatialTransformer, evaluating
 
 __all__ = ["ModelConfig", "Encoder", "Decoder", "CVAEOutput", "CVAERegistration",
            "pyramid_sizes"]
@@ -386,16 +386,11 @@ class CVAERegistration(nn.Module):
         moved = self.transformer(moving, disp)
         return CVAEOutput(mu=mu, logvar=logvar, z=z, velocity=velocity, disp=disp, moved=moved)
 
-    @torch.no_grad()
     def register(self, moving: torch.Tensor, fixed: torch.Tensor) -> CVAEOutput:
         """Deterministic registration (``z = μ``, batch-norm running statistics),
         without gradients. The module's train/eval mode is restored afterwards."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.forward(moving, fixed, sample=False)
-        finally:
-            self.train(was_training)
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters."""

@@ -65,6 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..layers import evaluating
 from ..data.pair import Pair, collate_pairs
 from ..losses import kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, ModelConfig
@@ -195,14 +196,12 @@ def validate(model: CVAERegistration, data: dict[str, Any], config: TrainConfig,
         labels), ``val_dice_before`` (same without registration) and
         ``val_folding_pct`` (% of pixels with det J ≤ 0).
     """
-    was_training = model.training
-    model.eval()
     n = data["moving"].shape[0]
     batch_size = batch_size or config.batch_size
     labels = _label_values(data)
     sums = {"val_loss": 0.0, "val_lcc": 0.0, "val_kl": 0.0, "val_folding_pct": 0.0}
     dices, dices_before = [], []
-    try:
+    with evaluating(model):
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             moving, fixed = data["moving"][sl], data["fixed"][sl]
@@ -223,8 +222,6 @@ def validate(model: CVAERegistration, data: dict[str, Any], config: TrainConfig,
                 moved = warp(ml.to(out.disp.dtype), out.disp, mode="nearest").round().long()
                 dices.append(dice(moved, fl, labels))
                 dices_before.append(dice(ml, fl, labels))
-    finally:
-        model.train(was_training)
     result = {k: v / n for k, v in sums.items()}
     result["val_dice"] = _nanmean(torch.cat(dices)) if dices else math.nan
     result["val_dice_before"] = _nanmean(torch.cat(dices_before)) if dices_before else math.nan
