@@ -2,7 +2,7 @@
 
 import pytest
 
-from structreg.configs import bundled_names, resolve_config
+from structreg.configs import resolve_config
 
 
 def test_unknown_config_lists_the_bundled_ones(tmp_path):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import smooth_field, textured_image
 from structreg.data.fields import (disp_to_physical_lps, physical_lps_to_disp,

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .data.fields import write_itk_displacement
-from .data.io import Volume, check_same_ndim, read_image, read_labels, write_image, write_labels
+from .data.io import check_same_ndim, read_image, read_labels, write_image, write_labels
 from .data.labels import CARDIAC_LABELS
 from .data.preprocess import PreprocessRecord, preprocess_pair, to_original
 from .io_utils import atomic_write_text
