@@ -170,3 +170,22 @@ def test_embed_refuses_another_size(run_dir, tmp_path, capsys):
     assert main(["embed", "--model", str(run_dir), "--size", "48x48", "--subjects", "5",
                  "--out", str(tmp_path / "c.csv")]) == 2
     assert "model's image size" in one_line_error(capsys)
+
+
+def test_interpolate_writes_frames_from_identity_to_the_pair(run_dir, niftis, tmp_path, capsys):
+    out = tmp_path / "interp"
+    code = main(["interpolate", "--model", str(run_dir), "--moving", str(niftis["c_ed"]),
+                 "--fixed", str(niftis["c_es"]), "--steps", "4", "--out", str(out),
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    target = nib.load(str(niftis["c_ed"]))
+    frames = [np.asarray(nib.load(str(out / f"interpolation_{i:02d}.nii.gz")).dataobj)
+              for i in range(4)]
+    assert all(f.shape == target.shape for f in frames)
+    # frames change progressively along the line
+    d01 = np.abs(frames[1] - frames[0]).mean()
+    d03 = np.abs(frames[3] - frames[0]).mean()
+    assert d03 > d01 > 0
+    assert (out / "interpolation.png").is_file()
+    assert main(["interpolate", "--model", str(run_dir), "--moving", str(niftis["c_ed"]),
+                 "--fixed", str(niftis["c_es"]), "--steps", "1", "--out", str(out)]) == 2
