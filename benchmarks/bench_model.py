@@ -16,7 +16,7 @@ import warnings
 
 import torch
 
-from timing import median_time
+from timing import compare_times
 
 
 def main() -> None:
@@ -44,10 +44,12 @@ def main() -> None:
     rows = []
     for n in (1, args.large_batch):
         m, f = images(n)
-        ours = median_time(lambda: register(model, m, f, batch_size=n), args.repeats, device)
-        with torch.no_grad():
-            theirs = median_time(lambda: vxm(m, f), args.repeats, device)
-        rows.append((f"registration, batch {n}", ours, theirs, n))
+        def vxm_forward():
+            with torch.no_grad():
+                return vxm(m, f)
+        t = compare_times({"ours": lambda: register(model, m, f, batch_size=n),
+                           "vxm": vxm_forward}, args.repeats, device)
+        rows.append((f"registration, batch {n}", t["ours"], t["vxm"], n))
 
     model.train()
     vxm.train()
@@ -69,8 +71,8 @@ def main() -> None:
         loss.backward()
         opt_v.step()
 
-    rows.append(("training step, batch 50", median_time(ours_step, max(3, args.repeats // 2), device),
-                 median_time(vxm_step, max(3, args.repeats // 2), device), 50))
+    t = compare_times({"ours": ours_step, "vxm": vxm_step}, max(3, args.repeats // 2), device)
+    rows.append(("training step, batch 50", t["ours"], t["vxm"], 50))
 
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"CVAE {model.num_parameters():,} parameters, VoxelMorph-2 "

@@ -14,7 +14,7 @@ from functools import partial
 
 import torch
 
-from timing import median_time
+from timing import compare_times
 
 from structreg.ops import exponentiate, warp
 
@@ -50,11 +50,13 @@ def run(device: str, repeats: int) -> list[tuple]:
         g = torch.Generator().manual_seed(0)
         v = (torch.randn(*shape, generator=g) * 2).to(device)
         img = torch.rand(shape[0], 1, *shape[2:], generator=g).to(device)
-        ours = {"warp": lambda: warp(img, v), "exponentiate N=4": lambda: exponentiate(v, 4)}
-        results = {op: {"structreg": median_time(fn, repeats, device)} for op, fn in ours.items()}
+        fns = {"warp": {"structreg": lambda: warp(img, v)},
+               "exponentiate N=4": {"structreg": lambda: exponentiate(v, 4)}}
         for peer, (pw, pe) in _peers(ndim).items():
-            results["warp"][peer] = median_time(partial(pw, img, v), repeats, device)
-            results["exponentiate N=4"][peer] = median_time(partial(pe, v), repeats, device)
+            fns["warp"][peer] = partial(pw, img, v)
+            fns["exponentiate N=4"][peer] = partial(pe, v)
+        # implementations of one operation are timed round-robin (see timing.compare_times)
+        results = {op: compare_times(impls, repeats, device) for op, impls in fns.items()}
         for op, times in results.items():
             peers = {k: t for k, t in times.items() if k != "structreg"}
             best = min(peers.values()) if peers else float("nan")

@@ -6,22 +6,35 @@ import statistics
 import time
 
 
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def median_time(fn, repeats: int, device) -> float:
     """Median wall time (s) of ``fn()`` over ``repeats`` runs after one warm-up,
     synchronising CUDA when ``device`` is a CUDA device (``torch.device`` or str)."""
-    import torch
+    return compare_times({"fn": fn}, repeats, device)["fn"]
 
-    cuda = str(device).startswith("cuda")
 
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def compare_times(fns: dict, repeats: int, device) -> dict:
+    """Median wall time (s) of each callable in ``fns``, measured round-robin.
+
+    Every callable is warmed up once, then the callables are run in turn,
+    ``repeats`` rounds, so a drift of the machine's speed during the run (other
+    processes, CPU frequency) affects every implementation alike instead of
+    whichever happened to be measured last. Returns ``{name: median seconds}``.
+    """
+    for fn in fns.values():
         fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    _sync(device)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}

@@ -170,3 +170,22 @@ def test_bad_input_is_refused_with_a_clear_message(call, kind, words):
     assert words in message
     assert "\n" not in message
     assert message.split(":")[0] in {"warp", "compose", "resize_field"}
+
+
+def test_finiteness_check_is_exact_with_overflowing_sums():
+    from structreg.ops._checks import all_finite
+
+    big = torch.full((1, 2, 8, 8), 3e38)          # finite values whose float32 sum overflows
+    assert all_finite(big)
+    assert torch.equal(warp(torch.ones(1, 1, 8, 8), torch.zeros(1, 2, 8, 8)),
+                       torch.ones(1, 1, 8, 8))
+    mixed = torch.zeros(1, 2, 8, 8)
+    mixed[0, 1, 3, 4] = float("inf")
+    mixed[0, 0, 2, 2] = -float("inf")             # +inf and -inf: the sum is NaN, not a pass
+    assert not all_finite(mixed)
+    one_nan = torch.zeros(1, 2, 8, 8, requires_grad=True).clone()
+    with torch.no_grad():
+        one_nan[0, 0, 7, 7] = float("nan")
+    assert not all_finite(one_nan)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        warp(torch.ones(1, 1, 8, 8), mixed)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .layers import evaluating
+from .models.inference import inference_copy
 from .ops import exponentiate, jacobian_det, warp
 
 
@@ -72,11 +73,14 @@ def register(model, moving: torch.Tensor, fixed: torch.Tensor, *,
     device = next(model.parameters()).device
     moving, fixed = moving.to(device), fixed.to(device)
     with evaluating(model):
+        # same network with batch norm folded into its convolutions (cached; see
+        # structreg.models.inference): identical result up to rounding, fewer passes
+        net = inference_copy(model)
         velocities, codes = [], []
         for start in range(0, moving.shape[0], batch_size):
             m, f = moving[start:start + batch_size], fixed[start:start + batch_size]
-            mu, _ = model.encode(m, f)
-            velocities.append(model.decode(mu, m))
+            mu, _ = net.encode(m, f)
+            velocities.append(net.decode(mu, m))
             codes.append(mu)
         velocity, z = torch.cat(velocities), torch.cat(codes)
         result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)

@@ -32,19 +32,20 @@ def _exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     sizes = velocity.shape[2:]
     axes = [_axis_coords(n, velocity.device, velocity.dtype) for n in sizes]
     scales = [scale for _, scale in axes]
-    # identity grid (1, *S, ndim) in normalised, reversed-channel layout
+    # identity grid (1, ndim, *S) in normalised units, channels in reversed order; the
+    # sampling grid is the channels-last view of ident + u (no copy, read as is by grid_sample)
     ident = torch.stack(torch.meshgrid(*[coords for coords, _ in axes], indexing="ij")[::-1],
-                        dim=-1).unsqueeze(0)
+                        dim=0).unsqueeze(0)
     rev = [ndim - 1 - c for c in range(ndim)]
     scale_rev = torch.tensor([scales[c] / 2.0 ** steps for c in rev], device=velocity.device,
                              dtype=velocity.dtype).view(1, ndim, *([1] * ndim))
-    u = velocity[:, rev] * scale_rev
+    u = velocity.flip(1) * scale_rev
     for _ in range(steps):
-        u = u + F.grid_sample(u, ident + u.movedim(1, -1), mode="bilinear",
+        u = u + F.grid_sample(u, (ident + u).movedim(1, -1), mode="bilinear",
                               padding_mode="border", align_corners=True)
     unscale = torch.tensor([1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
                            device=velocity.device, dtype=velocity.dtype).view(1, ndim, *([1] * ndim))
-    return u[:, rev] * unscale
+    return u.flip(1) * unscale
 
 
 def exponentiate(velocity: torch.Tensor, steps: int = 4) -> torch.Tensor:
