@@ -46,6 +46,16 @@ def _displaced_grid(disp: torch.Tensor, sizes) -> torch.Tensor:
     identity grid or a reversed copy of ``disp``.
     """
     ndim = disp.shape[1]
+    if disp.shape[0] > 1:
+        # a batch: one fused multiply-add against a shared identity grid (built once,
+        # batch 1) beats per-channel adds; for a single volume the identity grid would
+        # cost as much as the field itself, so the per-channel path below is used
+        axes = [_axis_coords(n, disp.device, disp.dtype) for n in sizes]
+        ident = torch.stack(torch.meshgrid(*[coords for coords, _ in axes], indexing="ij"),
+                            dim=0).unsqueeze(0)
+        scale = torch.tensor([s for _, s in axes], device=disp.device,
+                             dtype=disp.dtype).view(1, ndim, *([1] * ndim))
+        return torch.addcmul(ident, disp, scale).flip(1).movedim(1, -1)
     channels = []
     for c in reversed(range(ndim)):
         coords, scale = _axis_coords(sizes[c], disp.device, disp.dtype)
