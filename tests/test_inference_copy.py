@@ -78,3 +78,23 @@ def test_cached_copy_is_reused_until_the_weights_change():
     # the cache never shows up in the state dict or the parameters
     assert set(model.state_dict()) == set(state)
     assert sum(p.numel() for p in model.parameters()) == model.num_parameters(False)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (12, 10, 9)], ids=["2d", "3d"])
+def test_channels_last_copy_keeps_its_layout_and_returns_a_standard_velocity(size):
+    from structreg.models.cvae import _concat
+
+    model = _model(size).eval()
+    moving, fixed = _pair(size)
+    layout = torch.channels_last if len(size) == 2 else torch.channels_last_3d
+    h = torch.randn(3, 5, *size).contiguous(memory_format=layout)
+    both = _concat(h, moving, layout)
+    assert both.is_contiguous(memory_format=layout)
+    assert torch.equal(both, torch.cat([h, moving], dim=1))
+    net = inference_copy(model)
+    assert net.decoder.velocity.weight.is_contiguous(memory_format=layout)
+    with torch.no_grad():
+        velocity = net.decode(net.encode(moving, fixed)[0], moving)
+        expected = model.register(moving, fixed).velocity
+    assert velocity.is_contiguous()
+    assert torch.allclose(velocity, expected, atol=1e-4, rtol=1e-4)

@@ -171,6 +171,35 @@ def _downsample(image: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return pool(image, size)
 
 
+def _concat(h: torch.Tensor, cond: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """``torch.cat([h, cond], dim=1)`` laid out in ``memory_format``.
+
+    ``torch.cat`` falls back to the contiguous layout when its inputs disagree,
+    and a one-channel ``cond`` never reads as channels-last; the channels-last
+    inference copy (:mod:`structreg.models.inference`) would then pay a full
+    layout conversion before every convolution. Writing both parts into one
+    buffer of the wanted layout avoids that.
+    """
+    if memory_format == torch.contiguous_format:
+        return torch.cat([h, cond], dim=1)
+    out = torch.empty((h.shape[0], h.shape[1] + cond.shape[1], *h.shape[2:]), dtype=h.dtype,
+                      device=h.device, memory_format=memory_format)
+    out[:, :h.shape[1]] = h
+    out[:, h.shape[1]:] = cond
+    return out
+
+
+def _memory_format(weight: torch.Tensor) -> torch.memory_format:
+    """The layout of a convolution ``weight``: channels-last (2-D / 3-D) or contiguous."""
+    if weight.is_contiguous():
+        return torch.contiguous_format
+    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if weight.dim() == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
 class _Resize(nn.Module):
     """(Bi/tri)linear resize of a feature map to a fixed spatial size."""
 
@@ -216,7 +245,8 @@ class Encoder(nn.Module):
         nn.init.constant_(self.logvar.bias, -2.0)
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.blocks(torch.cat([moving, fixed], dim=1)).flatten(1)
+        layout = _memory_format(self.blocks[0][0].weight)
+        h = self.blocks(_concat(moving, fixed, layout)).flatten(1)
         return self.mu(h), self.logvar(h)
 
 
@@ -262,15 +292,18 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
+        layout = _memory_format(self.velocity.weight)
         h = self.fc(z).view(n, self.config.dec_channels[0], *self.sizes[-1])
         h = F.leaky_relu(h, self.config.leaky_slope)
         if self.config.condition:
-            h = torch.cat([h, _downsample(moving, self.sizes[-1])], dim=1)
+            h = _concat(h, _downsample(moving, self.sizes[-1]), layout)
         for level, up in zip((2, 1, 0), self.ups):
             h = up(h)
             if self.config.condition:
-                h = torch.cat([h, _downsample(moving, self.sizes[level])], dim=1)
-        return self.velocity(h)
+                h = _concat(h, _downsample(moving, self.sizes[level]), layout)
+        # (N, ndim, *S) in the standard layout whatever the network's (the field
+        # operations downstream run faster on it)
+        return self.velocity(h).contiguous()
 
 
 @dataclass
