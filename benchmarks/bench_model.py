@@ -2,7 +2,9 @@
 
 Prints: registration time per pair at batch 1 (encode -> z = μ -> decode ->
 exponentiation -> warp, plus exp(-v) and det J as `register()` returns them),
-pairs per second at a large batch, and the training step time at batch 50; and
+the bare forward pass (moved image and displacement, what VoxelMorph's forward
+returns), pairs per second at a large batch, and the training step time at
+batch 50; and
 the same forward pass of the `voxelmorph` package's U-Net (VoxelMorph-2 widths)
 on the same input, with our time divided by theirs (< 1: faster).
 
@@ -23,6 +25,7 @@ def main() -> None:
     from structreg.baselines.voxelmorph import VoxelMorph2
     from structreg.losses import kl_divergence, symmetric_lcc
     from structreg.models.cvae import CVAERegistration, ModelConfig
+    from structreg.models.inference import inference_copy
     from structreg.registration import register
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,9 +50,14 @@ def main() -> None:
         def vxm_forward():
             with torch.no_grad():
                 return vxm(m, f)
+        def ours_forward():
+            # like for like with VoxelMorph's forward: moved image and field only
+            with torch.no_grad():
+                return inference_copy(model)(m, f, sample=False)
         t = compare_times({"ours": lambda: register(model, m, f, batch_size=n),
-                           "vxm": vxm_forward}, args.repeats, device)
-        rows.append((f"registration, batch {n}", t["ours"], t["vxm"], n))
+                           "forward": ours_forward, "vxm": vxm_forward}, args.repeats, device)
+        rows.append((f"registration (`register()`), batch {n}", t["ours"], t["vxm"], n))
+        rows.append((f"forward pass (moved + field), batch {n}", t["forward"], t["vxm"], n))
 
     model.train()
     vxm.train()
