@@ -13,12 +13,6 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn, repeats: int, device) -> float:
-    """Median wall time (s) of ``fn()`` over ``repeats`` runs after one warm-up,
-    synchronising CUDA when ``device`` is a CUDA device (``torch.device`` or str)."""
-    return compare_times({"fn": fn}, repeats, device)["fn"]
-
-
 def compare_times(fns: dict, repeats: int, device) -> dict:
     """Median wall time (s) of each callable in ``fns``, measured round-robin.
 

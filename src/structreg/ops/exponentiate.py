@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_field
-from .grid import _axis_coords, _sample_displaced
+from .grid import _normalised_identity, _sample_displaced
 
 
 def _exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
@@ -30,12 +30,9 @@ def _exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
         return velocity.clone()
     ndim = velocity.shape[1]
     sizes = velocity.shape[2:]
-    axes = [_axis_coords(n, velocity.device, velocity.dtype) for n in sizes]
-    scales = [scale for _, scale in axes]
     # identity grid (1, ndim, *S) in normalised units, channels in reversed order; the
     # sampling grid is the channels-last view of ident + u (no copy, read as is by grid_sample)
-    ident = torch.stack(torch.meshgrid(*[coords for coords, _ in axes], indexing="ij")[::-1],
-                        dim=0).unsqueeze(0)
+    ident, scales = _normalised_identity(sizes, velocity.device, velocity.dtype, reverse=True)
     rev = [ndim - 1 - c for c in range(ndim)]
     scale_rev = torch.tensor([scales[c] / 2.0 ** steps for c in rev], device=velocity.device,
                              dtype=velocity.dtype).view(1, ndim, *([1] * ndim))

@@ -37,24 +37,33 @@ def _axis_coords(n: int, device, dtype) -> tuple[torch.Tensor, float]:
     return torch.arange(n, device=device, dtype=dtype) * scale - (1.0 if n > 1 else 0.0), scale
 
 
+def _normalised_identity(sizes, device, dtype,
+                         reverse: bool = False) -> tuple[torch.Tensor, list[float]]:
+    """Identity grid ``(1, ndim, *S)`` in ``grid_sample``'s normalised units and the
+    voxel->normalised factor per axis (in axis order). Channel ``c`` runs along axis
+    ``S[c]``, or, with ``reverse``, along ``S[ndim - 1 - c]`` (``grid_sample``'s order)."""
+    axes = [_axis_coords(n, device, dtype) for n in sizes]
+    coords = torch.meshgrid(*[c for c, _ in axes], indexing="ij")
+    ident = torch.stack(coords[::-1] if reverse else coords, dim=0).unsqueeze(0)
+    return ident, [scale for _, scale in axes]
+
+
 def _displaced_grid(disp: torch.Tensor, sizes) -> torch.Tensor:
     """``grid_sample`` grid ``(N, *S, ndim)`` for the positions ``x + disp(x)``.
 
     The only translation to ``grid_sample``'s normalised, reversed (x, y[, z])
     coordinates; ``sizes`` is the spatial shape of the image that will be sampled
-    (equal to ``disp``'s own grid here). Built channel by channel, without an
-    identity grid or a reversed copy of ``disp``.
+    (equal to ``disp``'s own grid here). A batch is one fused multiply-add
+    against a shared identity grid; a single field is built channel by channel,
+    without an identity grid or a reversed copy of ``disp``.
     """
     ndim = disp.shape[1]
     if disp.shape[0] > 1:
         # a batch: one fused multiply-add against a shared identity grid (built once,
         # batch 1) beats per-channel adds; for a single volume the identity grid would
         # cost as much as the field itself, so the per-channel path below is used
-        axes = [_axis_coords(n, disp.device, disp.dtype) for n in sizes]
-        ident = torch.stack(torch.meshgrid(*[coords for coords, _ in axes], indexing="ij"),
-                            dim=0).unsqueeze(0)
-        scale = torch.tensor([s for _, s in axes], device=disp.device,
-                             dtype=disp.dtype).view(1, ndim, *([1] * ndim))
+        ident, scales = _normalised_identity(sizes, disp.device, disp.dtype)
+        scale = torch.tensor(scales, device=disp.device, dtype=disp.dtype).view(1, ndim, *([1] * ndim))
         return torch.addcmul(ident, disp, scale).flip(1).movedim(1, -1)
     channels = []
     for c in reversed(range(ndim)):
