@@ -22,11 +22,11 @@ from timing import compare_times
 
 
 def main() -> None:
-    from structreg.baselines.voxelmorph import VoxelMorph2
+    from structreg.models.voxelmorph import VoxelMorph2
     from structreg.losses import kl_divergence, symmetric_lcc
     from structreg.models.cvae import CVAERegistration, ModelConfig
     from structreg.models.inference import inference_copy
-    from structreg.registration import register
+    from structreg.methods.ours import CVAERegistrar
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -54,7 +54,7 @@ def main() -> None:
             # like for like with VoxelMorph's forward: moved image and field only
             with torch.no_grad():
                 return inference_copy(model)(m, f, sample=False)
-        t = compare_times({"ours": lambda: register(model, m, f, batch_size=n),
+        t = compare_times({"ours": lambda: CVAERegistrar(model, batch_size=n).register(m, f),
                            "forward": ours_forward, "vxm": vxm_forward}, args.repeats, device)
         rows.append((f"registration (`register()`), batch {n}", t["ours"], t["vxm"], n))
         rows.append((f"forward pass (moved + field), batch {n}", t["forward"], t["vxm"], n))
@@ -73,9 +73,9 @@ def main() -> None:
         opt.step()
 
     def vxm_step():
-        from structreg.baselines.voxelmorph import voxelmorph_loss
+        from structreg.models.voxelmorph import voxelmorph_loss
         opt_v.zero_grad()
-        loss, _ = voxelmorph_loss(vxm, m, f)
+        loss, _, _ = voxelmorph_loss(vxm, m, f)
         loss.backward()
         opt_v.step()
 

@@ -47,7 +47,8 @@ def main() -> None:
     from structreg.data import collate_pairs
     from structreg.data.phantoms.cardiac import ejection_fraction
     from structreg.data.spec import load_pairs
-    from structreg.registration import register, result_from_velocity
+    from structreg.methods import result_from_velocity
+    from structreg.methods.ours import CVAERegistrar
     from structreg.training.checkpoint import load_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,7 +67,7 @@ def main() -> None:
     pairs = load_pairs(f"phantom:{args.anatomy}", split="all", seed=args.seed, n_subjects=args.subjects,
                        size=tuple(model.config.image_size))
     batch = collate_pairs(pairs)
-    own = register(model, batch["moving"], batch["fixed"])
+    own = CVAERegistrar(model).register(batch["moving"], batch["fixed"])
     groups = np.array([p.group for p in pairs])
     subjects = np.array([p.subject for p in pairs])
     true_ef = sign * np.array([ejection_fraction(p.moving_labels, p.fixed_labels, label)

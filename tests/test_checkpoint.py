@@ -43,7 +43,7 @@ def test_round_trip_gives_identical_outputs(saved, tmp_path):
     assert loaded_config == config
     assert not loaded.training
     moving, fixed = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
-    a, b = model.register(moving, fixed), loaded.register(moving, fixed)
+    a, b = model.predict(moving, fixed), loaded.predict(moving, fixed)
     for name in ("mu", "velocity", "disp", "moved"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     # a run folder loads best.pt when present

@@ -52,7 +52,7 @@ def test_velocity_starts_near_zero_so_training_starts_at_identity():
     torch.manual_seed(0)
     model = CVAERegistration(tiny_config())
     moving, fixed = images(2, (32, 32))
-    out = model.register(moving, fixed)
+    out = model.predict(moving, fixed)
     assert out.velocity.abs().max() < 1e-2
     assert torch.allclose(out.moved, moving, atol=1e-2)
 
@@ -76,9 +76,9 @@ def test_registration_is_deterministic_and_sampling_is_seeded():
     torch.manual_seed(0)
     model = CVAERegistration(tiny_config(velocity_init_std=0.1))
     moving, fixed = images(2, (32, 32))
-    r1, r2 = model.register(moving, fixed), model.register(moving, fixed)
+    r1, r2 = model.predict(moving, fixed), model.predict(moving, fixed)
     assert torch.equal(r1.velocity, r2.velocity) and torch.equal(r1.z, r1.mu)
-    assert model.training  # register() restores the mode
+    assert model.training  # predict() restores the mode
     model.eval()
     s1 = model(moving, fixed, sample=True, generator=torch.Generator().manual_seed(5))
     s2 = model(moving, fixed, sample=True, generator=torch.Generator().manual_seed(5))

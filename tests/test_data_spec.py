@@ -9,7 +9,8 @@ import pytest
 from data_fixtures import write_acdc
 from structreg.data.dataset import PairDataset, pair_loader, split_by_subject, split_counts
 from structreg.data.pair import Pair
-from structreg.data.spec import (DataSpec, add_data_arguments, load_pairs, load_pairs_from_args,
+from structreg.cli.options import add_data_options, load_pairs_from_args
+from structreg.data.spec import (DataSpec, load_pairs,
                                  parse_data_spec)
 
 
@@ -116,7 +117,7 @@ def test_missing_phantom_module_is_one_line(monkeypatch):
 
 def test_cli_data_arguments(acdc):
     parser = argparse.ArgumentParser()
-    add_data_arguments(parser)
+    add_data_options(parser)
     args = parser.parse_args([])
     assert (args.data, args.split, args.seed, args.size, args.spacing, args.subjects, args.slices) == \
         ("phantom:cardiac", "train", 0, (100, 100), (2.0, 2.0), None, None)

@@ -5,10 +5,11 @@ import csv
 import pytest
 import torch
 
-from structreg.baselines.lcc_demons import LCCDemonsConfig
 from structreg.data.spec import load_pairs
-from structreg.evaluation.evaluate import (Method, format_table, load_methods, parse_methods,
-                                           run_evaluation)
+from structreg.errors import InputError
+from structreg.evaluation.evaluate import format_table, run_evaluation
+from structreg.methods import MethodSpec, build_methods, parse_methods
+from structreg.methods.identity import Identity
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +20,28 @@ def pairs():
 
 def test_parse_methods():
     assert parse_methods("ours:runs/a, lcc-demons,identity") == [
-        ("ours", "runs/a"), ("lcc-demons", None), ("identity", None)]
-    with pytest.raises(ValueError, match="unknown method"):
+        MethodSpec("ours", "runs/a"), MethodSpec("lcc-demons"), MethodSpec("identity")]
+    specs = parse_methods("lcc-demons:levels=2,iterations=15/10,max_step=0.5,identity")
+    assert specs == [MethodSpec("lcc-demons", None, (("levels", "2"), ("iterations", "15/10"),
+                                                     ("max_step", "0.5"))),
+                     MethodSpec("identity")]
+    with pytest.raises(InputError, match="unknown method"):
         parse_methods("elastix")
-    with pytest.raises(ValueError, match="needs a run folder"):
-        parse_methods("voxelmorph")
+    with pytest.raises(InputError, match="needs a run folder"):
+        build_methods("voxelmorph")
+    with pytest.raises(InputError, match="unknown option 'sigma'"):
+        build_methods("lcc-demons:sigma=2")
+    with pytest.raises(InputError, match="not a valid int"):
+        build_methods("lcc-demons:levels=two")
+    with pytest.raises(InputError, match="given twice"):
+        build_methods("identity,identity")
+    (labelled,) = build_methods("identity:label=none,batch_size=3")
+    assert labelled.name == "none" and labelled.batch_size == 3
 
 
 def test_demons_beats_identity_and_files_are_written(pairs, tmp_path):
-    fast = LCCDemonsConfig(levels=2, iterations=[15, 10])
-    methods = load_methods([("lcc-demons", None), ("identity", None)], demons_config=fast)
+    methods = build_methods("lcc-demons:levels=2,iterations=15/10,identity")
+    assert methods[0].config.iterations == [15, 10]
     summary = run_evaluation(pairs, methods, tmp_path, n_figure=2, progress=False)
     for name in ("pairs.csv", "table.md", "registration.png", "dice_boxplot.png"):
         assert (tmp_path / name).is_file(), name
@@ -46,19 +59,19 @@ def test_demons_beats_identity_and_files_are_written(pairs, tmp_path):
 
 
 def test_a_failing_pair_is_reported_and_the_others_go_on(pairs, tmp_path):
-    from structreg.baselines.identity import register as identity
-
     bad_id = pairs[2].id
 
-    def flaky(m, f, mask):
-        if m.shape[0] == 1 and torch.equal(m[0, 0], torch.from_numpy(pairs[2].moving)):
-            raise ValueError("synthetic failure")
-        if m.shape[0] > 1:
-            raise RuntimeError("batch failed")  # forces the pair-by-pair retry
-        return identity(m, f)
+    class Flaky(Identity):
+        name = "ours"
 
-    summary = run_evaluation(pairs, [Method("ours", flaky, 4), Method("identity",
-                             lambda m, f, mask: identity(m, f))], tmp_path, progress=False)
+        def register(self, m, f, *, mask=None):
+            if m.shape[0] == 1 and torch.equal(m[0, 0], torch.from_numpy(pairs[2].moving)):
+                raise InputError("synthetic failure")
+            if m.shape[0] > 1:
+                raise InputError("batch failed")  # forces the pair-by-pair retry
+            return super().register(m, f)
+
+    summary = run_evaluation(pairs, [Flaky(batch_size=4), Identity()], tmp_path, progress=False)
     rows = list(csv.DictReader((tmp_path / "pairs.csv").open()))
     failed = [r for r in rows if r["error"]]
     assert summary["failed"] == 1 and failed[0]["id"] == bad_id
@@ -75,3 +88,12 @@ def test_table_layout_with_significance():
     table = format_table(rows, ["ours", "identity"], {"LV": (3,)})
     assert "| LV Dice | **0.904 ± 0.002** | 0.507 ± 0.005 |" in table
     assert "Wilcoxon" in table and "| dice LV | 0.0078 |" in table
+
+
+def test_a_bug_is_not_turned_into_an_error_row(pairs, tmp_path):
+    class Broken(Identity):
+        def register(self, m, f, *, mask=None):
+            raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        run_evaluation(pairs[:2], [Broken()], tmp_path, progress=False)

@@ -5,7 +5,11 @@ import torch
 from torch import nn
 
 from structreg.models import CVAERegistration, ModelConfig, fold_batch_norm, inference_copy
-from structreg.registration import register
+from structreg.methods.ours import CVAERegistrar
+
+
+def register(model, moving, fixed, **kwargs):
+    return CVAERegistrar(model, **kwargs).register(moving, fixed)
 
 
 def _model(size):
@@ -39,7 +43,7 @@ def test_folded_network_matches_the_network(size):
     assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     assert model.training                      # the original is left alone
     with torch.no_grad():
-        out = model.register(moving, fixed)
+        out = model.predict(moving, fixed)
         mu, _ = folded.encode(moving, fixed)
         velocity = folded.decode(mu, moving)
     assert out.velocity.abs().max() > 0.5
@@ -67,14 +71,14 @@ def test_cached_copy_is_reused_until_the_weights_change():
     second = inference_copy(model)
     assert second is not first
     assert torch.allclose(register(model, moving, fixed).velocity,
-                          model.register(moving, fixed).velocity, atol=1e-4, rtol=1e-4)
+                          model.predict(moving, fixed).velocity, atol=1e-4, rtol=1e-4)
 
     # loading other weights (in place) is seen too
     model.load_state_dict(state)
     third = inference_copy(model)
     assert third is not second
     assert torch.allclose(register(model, moving, fixed).velocity,
-                          model.register(moving, fixed).velocity, atol=1e-4, rtol=1e-4)
+                          model.predict(moving, fixed).velocity, atol=1e-4, rtol=1e-4)
     # the cache never shows up in the state dict or the parameters
     assert set(model.state_dict()) == set(state)
     assert sum(p.numel() for p in model.parameters()) == model.num_parameters(False)
@@ -95,6 +99,6 @@ def test_channels_last_copy_keeps_its_layout_and_returns_a_standard_velocity(siz
     assert net.decoder.velocity.weight.is_contiguous(memory_format=layout)
     with torch.no_grad():
         velocity = net.decode(net.encode(moving, fixed)[0], moving)
-        expected = model.register(moving, fixed).velocity
+        expected = model.predict(moving, fixed).velocity
     assert velocity.is_contiguous()
     assert torch.allclose(velocity, expected, atol=1e-4, rtol=1e-4)

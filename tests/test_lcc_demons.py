@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from conftest import smooth_field, textured_image
-from structreg.baselines import identity
-from structreg.baselines.lcc_demons import LCCDemonsConfig, register
+from structreg.methods.identity import Identity
+from structreg.methods.lcc_demons import LCCDemons, LCCDemonsConfig
+
+
+def register(moving, fixed, config=None):
+    return LCCDemons(config).register(moving, fixed)
 from structreg.ops import exponentiate, folding_fraction, warp
 
 
@@ -45,7 +49,7 @@ def test_runs_batched_and_in_3d():
 
 def test_identity_baseline_and_config_errors():
     m = textured_image((8, 8)).float()
-    r = identity.register(m, m)
+    r = Identity().register(m, m)
     assert torch.equal(r.moved, m) and r.disp.abs().sum() == 0 and torch.all(r.jacobian_det == 1)
     with pytest.raises(ValueError, match="iterations"):
         LCCDemonsConfig(levels=2, iterations=[5])

@@ -173,7 +173,7 @@ def test_bad_input_is_refused_with_a_clear_message(call, kind, words):
 
 
 def test_finiteness_check_is_exact_with_overflowing_sums():
-    from structreg.ops._checks import all_finite
+    from structreg.ops.checks import all_finite
 
     big = torch.full((1, 2, 8, 8), 3e38)          # finite values whose float32 sum overflows
     assert all_finite(big)

@@ -13,7 +13,11 @@ from structreg.models import CVAERegistration, ModelConfig
 from structreg.ops import exponentiate, folding_fraction, gaussian_smooth, warp
 from structreg.training import (ConfigError, RunConfig, TrainConfig, load_config, load_model,
                                 registration_loss, save_config, train, train_step)
-from structreg.training.loop import LOG_COLUMNS, dice
+from structreg.evaluation.metrics import dice
+from structreg.training.engine import log_columns
+from structreg.training.tasks import CVAETask
+
+LOG_COLUMNS = log_columns(CVAETask())
 
 TINY = ModelConfig(image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2),
                    dec_channels=(8, 8, 8, 8))
@@ -144,12 +148,11 @@ def test_loss_scale_and_parts():
     assert parts.penalty.item() == pytest.approx(2.0)
 
 
-def test_dice_helper():
-    a = torch.tensor([[[[1, 1, 0, 2]]]])
-    b = torch.tensor([[[[1, 0, 0, 2]]]])
-    d = dice(a, b, [1, 2, 3])
-    assert d[0, 0].item() == pytest.approx(2 / 3) and d[0, 1].item() == 1.0
-    assert math.isnan(d[0, 2].item())
+def test_dice_metric_per_label():
+    a = torch.tensor([[1, 1, 0, 2]])
+    b = torch.tensor([[1, 0, 0, 2]])
+    assert dice(a, b, [1]) == pytest.approx(2 / 3) and dice(a, b, [2]) == 1.0
+    assert math.isnan(dice(a, b, [3]))
 
 
 # -- learning -----------------------------------------------------------------------
@@ -182,11 +185,11 @@ def test_overfitting_one_pair_registers_it_without_folding(tmp_path):
     # the saved model registers the pair the same way
     model, _ = load_model(tmp_path / "run", "cpu")
     moving = torch.from_numpy(pair.moving)[None, None]
-    out = model.register(moving, torch.from_numpy(pair.fixed)[None, None])
+    out = model.predict(moving, torch.from_numpy(pair.fixed)[None, None])
     moved = warp(torch.from_numpy(pair.moving_labels).float()[None, None], out.disp,
                  mode="nearest").round().long()
-    d = dice(moved, torch.from_numpy(pair.fixed_labels).long()[None, None], [1])
-    assert d.item() == pytest.approx(last["val_dice"])
+    d = dice(moved[0, 0], torch.from_numpy(pair.fixed_labels).long(), [1])
+    assert d == pytest.approx(last["val_dice"])
     assert folding_fraction(out.disp).item() == 0.0
 
 

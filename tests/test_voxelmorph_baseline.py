@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import smooth_field, textured_image
-from structreg.baselines.voxelmorph import (VoxelMorph2, VoxelMorphConfig, register,
-                                            voxelmorph_loss)
+from structreg.methods.voxelmorph import VoxelMorphRegistrar
+from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss
 from structreg.ops import exponentiate, warp
 
 pytest.importorskip("voxelmorph")
@@ -29,14 +29,14 @@ def test_training_steps_lower_the_loss_and_register():
     f = warp(m, exponentiate(v, 4), padding_mode="border")
     model = VoxelMorph2(VoxelMorphConfig(nb_features=(8, 16, 16)))
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    first, _ = voxelmorph_loss(model, m, f)
+    first, _, _ = voxelmorph_loss(model, m, f)
     for _ in range(40):
         opt.zero_grad()
-        loss, parts = voxelmorph_loss(model, m, f)
+        loss, parts, _ = voxelmorph_loss(model, m, f)
         loss.backward()
         opt.step()
     assert loss.item() < first.item() - 0.01
-    result = register(model, m, f)
+    result = VoxelMorphRegistrar(model).register(m, f)
     assert result.inverse_disp is None and result.velocity is None
     assert result.jacobian_det.shape == (4, 1, *shape)
     assert (result.moved - f).pow(2).mean() < (m - f).pow(2).mean()

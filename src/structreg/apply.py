@@ -30,30 +30,20 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .data.defaults import DEFAULT_SPACING
 from .data.fields import write_itk_displacement
 from .data.io import check_same_ndim, read_image, read_labels, write_image, write_labels
 from .data.labels import CARDIAC_LABELS
 from .data.preprocess import PreprocessRecord, preprocess_pair, to_original
+from .errors import DataError
+from .evaluation import metrics
 from .io_utils import atomic_write_text
+from .methods.ours import CVAERegistrar
 from .ops import jacobian_det, warp
-from .registration import register
-
-RUN_DATA_FILE = "data.json"
-
-
-def read_run_data(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The data settings a run was trained with (``data.json``), or defaults."""
-    path = Path(run_dir) / RUN_DATA_FILE
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: unreadable run data settings ({exc})") from None
-    return {"spacing": [2.0, 2.0]}
 
 
 def _stack_slices(arrays: Sequence[np.ndarray], records: Sequence[PreprocessRecord],
-                  shape: tuple[int, ...], field: bool, dtype) -> np.ndarray:
+                  shape: tuple[int, ...], field: bool, dtype: Any) -> np.ndarray:
     """Reassemble per-slice arrays (mapped back to source grids) into the original volume."""
     ndim = len(shape)
     if records[0].slice_axis is None:
@@ -72,23 +62,26 @@ def _stack_slices(arrays: Sequence[np.ndarray], records: Sequence[PreprocessReco
     return out
 
 
-def register_files(model, moving_path: str | os.PathLike, fixed_path: str | os.PathLike,
-                   out_dir: str | os.PathLike, *, moving_labels_path=None,
-                   spacing: Sequence[float] = (2.0, 2.0), pair_id: str = "pair") -> dict[str, Any]:
+def write_registration(model: Any, moving_path: str | os.PathLike, fixed_path: str | os.PathLike,
+                   out_dir: str | os.PathLike, *,
+                   moving_labels_path: str | os.PathLike | None = None,
+                   spacing: Sequence[float] = DEFAULT_SPACING,
+                   pair_id: str = "pair") -> dict[str, Any]:
     """Register one NIfTI pair with a trained CVAE and write the outputs (see module doc).
 
-    Returns a summary dict (files written, % non-positive Jacobian, slices).
+    Returns a summary dict: ``out``, ``files`` written, ``slices`` and the
+    ``folding_pct`` and ``seconds`` of the registration.
     """
     moving, fixed = read_image(moving_path), read_image(fixed_path)
     check_same_ndim(moving, fixed)
     if moving.shape != fixed.shape:
-        raise ValueError(f"{Path(moving_path).name} {moving.shape} and {Path(fixed_path).name} "
+        raise DataError(f"{Path(moving_path).name} {moving.shape} and {Path(fixed_path).name} "
                          f"{fixed.shape}: moving and fixed must share one grid (same array shape)")
     labels = None
     if moving_labels_path is not None:
         labels = read_labels(moving_labels_path)
         if labels.shape != moving.shape:
-            raise ValueError(f"{Path(moving_labels_path).name}: label map shape {labels.shape} "
+            raise DataError(f"{Path(moving_labels_path).name}: label map shape {labels.shape} "
                              f"differs from the moving image {moving.shape}")
     size = tuple(model.config.image_size)
     n_slices = moving.shape[-1] if moving.ndim == 3 else None
@@ -99,7 +92,7 @@ def register_files(model, moving_path: str | os.PathLike, fixed_path: str | os.P
     records = [PreprocessRecord.from_dict(p.meta["preprocess"]) for p in pairs]
     m = torch.from_numpy(np.stack([p.moving for p in pairs]))[:, None]
     f = torch.from_numpy(np.stack([p.fixed for p in pairs]))[:, None]
-    result = register(model, m, f)
+    result = CVAERegistrar(model).register(m, f)
 
     def back(field: torch.Tensor) -> np.ndarray:
         per_slice = [to_original(field[i].cpu().numpy().astype(np.float64), rec, kind="field")
@@ -130,4 +123,4 @@ def register_files(model, moving_path: str | os.PathLike, fixed_path: str | os.P
     atomic_write_text(out / "z.json", json.dumps({"pair": pair_id, "codes": codes}, indent=1))
     written.append("z.json")
     return {"out": str(out), "files": written, "slices": len(pairs),
-            "folding_percent": float(100.0 * (det <= 0).mean()), "seconds": result.seconds}
+            metrics.FOLDING: metrics.folding_percent(disp), "seconds": result.seconds}

@@ -4,11 +4,12 @@ so they add nothing to a model's ``state_dict``)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from .errors import InputError
 from .ops.exponentiate import exponentiate
 from .ops.warp import warp
 
@@ -39,7 +40,7 @@ class Exponentiation(nn.Module):
     def __init__(self, steps: int = 4):
         super().__init__()
         if not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"Exponentiation: steps must be a non-negative int, got {steps!r}")
+            raise InputError(f"Exponentiation: steps must be a non-negative int, got {steps!r}")
         self.steps = steps
 
     def forward(self, velocity: torch.Tensor) -> torch.Tensor:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops._checks import check_field, check_float_tensor, check_image, check_same_spatial
-from .ops.exponentiate import _exponentiate
-from .ops.smoothing import _gaussian_smooth, gaussian_kernel1d
-from .ops.warp import _warp
+from .errors import InputError, ShapeError
+from .ops import kernels
+from .ops.checks import check_field, check_float_tensor, check_image, check_same_spatial
+from .ops.smoothing import gaussian_kernel1d
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -25,25 +25,17 @@ def _reduce(fn: str, value: torch.Tensor, reduction: str) -> torch.Tensor:
         return value.sum()
     if reduction == "none":
         return value
-    raise ValueError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    raise InputError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _lcc_map(fixed: torch.Tensor, moving: torch.Tensor, kernel: torch.Tensor,
-             eps: float) -> torch.Tensor:
-    """Unchecked per-voxel squared local correlation ``(N, C, *S)``."""
-    # One smoothing pass over the five stacked statistics.
-    c = fixed.shape[1]
-    stats = torch.cat([fixed, moving, fixed * fixed, moving * moving, fixed * moving], dim=1)
-    mean = _gaussian_smooth(stats, kernel)
-    mf, mm, ff, mmm, fm = torch.split(mean, c, dim=1)
-    var_f = (ff - mf * mf).clamp_min(0.0)
-    var_m = (mmm - mm * mm).clamp_min(0.0)
-    cov = fm - mf * mm
-    return cov * cov / (var_f * var_m + eps)
-
-
-def lcc(fixed: torch.Tensor, moving: torch.Tensor, sigma: float = 2.0,
-        kernel_size: int = 9, eps: float = 1e-6, reduction: str = "mean") -> torch.Tensor:
+def lcc(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    sigma: float = 2.0,
+    kernel_size: int = 9,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Gaussian-windowed squared local cross-correlation.
 
     With ``Ḡ`` the Gaussian local mean (σ = ``sigma`` voxels, window ``kernel_size``),
@@ -60,15 +52,24 @@ def lcc(fixed: torch.Tensor, moving: torch.Tensor, sigma: float = 2.0,
     check_image("lcc", "moving", moving, ndim)
     check_same_spatial("lcc", "fixed", fixed, "moving", moving)
     if fixed.shape != moving.shape:
-        raise ValueError(f"lcc: fixed {tuple(fixed.shape)} and moving "
-                         f"{tuple(moving.shape)} must have the same shape")
+        raise ShapeError(
+            f"lcc: fixed {tuple(fixed.shape)} and moving "
+            f"{tuple(moving.shape)} must have the same shape"
+        )
     kernel = gaussian_kernel1d(sigma, kernel_size, device=fixed.device, dtype=fixed.dtype)
-    return _reduce("lcc", _lcc_map(fixed, moving, kernel, eps), reduction)
+    return _reduce("lcc", kernels.lcc_map(fixed, moving, kernel, eps), reduction)
 
 
-def symmetric_lcc(fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.Tensor,
-                  steps: int = 4, sigma: float = 2.0, kernel_size: int = 9,
-                  eps: float = 1e-6, reduction: str = "mean") -> torch.Tensor:
+def symmetric_lcc(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    velocity: torch.Tensor,
+    steps: int = 4,
+    sigma: float = 2.0,
+    kernel_size: int = 9,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Symmetric LCC of Eq. 2: ``LCC(F ∘ exp(-v/2), M ∘ exp(v/2))``.
 
     Both half transforms come from one batched scaling-and-squaring pass.
@@ -87,11 +88,11 @@ def symmetric_lcc(fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.Ten
     check_same_spatial("symmetric_lcc", "fixed", fixed, "velocity", velocity)
     check_same_spatial("symmetric_lcc", "moving", moving, "velocity", velocity)
     n = velocity.shape[0]
-    halves = _exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity]), steps)
+    halves = kernels.exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity]), steps)
     images = torch.cat([moving.expand(n, *moving.shape[1:]), fixed.expand(n, *fixed.shape[1:])])
-    warped = _warp(images, halves, "bilinear", "border")
+    warped = kernels.warp(images, halves, "bilinear", "border")
     kernel = gaussian_kernel1d(sigma, kernel_size, device=fixed.device, dtype=fixed.dtype)
-    return _reduce("symmetric_lcc", _lcc_map(warped[n:], warped[:n], kernel, eps), reduction)
+    return _reduce("symmetric_lcc", kernels.lcc_map(warped[n:], warped[:n], kernel, eps), reduction)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -105,14 +106,17 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean
     check_float_tensor("kl_divergence", "mu", mu)
     check_float_tensor("kl_divergence", "logvar", logvar)
     if mu.dim() != 2 or mu.shape != logvar.shape:
-        raise ValueError(f"kl_divergence: mu and logvar must both be (N, d), got "
-                         f"{tuple(mu.shape)} and {tuple(logvar.shape)}")
+        raise ShapeError(
+            f"kl_divergence: mu and logvar must both be (N, d), got "
+            f"{tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
     return _reduce("kl_divergence", kl, reduction)
 
 
-def outside_mask_penalty(disp: torch.Tensor, mask: torch.Tensor,
-                         reduction: str = "mean") -> torch.Tensor:
+def outside_mask_penalty(
+    disp: torch.Tensor, mask: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Mean squared displacement norm (voxels²) outside a mask.
 
     Used by the brain model to punish deformation of the background.
@@ -125,8 +129,10 @@ def outside_mask_penalty(disp: torch.Tensor, mask: torch.Tensor,
     """
     ndim = check_field("outside_mask_penalty", "disp", disp)
     if not isinstance(mask, torch.Tensor) or mask.dim() != ndim + 2 or mask.shape[1] != 1:
-        raise ValueError(f"outside_mask_penalty: mask must have shape (N, 1, *S), got "
-                         f"{tuple(getattr(mask, 'shape', ()))}")
+        raise ShapeError(
+            f"outside_mask_penalty: mask must have shape (N, 1, *S), got "
+            f"{tuple(getattr(mask, 'shape', ()))}"
+        )
     check_same_spatial("outside_mask_penalty", "disp", disp, "mask", mask)
     outside = 1.0 - mask.to(disp.dtype).expand(disp.shape[0], 1, *disp.shape[2:])
     sq = disp.pow(2).sum(dim=1, keepdim=True) * outside
@@ -137,12 +143,13 @@ def outside_mask_penalty(disp: torch.Tensor, mask: torch.Tensor,
 class SymmetricLCCLoss(nn.Module):
     """``1 - symmetric_lcc`` as a module (no parameters, no buffers)."""
 
-    def __init__(self, steps: int = 4, sigma: float = 2.0, kernel_size: int = 9,
-                 eps: float = 1e-6):
+    def __init__(self, steps: int = 4, sigma: float = 2.0, kernel_size: int = 9, eps: float = 1e-6):
         super().__init__()
         self.steps, self.sigma, self.kernel_size, self.eps = steps, sigma, kernel_size, eps
 
-    def forward(self, fixed: torch.Tensor, moving: torch.Tensor,
-                velocity: torch.Tensor) -> torch.Tensor:
-        return 1.0 - symmetric_lcc(fixed, moving, velocity, self.steps, self.sigma,
-                                   self.kernel_size, self.eps)
+    def forward(
+        self, fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.Tensor
+    ) -> torch.Tensor:
+        return 1.0 - symmetric_lcc(
+            fixed, moving, velocity, self.steps, self.sigma, self.kernel_size, self.eps
+        )

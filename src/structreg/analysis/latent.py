@@ -17,22 +17,34 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..layers import evaluating
+from ..errors import DataError, InputError
 from ..io_utils import atomic_write_text
+from ..layers import evaluating
+
+if TYPE_CHECKING:
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import Pipeline
+
+    from ..models.cvae import CVAERegistration
 
 ID_COLUMNS = ("id", "subject", "group")
 
 
 # ---------------------------------------------------------------------------- encoding
 
-def encode_pairs(model, pairs: Sequence, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+
+def encode_pairs(
+    model: CVAERegistration, pairs: Sequence, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode each pair's deformation: ``(mu, sigma)``, float64 arrays ``(N, d)``.
 
     Args:
@@ -44,7 +56,7 @@ def encode_pairs(model, pairs: Sequence, batch_size: int = 64) -> tuple[np.ndarr
     import torch
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     d = model.config.latent_dim
     if len(pairs) == 0:
         return np.zeros((0, d)), np.zeros((0, d))
@@ -52,7 +64,7 @@ def encode_pairs(model, pairs: Sequence, batch_size: int = 64) -> tuple[np.ndarr
     mus, sigmas = [], []
     with evaluating(model):
         for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
+            chunk = pairs[start : start + batch_size]
             m = torch.from_numpy(np.stack([p.moving for p in chunk]).astype(np.float32))[:, None]
             f = torch.from_numpy(np.stack([p.fixed for p in chunk]).astype(np.float32))[:, None]
             mu, logvar = model.encode(m.to(device), f.to(device))
@@ -62,6 +74,7 @@ def encode_pairs(model, pairs: Sequence, batch_size: int = 64) -> tuple[np.ndarr
 
 
 # ---------------------------------------------------------------------------- CSV
+
 
 @dataclass
 class Codes:
@@ -77,19 +90,20 @@ class Codes:
         return len(self.ids)
 
 
-def write_codes_csv(path: str | os.PathLike, pairs: Sequence, mu: np.ndarray,
-                    sigma: np.ndarray | None = None) -> Path:
+def write_codes_csv(
+    path: str | os.PathLike, pairs: Sequence, mu: np.ndarray, sigma: np.ndarray | None = None
+) -> Path:
     """Write ``id, subject, group, mu_0..mu_{d-1}[, sigma_0..]`` atomically.
 
     ``subject`` falls back to the pair id and ``group`` to an empty field.
     """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2 or mu.shape[0] != len(pairs):
-        raise ValueError(f"mu must be (n_pairs={len(pairs)}, d), got {mu.shape}")
+        raise InputError(f"mu must be (n_pairs={len(pairs)}, d), got {mu.shape}")
     if sigma is not None:
         sigma = np.asarray(sigma, dtype=np.float64)
         if sigma.shape != mu.shape:
-            raise ValueError(f"sigma shape {sigma.shape} differs from mu {mu.shape}")
+            raise InputError(f"sigma shape {sigma.shape} differs from mu {mu.shape}")
     d = mu.shape[1]
     header = list(ID_COLUMNS) + [f"mu_{i}" for i in range(d)]
     if sigma is not None:
@@ -111,12 +125,14 @@ def _indexed(header: list[str], prefix: str) -> list[int]:
     """Column positions of ``prefix_0, prefix_1, ...`` in order (checks the sequence)."""
     found = {}
     for pos, name in enumerate(header):
-        if name.startswith(prefix + "_") and name[len(prefix) + 1:].isdigit():
-            found[int(name[len(prefix) + 1:])] = pos
+        if name.startswith(prefix + "_") and name[len(prefix) + 1 :].isdigit():
+            found[int(name[len(prefix) + 1 :])] = pos
     if found and sorted(found) != list(range(len(found))):
         missing = sorted(set(range(max(found) + 1)) - set(found))
-        raise ValueError(f"columns {prefix}_0..{prefix}_{max(found)} incomplete "
-                         f"(missing {', '.join(f'{prefix}_{i}' for i in missing[:5])})")
+        raise DataError(
+            f"columns {prefix}_0..{prefix}_{max(found)} incomplete "
+            f"(missing {', '.join(f'{prefix}_{i}' for i in missing[:5])})"
+        )
     return [found[i] for i in range(len(found))]
 
 
@@ -125,65 +141,88 @@ def read_codes_csv(path: str | os.PathLike) -> Codes:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: missing ``id`` or ``mu_*`` columns, short rows, non-numeric or
-            non-finite values, mismatched ``sigma_*`` columns, no rows.
+        DataError: (a ``ValueError``) missing ``id`` or ``mu_*`` columns, short rows,
+            non-numeric or non-finite values, mismatched ``sigma_*`` columns, no rows.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such codes file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text CSV file") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise ValueError(f"{path}: empty codes file")
+    rows = _read_rows(path)
     header = [h.strip() for h in rows[0]]
     if "id" not in header:
-        raise ValueError(f"{path}: missing column 'id' (header: {', '.join(header[:6])})")
-    mu_cols = _indexed(header, "mu")
-    if not mu_cols:
-        raise ValueError(f"{path}: missing columns mu_0, mu_1, ... (header: "
-                         f"{', '.join(header[:6])})")
-    sigma_cols = _indexed(header, "sigma")
-    if sigma_cols and len(sigma_cols) != len(mu_cols):
-        raise ValueError(f"{path}: {len(sigma_cols)} sigma columns for {len(mu_cols)} mu columns")
+        raise DataError(f"{path}: missing column 'id' (header: {', '.join(header[:6])})")
+    mu_cols, sigma_cols = _code_columns(path, header)
     col = {name: header.index(name) for name in ID_COLUMNS if name in header}
     ids, subjects, groups, mu, sigma = [], [], [], [], []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise ValueError(f"{path}, line {line}: {len(row)} fields, header has {len(header)}")
+            raise DataError(f"{path}, line {line}: {len(row)} fields, header has {len(header)}")
         pid = row[col["id"]].strip()
         ids.append(pid)
         subjects.append(row[col["subject"]].strip() or pid if "subject" in col else pid)
         group = row[col["group"]].strip() if "group" in col else ""
         groups.append(group or None)
-
-        def numbers(cols: list[int]) -> list[float]:
-            out = []
-            for c in cols:
-                try:
-                    value = float(row[c])
-                except ValueError:
-                    raise ValueError(f"{path}, line {line}, column {header[c]}: "
-                                     f"not a number: {row[c]!r}") from None
-                if not math.isfinite(value):
-                    raise ValueError(f"{path}, line {line}, column {header[c]}: "
-                                     f"non-finite value {row[c]!r}")
-                out.append(value)
-            return out
-
-        mu.append(numbers(mu_cols))
+        mu.append(_numbers(path, line, header, row, mu_cols))
         if sigma_cols:
-            sigma.append(numbers(sigma_cols))
+            sigma.append(_numbers(path, line, header, row, sigma_cols))
     if not ids:
-        raise ValueError(f"{path}: no rows")
-    return Codes(ids=ids, subjects=subjects, groups=groups, mu=np.asarray(mu, dtype=np.float64),
-                 sigma=np.asarray(sigma, dtype=np.float64) if sigma_cols else None)
+        raise DataError(f"{path}: no rows")
+    return Codes(
+        ids=ids,
+        subjects=subjects,
+        groups=groups,
+        mu=np.asarray(mu, dtype=np.float64),
+        sigma=np.asarray(sigma, dtype=np.float64) if sigma_cols else None,
+    )
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """The non-blank CSV rows of ``path`` (header first; at least one row)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such codes file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise DataError(f"{path}: empty codes file")
+    return rows
+
+
+def _code_columns(path: Path, header: list[str]) -> tuple[list[int], list[int]]:
+    """Positions of the ``mu_*`` columns (at least one) and ``sigma_*`` columns (none or
+    as many)."""
+    mu_cols = _indexed(header, "mu")
+    if not mu_cols:
+        raise DataError(
+            f"{path}: missing columns mu_0, mu_1, ... (header: {', '.join(header[:6])})"
+        )
+    sigma_cols = _indexed(header, "sigma")
+    if sigma_cols and len(sigma_cols) != len(mu_cols):
+        raise DataError(f"{path}: {len(sigma_cols)} sigma columns for {len(mu_cols)} mu columns")
+    return mu_cols, sigma_cols
+
+
+def _numbers(
+    path: Path, line: int, header: list[str], row: list[str], cols: list[int]
+) -> list[float]:
+    """The finite numbers in columns ``cols`` of ``row`` (line ``line`` of ``path``)."""
+    out = []
+    for c in cols:
+        try:
+            value = float(row[c])
+        except ValueError:
+            raise DataError(
+                f"{path}, line {line}, column {header[c]}: not a number: {row[c]!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise DataError(f"{path}, line {line}, column {header[c]}: non-finite value {row[c]!r}")
+        out.append(value)
+    return out
 
 
 # ---------------------------------------------------------------------------- CCA + SVM
+
 
 def _one_hot(labels: Sequence, classes: Sequence) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
@@ -192,14 +231,14 @@ def _one_hot(labels: Sequence, classes: Sequence) -> np.ndarray:
     return out
 
 
-def _fit_cca(x: np.ndarray, labels: Sequence, n_components: int):
+def _fit_cca(x: np.ndarray, labels: Sequence, n_components: int) -> tuple[Any, list]:
     """A CCA between ``x`` and the one-hot ``labels``; components capped at
     ``min(n_components, n_features, n_classes, n_samples - 1)``. Returns (cca, classes)."""
     from sklearn.cross_decomposition import CCA
 
     classes = sorted(set(labels))
     if len(classes) < 2:
-        raise ValueError(f"CCA needs at least 2 groups, got {len(classes)}")
+        raise DataError(f"CCA needs at least 2 groups, got {len(classes)}")
     k = max(1, min(int(n_components), x.shape[1], len(classes), x.shape[0] - 1))
     cca = CCA(n_components=k, max_iter=1000)
     with warnings.catch_warnings():
@@ -220,28 +259,34 @@ class CCAProjection(TransformerMixin, BaseEstimator):
     def __init__(self, n_components: int = 5):
         self.n_components = n_components
 
-    def fit(self, X, y):
+    def fit(self, X: npt.ArrayLike, y: Sequence[Any] | np.ndarray) -> CCAProjection:
         X = np.asarray(X, dtype=np.float64)
         self.cca_, self.classes_ = _fit_cca(X, list(y), self.n_components)
         return self
 
-    def transform(self, X):
+    def transform(self, X: npt.ArrayLike) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self.cca_.transform(np.asarray(X, dtype=np.float64))
 
-    def fit_transform(self, X, y=None, **fit_params):
+    def fit_transform(self, X: npt.ArrayLike, y: Any = None, **fit_params: Any) -> np.ndarray:
         return self.fit(X, y).transform(X)
 
 
-def make_classifier(n_components: int = 5, seed: int = 0):
+def make_classifier(n_components: int = 5, seed: int = 0) -> Pipeline:
     """``Pipeline(standardise -> CCA projection on one-hot labels -> standardise -> SVC)``."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    return Pipeline([("scale", StandardScaler()), ("cca", CCAProjection(n_components)),
-                     ("rescale", StandardScaler()), ("svm", SVC(kernel="rbf", random_state=seed))])
+    return Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("cca", CCAProjection(n_components)),
+            ("rescale", StandardScaler()),
+            ("svm", SVC(kernel="rbf", random_state=seed)),
+        ]
+    )
 
 
 def cca_projection(codes: np.ndarray, groups: Sequence, n_components: int = 3) -> np.ndarray:
@@ -258,20 +303,26 @@ def cca_projection(codes: np.ndarray, groups: Sequence, n_components: int = 3) -
         return cca.transform(x)
 
 
-def group_splitter(groups: Sequence, subjects: Sequence, folds: int = 10, seed: int = 0):
+def group_splitter(
+    groups: Sequence[Any] | np.ndarray,
+    subjects: Sequence[Any] | np.ndarray,
+    folds: int = 10,
+    seed: int = 0,
+) -> tuple[StratifiedGroupKFold, int]:
     """The cross-validation splitter: ``StratifiedGroupKFold`` grouped by subject,
     with ``min(folds, fewest subjects in a class)`` folds. Returns ``(splitter, n_folds)``."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     per_class: dict = {}
-    for g, s in zip(groups, subjects):
+    for g, s in zip(groups, subjects, strict=False):
         per_class.setdefault(g, set()).add(s)
     fewest = min(len(s) for s in per_class.values())
     n = min(int(folds), fewest)
     if n < 2:
         small = [str(g) for g, s in per_class.items() if len(s) < 2]
-        raise ValueError(f"cross-validation needs at least 2 subjects per group; "
-                         f"too few in: {', '.join(small)}")
+        raise DataError(
+            f"cross-validation needs at least 2 subjects per group; too few in: {', '.join(small)}"
+        )
     return StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed), n
 
 
@@ -289,34 +340,51 @@ class ClassificationResult:
     n_folds: int
     n_samples: int
     n_subjects: int
-    predictions: np.ndarray = field(repr=False, default=None)
+    predictions: np.ndarray | None = field(repr=False, default=None)
     n_components_requested: int | None = None
 
     def to_markdown(self, title: str = "Classification from latent codes") -> str:
         asked = self.n_components_requested
-        capped = (f" (of {asked} requested: capped by the groups, the code size or the "
-                  f"training fold size)" if asked and asked != self.n_components else "")
-        lines = [f"# {title}", "",
-                 f"SVM on {self.n_components} CCA components{capped} (CCA fitted inside each "
-                 f"fold), "
-                 f"{self.n_folds}-fold stratified cross-validation grouped by subject; "
-                 f"{self.n_samples} codes from {self.n_subjects} subjects, "
-                 f"{len(self.classes)} groups.", "",
-                 "| measure | value |", "|---|---|",
-                 f"| accuracy (mean ± std over folds) | {self.accuracy_mean:.3f} ± "
-                 f"{self.accuracy_std:.3f} |",
-                 f"| chance level (majority class) | {self.chance:.3f} |",
-                 f"| per-fold accuracy | {', '.join(f'{a:.3f}' for a in self.fold_accuracies)} |",
-                 "", "## Confusion matrix (rows: true, columns: predicted; all folds)", "",
-                 "| true \\ predicted | " + " | ".join(self.classes) + " |",
-                 "|---|" + "---|" * len(self.classes)]
-        for name, row in zip(self.classes, self.confusion):
+        capped = (
+            f" (of {asked} requested: capped by the groups, the code size or the "
+            f"training fold size)"
+            if asked and asked != self.n_components
+            else ""
+        )
+        lines = [
+            f"# {title}",
+            "",
+            f"SVM on {self.n_components} CCA components{capped} (CCA fitted inside each "
+            f"fold), "
+            f"{self.n_folds}-fold stratified cross-validation grouped by subject; "
+            f"{self.n_samples} codes from {self.n_subjects} subjects, "
+            f"{len(self.classes)} groups.",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| accuracy (mean ± std over folds) | {self.accuracy_mean:.3f} ± "
+            f"{self.accuracy_std:.3f} |",
+            f"| chance level (majority class) | {self.chance:.3f} |",
+            f"| per-fold accuracy | {', '.join(f'{a:.3f}' for a in self.fold_accuracies)} |",
+            "",
+            "## Confusion matrix (rows: true, columns: predicted; all folds)",
+            "",
+            "| true \\ predicted | " + " | ".join(self.classes) + " |",
+            "|---|" + "---|" * len(self.classes),
+        ]
+        for name, row in zip(self.classes, self.confusion, strict=False):
             lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |")
         return "\n".join(lines) + "\n"
 
 
-def classify_codes(codes: np.ndarray, groups: Sequence, subjects: Sequence | None = None,
-                   n_components: int = 5, folds: int = 10, seed: int = 0) -> ClassificationResult:
+def classify_codes(
+    codes: np.ndarray,
+    groups: Sequence,
+    subjects: Sequence | None = None,
+    n_components: int = 5,
+    folds: int = 10,
+    seed: int = 0,
+) -> ClassificationResult:
     """Cross-validated SVM on the CCA projection of ``codes`` (Krebs et al. 2018).
 
     Args:
@@ -333,20 +401,20 @@ def classify_codes(codes: np.ndarray, groups: Sequence, subjects: Sequence | Non
 
     x = np.asarray(codes, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"codes must be a non-empty (N, d) array, got shape {x.shape}")
+        raise InputError(f"codes must be a non-empty (N, d) array, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("codes contain NaN or Inf")
+        raise InputError("codes contain NaN or Inf")
     if len(groups) != len(x):
-        raise ValueError(f"{len(groups)} groups for {len(x)} codes")
+        raise InputError(f"{len(groups)} groups for {len(x)} codes")
     if any(g is None or str(g) == "" for g in groups):
-        raise ValueError("every code needs a group to classify (some are empty)")
+        raise DataError("every code needs a group to classify (some are empty)")
     y = np.asarray([str(g) for g in groups])
     subj = np.asarray([str(s) for s in (subjects if subjects is not None else range(len(x)))])
     if len(subj) != len(x):
-        raise ValueError(f"{len(subj)} subjects for {len(x)} codes")
+        raise InputError(f"{len(subj)} subjects for {len(x)} codes")
     classes = sorted(set(y))
     if len(classes) < 2:
-        raise ValueError(f"need at least 2 groups to classify, got {classes}")
+        raise DataError(f"need at least 2 groups to classify, got {classes}")
     splitter, n_folds = group_splitter(y, subj, folds, seed)
     predictions = np.empty(len(y), dtype=object)
     accuracies = []
@@ -360,18 +428,30 @@ def classify_codes(codes: np.ndarray, groups: Sequence, subjects: Sequence | Non
         accuracies.append(float(np.mean(pred == y[test])))
     counts = np.array([np.sum(y == c) for c in classes])
     return ClassificationResult(
-        accuracy_mean=float(np.mean(accuracies)), accuracy_std=float(np.std(accuracies)),
-        chance=float(counts.max() / counts.sum()), fold_accuracies=accuracies,
+        accuracy_mean=float(np.mean(accuracies)),
+        accuracy_std=float(np.std(accuracies)),
+        chance=float(counts.max() / counts.sum()),
+        fold_accuracies=accuracies,
         confusion=confusion_matrix(y, predictions.astype(str), labels=classes),
-        classes=classes, n_components=k_used, n_folds=n_folds, n_samples=len(y),
-        n_subjects=len(set(subj)), predictions=predictions.astype(str),
-        n_components_requested=int(n_components))
+        classes=classes,
+        n_components=k_used,
+        n_folds=n_folds,
+        n_samples=len(y),
+        n_subjects=len(set(subj)),
+        predictions=predictions.astype(str),
+        n_components_requested=int(n_components),
+    )
 
 
 # ---------------------------------------------------------------------------- figure
 
-def cca_scatter(codes: np.ndarray, groups: Sequence, out: str | os.PathLike,
-                title: str = "latent codes on the 3 most discriminative CCA components") -> Path:
+
+def cca_scatter(
+    codes: np.ndarray,
+    groups: Sequence,
+    out: str | os.PathLike,
+    title: str = "latent codes on the 3 most discriminative CCA components",
+) -> Path:
     """3-D scatter of the first 3 CCA components (fitted on all codes, for the
     picture only), coloured by group. Fewer components (2 groups) are padded with 0."""
     from matplotlib.figure import Figure
@@ -388,8 +468,15 @@ def cca_scatter(codes: np.ndarray, groups: Sequence, out: str | os.PathLike,
     colours = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
     for i, name in enumerate(sorted(set(labels))):
         sel = np.asarray([g == name for g in labels])
-        ax.scatter(proj[sel, 0], proj[sel, 1], proj[sel, 2], s=14, label=name,
-                   color=colours[i % len(colours)], depthshade=False)
+        ax.scatter(
+            proj[sel, 0],
+            proj[sel, 1],
+            proj[sel, 2],
+            s=14,
+            label=name,
+            color=colours[i % len(colours)],
+            depthshade=False,
+        )
     ax.set_xlabel("CCA 1")
     ax.set_ylabel("CCA 2")
     ax.set_zlabel("CCA 3")

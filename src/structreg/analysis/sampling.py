@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from ..layers import evaluating
-from ..registration import RegistrationResult
-from .transport import _batch, decode_code
+from ..data.defaults import DEFAULT_SPACING
+from ..evaluation import metrics
+from ..methods.base import RegistrationResult
+from .transport import as_batch, decode_code
 
 
 def sample_deformations(model, moving: torch.Tensor, n: int, scale: float = 1.0,
@@ -36,7 +38,7 @@ def sample_deformations(model, moving: torch.Tensor, n: int, scale: float = 1.0,
         :class:`RegistrationResult` with ``n`` entries (``moved``, ``disp``,
         ``jacobian_det``, ``z`` the codes drawn).
     """
-    moving = _batch(moving, "moving")
+    moving = as_batch(moving, "moving")
     if moving.shape[0] != 1:
         raise ValueError(f"sample_deformations: give one moving image, got {moving.shape[0]}")
     if int(n) < 1:
@@ -58,7 +60,7 @@ def posterior_spread(model, moving: torch.Tensor, fixed: torch.Tensor, n: int = 
     Returns:
         ``(N, 1, *S)`` tensor (CPU).
     """
-    moving, fixed = _batch(moving, "moving"), _batch(fixed, "fixed")
+    moving, fixed = as_batch(moving, "moving"), as_batch(fixed, "fixed")
     if int(n) < 2:
         raise ValueError(f"posterior_spread needs n >= 2 samples, got {n}")
     device = next(model.parameters()).device
@@ -86,13 +88,7 @@ def interpolate_codes(model, z_a: torch.Tensor, z_b: torch.Tensor, moving: torch
         raise ValueError(f"codes must have {d} entries, got {z_a.numel()} and {z_b.numel()}")
     t = torch.linspace(0.0, 1.0, int(steps), dtype=torch.float32)
     z = (1 - t)[:, None] * z_a.float()[None] + t[:, None] * z_b.float()[None]
-    return t.numpy(), decode_code(model, z, _batch(moving, "moving"))
-
-
-def folding_percent(result: RegistrationResult) -> np.ndarray:
-    """Per-entry % of pixels with non-positive Jacobian determinant."""
-    det = result.jacobian_det.detach().cpu()
-    return (100.0 * (det <= 0).flatten(1).double().mean(1)).numpy()
+    return t.numpy(), decode_code(model, z, as_batch(moving, "moving"))
 
 
 def strip_figure(images: Sequence[np.ndarray], titles: Sequence[str], out: str | os.PathLike,
@@ -101,14 +97,14 @@ def strip_figure(images: Sequence[np.ndarray], titles: Sequence[str], out: str |
     """A row of 2-D images (and, when given, a second row of Jacobian maps)."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import _show, figure_format, save_figure
+    from ..viz.figures import show_image, figure_format, save_figure
 
     figure_format(out)
     n = len(images)
     rows = 2 if jacobians is not None else 1
     fig = Figure(figsize=(1.8 * n, 2.0 * rows + (0.3 if suptitle else 0)))
     for i, (image, title) in enumerate(zip(images, titles)):
-        _show(fig.add_subplot(rows, n, i + 1), np.asarray(image), None, None, title)
+        show_image(fig.add_subplot(rows, n, i + 1), np.asarray(image), None, None, title)
     if jacobians is not None:
         for i, det in enumerate(jacobians):
             if det is None:
@@ -134,7 +130,7 @@ def interpolation_figure(t: np.ndarray, result: RegistrationResult,
 
 
 def sample_files(model, moving_path: str | os.PathLike, out_dir: str | os.PathLike, n: int, *,
-                 scale: float = 1.0, seed: int = 0, spacing: Sequence[float] = (2.0, 2.0),
+                 scale: float = 1.0, seed: int = 0, spacing: Sequence[float] = DEFAULT_SPACING,
                  fixed_path: str | os.PathLike | None = None,
                  posterior_samples: int = 16) -> dict[str, Any]:
     """Sample ``n`` deformations of a 2-D NIfTI image and write ``sample_000.nii.gz``...
@@ -160,7 +156,7 @@ def sample_files(model, moving_path: str | os.PathLike, out_dir: str | os.PathLi
         name = f"sample_{i:03d}.nii.gz"
         write_image(out / name, back["moved"], affine=image.volume.affine)
         files.append(name)
-        folding.append(float(100.0 * (back["jacobian_det"] <= 0).mean()))
+        folding.append(metrics.folding_percent(back["disp"]))
     shown = min(int(n), 8)
     images = [image.processed[0, 0].numpy()] + [result.moved[i, 0].cpu().numpy()
                                                  for i in range(shown)]
@@ -169,7 +165,7 @@ def sample_files(model, moving_path: str | os.PathLike, out_dir: str | os.PathLi
     strip_figure(images, titles, out / "samples.png", jacobians=dets,
                  suptitle=f"z ~ N(0, {scale:g}² I)")
     files.append("samples.png")
-    summary: dict[str, Any] = {"out": str(out), "files": files, "folding_percent": folding}
+    summary: dict[str, Any] = {"out": str(out), "files": files, metrics.FOLDING: folding}
     if fixed_path is not None:
         from ..data.preprocess import to_original
 
@@ -192,11 +188,11 @@ def uncertainty_figure(moving: np.ndarray, fixed: np.ndarray, spread_mm: np.ndar
     """Moving, fixed and the posterior spread map (mm) side by side."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import _show, save_figure
+    from ..viz.figures import show_image, save_figure
 
     fig = Figure(figsize=(6.6, 2.4))
-    _show(fig.add_subplot(1, 3, 1), moving, None, None, "moving")
-    _show(fig.add_subplot(1, 3, 2), fixed, None, None, "fixed")
+    show_image(fig.add_subplot(1, 3, 1), moving, None, None, "moving")
+    show_image(fig.add_subplot(1, 3, 2), fixed, None, None, "fixed")
     ax = fig.add_subplot(1, 3, 3)
     im = ax.imshow(spread_mm, cmap="magma", interpolation="nearest")
     ax.set_title("std of |u| over q(z|M,F) (mm)", fontsize=7)
@@ -208,7 +204,7 @@ def uncertainty_figure(moving: np.ndarray, fixed: np.ndarray, spread_mm: np.ndar
 
 def interpolate_files(model, moving_path: str | os.PathLike, fixed_path: str | os.PathLike,
                       out_dir: str | os.PathLike, steps: int = 6, *,
-                      spacing: Sequence[float] = (2.0, 2.0)) -> dict[str, Any]:
+                      spacing: Sequence[float] = DEFAULT_SPACING) -> dict[str, Any]:
     """Decode codes along the line from "no motion" to the pair's own deformation.
 
     ``z_a`` is the code of ``(M, M)`` (the identity pair), ``z_b`` that of ``(M, F)``;
@@ -235,7 +231,7 @@ def interpolate_files(model, moving_path: str | os.PathLike, fixed_path: str | o
         name = f"interpolation_{i:02d}.nii.gz"
         write_image(out / name, back["moved"], affine=image.volume.affine)
         files.append(name)
-        folding.append(float(100.0 * (back["jacobian_det"] <= 0).mean()))
+        folding.append(metrics.folding_percent(back["disp"]))
     interpolation_figure(t, result, out / "interpolation.png")
     files.append("interpolation.png")
-    return {"out": str(out), "files": files, "t": [float(v) for v in t], "folding_percent": folding}
+    return {"out": str(out), "files": files, "t": [float(v) for v in t], metrics.FOLDING: folding}

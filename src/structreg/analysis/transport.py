@@ -23,10 +23,13 @@ import numpy as np
 import torch
 
 from ..layers import evaluating
-from ..registration import RegistrationResult, register, result_from_velocity
+from ..data.defaults import DEFAULT_SPACING
+from ..evaluation import metrics
+from ..methods.base import RegistrationResult, result_from_velocity
+from ..methods.ours import CVAERegistrar
 
 
-def _batch(image: torch.Tensor, name: str) -> torch.Tensor:
+def as_batch(image: torch.Tensor, name: str) -> torch.Tensor:
     """Accept ``(C, *S)`` or ``(N, C, *S)``; return ``(N, C, *S)``."""
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(image).__name__}")
@@ -49,8 +52,8 @@ def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
     Returns:
         :class:`RegistrationResult` on the target grid (``z`` = the source codes used).
     """
-    sm, sf = _batch(source_moving, "source_moving"), _batch(source_fixed, "source_fixed")
-    tm = _batch(target_moving, "target_moving")
+    sm, sf = as_batch(source_moving, "source_moving"), as_batch(source_fixed, "source_fixed")
+    tm = as_batch(target_moving, "target_moving")
     if sm.shape[0] not in (1, tm.shape[0]):
         raise ValueError(f"transport: {sm.shape[0]} source pairs for {tm.shape[0]} targets "
                          "(give one source pair or one per target)")
@@ -66,7 +69,7 @@ def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
 def decode_code(model, z: torch.Tensor, moving: torch.Tensor) -> RegistrationResult:
     """Decode codes ``z (N, d)`` conditioned on ``moving (N, 1, *S)`` (eval mode,
     no gradients) and warp it: the common step of transport, sampling and interpolation."""
-    moving = _batch(moving, "moving")
+    moving = as_batch(moving, "moving")
     device = next(model.parameters()).device
     with evaluating(model):
         z = z.to(device=device, dtype=moving.dtype)
@@ -104,7 +107,7 @@ def _read_2d(path: str | os.PathLike):
 
 def prepare_images(model, moving_path: str | os.PathLike,
                    fixed_path: str | os.PathLike | None = None, *,
-                   spacing: Sequence[float] = (2.0, 2.0), pair_id: str = "image") -> PreparedImage:
+                   spacing: Sequence[float] = DEFAULT_SPACING, pair_id: str = "image") -> PreparedImage:
     """Read a 2-D moving image (and optional fixed partner on the same grid) and
     preprocess them to the model grid like ``structreg register``."""
     from ..data.io import DataError
@@ -143,18 +146,10 @@ def to_image_grid(result: RegistrationResult, index: int, image: PreparedImage
     return {"disp": disp, "moved": moved, "jacobian_det": det}
 
 
-def run_spacing(model_path: str | os.PathLike) -> list[float]:
-    """The processed spacing a run was trained with (its ``data.json``), default 2 mm."""
-    from ..apply import read_run_data
-
-    path = Path(model_path)
-    return list(read_run_data(path if path.is_dir() else path.parent).get("spacing", [2.0, 2.0]))
-
-
 def transport_files(model, source_moving: str | os.PathLike, source_fixed: str | os.PathLike,
                     target: str | os.PathLike, out_dir: str | os.PathLike, *,
                     target_fixed: str | os.PathLike | None = None,
-                    spacing: Sequence[float] = (2.0, 2.0)) -> dict[str, Any]:
+                    spacing: Sequence[float] = DEFAULT_SPACING) -> dict[str, Any]:
     """Transport the deformation of a source NIfTI pair onto a target image and write:
 
     ``transported.nii.gz`` (target warped, original intensities, target grid),
@@ -171,8 +166,10 @@ def transport_files(model, source_moving: str | os.PathLike, source_fixed: str |
     src = prepare_images(model, source_moving, source_fixed, spacing=spacing, pair_id="source")
     tgt = prepare_images(model, target, target_fixed, spacing=spacing, pair_id="target")
     result = transport(model, src.processed, src.fixed, tgt.processed)
-    own_source = register(model, src.processed, src.fixed)
-    own_target = register(model, tgt.processed, tgt.fixed) if target_fixed is not None else None
+    registrar = CVAERegistrar(model)
+    own_source = registrar.register(src.processed, src.fixed)
+    own_target = (registrar.register(tgt.processed, tgt.fixed) if target_fixed is not None
+                  else None)
     back = to_image_grid(result, 0, tgt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,10 +182,9 @@ def transport_files(model, source_moving: str | os.PathLike, source_fixed: str |
                                                   "source_fixed": str(source_fixed),
                                                   "target": str(target), "z": z}, indent=1))
     transport_figure(src, own_source, tgt, own_target, result, out / "transport.png")
-    det = back["jacobian_det"]
     return {"out": str(out), "files": ["transported.nii.gz", "disp.nii.gz",
                                        "jacobian_det.nii.gz", "z.json", "transport.png"],
-            "folding_percent": float(100.0 * (det <= 0).mean())}
+            metrics.FOLDING: metrics.folding_percent(back["disp"])}
 
 
 def transport_figure(src: PreparedImage, own_source: RegistrationResult, tgt: PreparedImage,
@@ -199,7 +195,7 @@ def transport_figure(src: PreparedImage, own_source: RegistrationResult, tgt: Pr
     transported result and its Jacobian determinant."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import _show, save_figure
+    from ..viz.figures import show_image, save_figure
 
     def img(t: torch.Tensor) -> np.ndarray:
         return t[0, 0].detach().cpu().numpy()
@@ -213,7 +209,7 @@ def transport_figure(src: PreparedImage, own_source: RegistrationResult, tgt: Pr
     n = len(panels) + 1
     fig = Figure(figsize=(2.0 * n, 2.3))
     for i, (data, title) in enumerate(panels):
-        _show(fig.add_subplot(1, n, i + 1), data, None, None, title)
+        show_image(fig.add_subplot(1, n, i + 1), data, None, None, title)
     ax = fig.add_subplot(1, n, n)
     det = transported.jacobian_det[0, 0].detach().cpu().numpy()
     im = ax.imshow(det, cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")

@@ -21,5 +21,6 @@ def resolve_config(name_or_path: str | os.PathLike) -> Path:
     name = str(name_or_path)
     if os.sep not in name and not name.endswith(".toml") and name in bundled_names():
         return Path(str(resources.files(__name__) / f"{name}.toml"))
-    raise FileNotFoundError(f"config not found: {name_or_path} (bundled configs: "
-                            f"{', '.join(bundled_names())})")
+    raise FileNotFoundError(
+        f"config not found: {name_or_path} (bundled configs: {', '.join(bundled_names())})"
+    )

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, overload
 
+from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from .io import DataError, read_image, read_labels
 from .pair import Pair
-from .preprocess import DEFAULT_SIZE, DEFAULT_SLICES, DEFAULT_SPACING, preprocess_pair
+from .preprocess import DEFAULT_SLICES, preprocess_pair
 
 ACDC_GROUPS = ("NOR", "DCM", "HCM", "MINF", "RV")
 ACDC_LABEL_VALUES = (0, 1, 2, 3)
@@ -56,15 +58,21 @@ def read_info(path: str | os.PathLike) -> AcdcInfo:
     es = _int_field(fields, "ES", path, required=True)
     group = fields.get("group")
     if group is not None and group not in ACDC_GROUPS:
-        raise DataError(f"{path}: unknown group {group!r} "
-                        f"(expected one of {', '.join(ACDC_GROUPS)})")
+        raise DataError(
+            f"{path}: unknown group {group!r} (expected one of {', '.join(ACDC_GROUPS)})"
+        )
     n_frames = _int_field(fields, "NbFrame", path, required=False)
     for name, frame in (("ED", ed), ("ES", es)):
         if frame < 1 or (n_frames is not None and frame > n_frames):
             raise DataError(f"{path}: {name} frame {frame} outside 1..{n_frames or 'NbFrame'}")
-    return AcdcInfo(ed=ed, es=es, group=group,
-                    height=_float_field(fields, "Height", path),
-                    weight=_float_field(fields, "Weight", path), n_frames=n_frames)
+    return AcdcInfo(
+        ed=ed,
+        es=es,
+        group=group,
+        height=_float_field(fields, "Height", path),
+        weight=_float_field(fields, "Weight", path),
+        n_frames=n_frames,
+    )
 
 
 def _parse_fields(text: str, path: Path) -> dict[str, str]:
@@ -77,6 +85,16 @@ def _parse_fields(text: str, path: Path) -> dict[str, str]:
             raise DataError(f"{path} line {number}: expected 'key: value', got {line.strip()!r}")
         fields[key.strip().lower()] = value.strip()
     return fields
+
+
+@overload
+def _int_field(fields: dict[str, str], key: str, path: Path, *, required: Literal[True]) -> int: ...
+
+
+@overload
+def _int_field(
+    fields: dict[str, str], key: str, path: Path, *, required: Literal[False]
+) -> int | None: ...
 
 
 def _int_field(fields: dict[str, str], key: str, path: Path, *, required: bool) -> int | None:
@@ -111,9 +129,16 @@ def find_patients(root: str | os.PathLike) -> list[Path]:
         raise DataError(f"{root}: ACDC folder not found")
     found = sorted(p for p in root.iterdir() if p.is_dir() and _PATIENT.match(p.name))
     if not found:
-        found = sorted((p for sub in sorted(root.iterdir()) if sub.is_dir()
-                        for p in sub.iterdir() if p.is_dir() and _PATIENT.match(p.name)),
-                       key=lambda p: (p.name, str(p)))
+        found = sorted(
+            (
+                p
+                for sub in sorted(root.iterdir())
+                if sub.is_dir()
+                for p in sub.iterdir()
+                if p.is_dir() and _PATIENT.match(p.name)
+            ),
+            key=lambda p: (p.name, str(p)),
+        )
     if not found:
         raise DataError(f"{root}: no patientXXX folders (ACDC layout) found")
     return found
@@ -128,9 +153,14 @@ def frame_path(patient_dir: Path, frame: int, labels: bool = False) -> Path:
     return path
 
 
-def load_acdc_patient(patient_dir: str | os.PathLike, *, size: Sequence[int] = DEFAULT_SIZE,
-                      spacing: Sequence[float] = DEFAULT_SPACING,
-                      n_slices: int | None = DEFAULT_SLICES, labels: bool = True) -> list[Pair]:
+def load_acdc_patient(
+    patient_dir: str | os.PathLike,
+    *,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    n_slices: int | None = DEFAULT_SLICES,
+    labels: bool = True,
+) -> list[Pair]:
     """ED -> ES pairs of one patient's central slices.
 
     Args:
@@ -148,14 +178,33 @@ def load_acdc_patient(patient_dir: str | os.PathLike, *, size: Sequence[int] = D
     ed, es = (read_image(_existing(frame_path(patient_dir, f))) for f in (info.ed, info.es))
     ed_lab = es_lab = None
     if labels:
-        ed_lab, es_lab = (read_labels(_existing(frame_path(patient_dir, f, labels=True)),
-                                      allowed=ACDC_LABEL_VALUES) for f in (info.ed, info.es))
-    meta = {"source": "acdc", "ed_frame": info.ed, "es_frame": info.es,
-            "height": info.height, "weight": info.weight}
-    return preprocess_pair(ed, es, pair_id=patient_dir.name, moving_labels=ed_lab,
-                           fixed_labels=es_lab, subject=patient_dir.name, group=info.group,
-                           size=size, spacing=spacing, n_slices=n_slices,
-                           centre_labels=LV_LABELS, meta=meta)
+        ed_lab, es_lab = (
+            read_labels(
+                _existing(frame_path(patient_dir, f, labels=True)), allowed=ACDC_LABEL_VALUES
+            )
+            for f in (info.ed, info.es)
+        )
+    meta = {
+        "source": "acdc",
+        "ed_frame": info.ed,
+        "es_frame": info.es,
+        "height": info.height,
+        "weight": info.weight,
+    }
+    return preprocess_pair(
+        ed,
+        es,
+        pair_id=patient_dir.name,
+        moving_labels=ed_lab,
+        fixed_labels=es_lab,
+        subject=patient_dir.name,
+        group=info.group,
+        size=size,
+        spacing=spacing,
+        n_slices=n_slices,
+        centre_labels=LV_LABELS,
+        meta=meta,
+    )
 
 
 def _existing(path: Path) -> Path:
@@ -164,15 +213,22 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def load_acdc(root: str | os.PathLike, *, size: Sequence[int] = DEFAULT_SIZE,
-              spacing: Sequence[float] = DEFAULT_SPACING, n_slices: int | None = DEFAULT_SLICES,
-              n_subjects: int | None = None, labels: bool = True) -> list[Pair]:
+def load_acdc(
+    root: str | os.PathLike,
+    *,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    n_slices: int | None = DEFAULT_SLICES,
+    n_subjects: int | None = None,
+    labels: bool = True,
+) -> list[Pair]:
     """ED -> ES pairs of every patient under ``root`` (the first ``n_subjects`` by name)."""
     patients = find_patients(root)
     if n_subjects is not None:
-        patients = patients[:max(0, int(n_subjects))]
+        patients = patients[: max(0, int(n_subjects))]
     pairs: list[Pair] = []
     for patient in patients:
-        pairs.extend(load_acdc_patient(patient, size=size, spacing=spacing, n_slices=n_slices,
-                                       labels=labels))
+        pairs.extend(
+            load_acdc_patient(patient, size=size, spacing=spacing, n_slices=n_slices, labels=labels)
+        )
     return pairs

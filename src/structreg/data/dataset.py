@@ -7,12 +7,13 @@ optional labels, mask and ground-truth displacement.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import InputError
 from .pair import Pair, collate_pairs
 
 SPLITS = ("train", "val", "test")
@@ -33,13 +34,27 @@ class PairDataset(Dataset):
         return self.transform(pair) if self.transform is not None else pair
 
 
-def pair_loader(pairs: Sequence[Pair] | Dataset, *, batch_size: int = 50, shuffle: bool = False,
-                seed: int = 0, drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+def pair_loader(
+    pairs: Sequence[Pair] | Dataset,
+    *,
+    batch_size: int = 50,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> DataLoader:
     """A ``DataLoader`` yielding :func:`collate_pairs` batches; shuffling is seeded."""
     dataset = pairs if isinstance(pairs, Dataset) else PairDataset(pairs)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      collate_fn=collate_pairs, generator=generator, num_workers=num_workers)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        collate_fn=collate_pairs,
+        generator=generator,
+        num_workers=num_workers,
+    )
 
 
 def subject_of(pair: Pair) -> str:
@@ -51,8 +66,10 @@ def split_counts(n_subjects: int, val_fraction: float, test_fraction: float) -> 
     """Numbers of validation and test subjects (each >= 1 when its fraction is > 0 and
     at least one training subject remains)."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
-                         f"in [0, 1) with a sum below 1")
+        raise InputError(
+            f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
+            f"in [0, 1) with a sum below 1"
+        )
     n_test = int(round(n_subjects * test_fraction))
     n_val = int(round(n_subjects * val_fraction))
     if test_fraction > 0 and n_test == 0 and n_subjects - n_val >= 2:
@@ -81,8 +98,9 @@ def _stratified_order(subject_groups: dict[str, str], seed: int) -> list[str]:
     return sorted(keys, key=lambda s: (keys[s], s))
 
 
-def split_by_subject(pairs: Sequence[Pair], seed: int = 0, val_fraction: float = 0.1,
-                     test_fraction: float = 0.2) -> dict[str, list[Pair]]:
+def split_by_subject(
+    pairs: Sequence[Pair], seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
+) -> dict[str, list[Pair]]:
     """Deterministic train/val/test split that never separates a subject's pairs.
 
     Subjects (:func:`subject_of`) are stratified by ``group`` when known. The result
@@ -98,7 +116,7 @@ def split_by_subject(pairs: Sequence[Pair], seed: int = 0, val_fraction: float =
     order = _stratified_order(groups, seed)
     n_val, n_test = split_counts(len(order), val_fraction, test_fraction)
     assigned = {s: "test" for s in order[:n_test]}
-    assigned.update({s: "val" for s in order[n_test:n_test + n_val]})
+    assigned.update({s: "val" for s in order[n_test : n_test + n_val]})
     out: dict[str, list[Pair]] = {name: [] for name in SPLITS}
     for pair in pairs:
         out[assigned.get(subject_of(pair), "train")].append(pair)

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from ..errors import DataError
 from ..io_utils import atomic_path
 
 NIFTI_INTENT_VECTOR = 1007
@@ -30,11 +31,12 @@ def disp_to_physical_lps(disp: np.ndarray, affine: np.ndarray) -> np.ndarray:
     disp = np.asarray(disp, dtype=np.float64)
     ndim = disp.shape[0]
     if ndim not in (2, 3) or disp.ndim != ndim + 1:
-        raise ValueError(f"disp_to_physical_lps: disp must be (ndim, *S) with ndim 2 or 3, "
-                         f"got {disp.shape}")
+        raise DataError(
+            f"disp_to_physical_lps: disp must be (ndim, *S) with ndim 2 or 3, got {disp.shape}"
+        )
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
-        raise ValueError(f"disp_to_physical_lps: affine must be 4x4, got {affine.shape}")
+        raise DataError(f"disp_to_physical_lps: affine must be 4x4, got {affine.shape}")
     ras_to_lps = np.diag([-1.0, -1.0, 1.0])[:ndim, :ndim]
     matrix = ras_to_lps @ affine[:ndim, :ndim]
     return np.einsum("cd,d...->...c", matrix, disp)
@@ -49,8 +51,7 @@ def physical_lps_to_disp(field: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.einsum("cd,...d->c...", matrix, field)
 
 
-def write_itk_displacement(path: str | os.PathLike, disp: np.ndarray,
-                           affine: np.ndarray) -> None:
+def write_itk_displacement(path: str | os.PathLike, disp: np.ndarray, affine: np.ndarray) -> None:
     """Write a voxel displacement ``(ndim, *S)`` as an ITK/ANTs displacement-field NIfTI.
 
     ``antsApplyTransforms -t path`` or ``sitk.DisplacementFieldTransform`` on the

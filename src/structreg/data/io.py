@@ -12,20 +12,23 @@ Writes are atomic (:func:`structreg.io_utils.atomic_path`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import DataError, InputError  # DataError is also imported from here
 from ..io_utils import atomic_path
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+    _NiftiImage = nib.Nifti1Image | nib.Nifti2Image
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _INT16 = np.iinfo(np.int16)
-
-
-class DataError(ValueError):
-    """A problem with user-supplied data; the message is one line naming the file."""
 
 
 @dataclass
@@ -62,7 +65,7 @@ def is_nifti_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def _load_nifti(path: Path):
+def _load_nifti(path: Path) -> _NiftiImage:
     """Open ``path`` with nibabel and check it is a NIfTI-1/2 image."""
     import nibabel as nib
 
@@ -73,8 +76,10 @@ def _load_nifti(path: Path):
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for unreadable files
-        raise DataError(f"{_name(path)}: not a readable NIfTI file (truncated, corrupt or "
-                        f"another format: {_one_line(exc)})") from None
+        raise DataError(
+            f"{_name(path)}: not a readable NIfTI file (truncated, corrupt or "
+            f"another format: {_one_line(exc)})"
+        ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DataError(f"{_name(path)}: not a NIfTI file ({type(img).__name__})")
     return img
@@ -84,7 +89,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _read_array(img, path: Path, frame: int | None) -> np.ndarray:
+def _read_array(img: _NiftiImage, path: Path, frame: int | None) -> np.ndarray:
     """The voxel array (scaling applied) with a single time frame selected."""
     shape = tuple(img.shape)
     if len(shape) not in (2, 3, 4):
@@ -95,14 +100,16 @@ def _read_array(img, path: Path, frame: int | None) -> np.ndarray:
             data = np.asanyarray(img.dataobj[..., frame])
         else:
             if frame not in (None, 0):
-                raise DataError(f"{_name(path)}: frame {frame} requested from a "
-                                f"{len(shape)}-D image")
+                raise DataError(
+                    f"{_name(path)}: frame {frame} requested from a {len(shape)}-D image"
+                )
             data = np.asanyarray(img.dataobj)
     except DataError:
         raise
     except Exception as exc:  # EOFError, zlib.error, OSError on truncated data
-        raise DataError(f"{_name(path)}: truncated or corrupt NIfTI data "
-                        f"({_one_line(exc)})") from None
+        raise DataError(
+            f"{_name(path)}: truncated or corrupt NIfTI data ({_one_line(exc)})"
+        ) from None
     return np.asarray(data)
 
 
@@ -117,7 +124,7 @@ def _check_frame(shape: tuple[int, ...], frame: int | None, path: Path) -> int:
     return frame % n
 
 
-def _spacing(img, ndim: int) -> tuple[float, ...]:
+def _spacing(img: _NiftiImage, ndim: int) -> tuple[float, ...]:
     zooms = tuple(float(z) for z in img.header.get_zooms()[:ndim])
     if len(zooms) != ndim or not all(np.isfinite(zooms)) or min(zooms) <= 0:
         raise DataError(f"invalid voxel spacing {zooms}")
@@ -139,19 +146,21 @@ def read_image(path: str | os.PathLike, *, frame: int | None = None) -> Volume:
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise DataError(f"{_name(path)}: image contains {bad} NaN/Inf values")
-    return Volume(data, np.asarray(img.affine, dtype=np.float64), _file_spacing(img, data, path),
-                  str(path))
+    return Volume(
+        data, np.asarray(img.affine, dtype=np.float64), _file_spacing(img, data, path), str(path)
+    )
 
 
-def _file_spacing(img, data: np.ndarray, path: Path) -> tuple[float, ...]:
+def _file_spacing(img: _NiftiImage, data: np.ndarray, path: Path) -> tuple[float, ...]:
     try:
         return _spacing(img, data.ndim)
     except DataError as exc:
         raise DataError(f"{_name(path)}: {exc}") from None
 
 
-def read_labels(path: str | os.PathLike, *, frame: int | None = None,
-                allowed: Iterable[int] | None = None) -> Volume:
+def read_labels(
+    path: str | os.PathLike, *, frame: int | None = None, allowed: Iterable[int] | None = None
+) -> Volume:
     """Read an int16 label map; non-integer values (or values outside ``allowed``) are an error.
 
     Args:
@@ -167,8 +176,9 @@ def read_labels(path: str | os.PathLike, *, frame: int | None = None,
     data = labels_to_int16(raw, str(path))
     if allowed is not None:
         check_labels(data, allowed, str(path))
-    return Volume(data, np.asarray(img.affine, dtype=np.float64), _file_spacing(img, data, path),
-                  str(path))
+    return Volume(
+        data, np.asarray(img.affine, dtype=np.float64), _file_spacing(img, data, path), str(path)
+    )
 
 
 def labels_to_int16(values: np.ndarray, name: str) -> np.ndarray:
@@ -181,8 +191,9 @@ def labels_to_int16(values: np.ndarray, name: str) -> np.ndarray:
             raise DataError(f"{name}: label map contains NaN/Inf values")
         ints = np.rint(values)
         if not np.array_equal(ints, values):
-            raise DataError(f"{name}: label map has non-integer values "
-                            f"(e.g. {_first_fraction(values)})")
+            raise DataError(
+                f"{name}: label map has non-integer values (e.g. {_first_fraction(values)})"
+            )
     if ints.size and (ints.min() < _INT16.min or ints.max() > _INT16.max):
         raise DataError(f"{name}: label values outside the int16 range")
     return ints.astype(np.int16)
@@ -205,17 +216,21 @@ def check_labels(labels: np.ndarray, allowed: Iterable[int], name: str) -> None:
 def check_same_ndim(moving: Volume, fixed: Volume) -> None:
     """Raise :class:`DataError` naming both files when their dimensionality differs."""
     if moving.ndim != fixed.ndim:
-        raise DataError(f"{moving.path or 'moving'} is {moving.ndim}-D "
-                        f"{moving.shape} but {fixed.path or 'fixed'} is {fixed.ndim}-D "
-                        f"{fixed.shape}: moving and fixed must have the same dimensionality")
+        raise DataError(
+            f"{moving.path or 'moving'} is {moving.ndim}-D "
+            f"{moving.shape} but {fixed.path or 'fixed'} is {fixed.ndim}-D "
+            f"{fixed.shape}: moving and fixed must have the same dimensionality"
+        )
 
 
 def check_same_grid(reference: Volume, other: Volume) -> None:
     """Raise :class:`DataError` naming both files when their array shapes differ."""
     if reference.shape != other.shape:
-        raise DataError(f"{other.path or 'image'} has shape {other.shape} but "
-                        f"{reference.path or 'reference'} has shape {reference.shape}: "
-                        f"they must share one voxel grid")
+        raise DataError(
+            f"{other.path or 'image'} has shape {other.shape} but "
+            f"{reference.path or 'reference'} has shape {reference.shape}: "
+            f"they must share one voxel grid"
+        )
 
 
 def spacing_affine(spacing: Sequence[float]) -> np.ndarray:
@@ -226,8 +241,13 @@ def spacing_affine(spacing: Sequence[float]) -> np.ndarray:
     return affine
 
 
-def write_image(path: str | os.PathLike, data: np.ndarray, *, affine: np.ndarray | None = None,
-                spacing: Sequence[float] | None = None) -> Path:
+def write_image(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    affine: np.ndarray | None = None,
+    spacing: Sequence[float] | None = None,
+) -> Path:
     """Atomically write a float32 image (any ``(H, W[, D[, C]])`` array) as NIfTI.
 
     ``affine`` wins over ``spacing``; without either the grid is 1 mm isotropic.
@@ -235,18 +255,27 @@ def write_image(path: str | os.PathLike, data: np.ndarray, *, affine: np.ndarray
     return _write(path, np.asarray(data, dtype=np.float32), affine, spacing)
 
 
-def write_labels(path: str | os.PathLike, data: np.ndarray, *, affine: np.ndarray | None = None,
-                 spacing: Sequence[float] | None = None) -> Path:
+def write_labels(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    affine: np.ndarray | None = None,
+    spacing: Sequence[float] | None = None,
+) -> Path:
     """Atomically write an int16 label map as NIfTI (values must be integers)."""
     return _write(path, labels_to_int16(data, str(path)), affine, spacing)
 
 
-def _write(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray | None,
-           spacing: Sequence[float] | None) -> Path:
+def _write(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    affine: np.ndarray | None,
+    spacing: Sequence[float] | None,
+) -> Path:
     import nibabel as nib
 
     if not is_nifti_path(path):
-        raise ValueError(f"{path}: output must end in .nii or .nii.gz")
+        raise InputError(f"{path}: output must end in .nii or .nii.gz")
     if affine is None:
         affine = spacing_affine(spacing if spacing is not None else [1.0] * min(data.ndim, 3))
     img = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
+from ..errors import DataError, InputError
 
 
 @dataclass
@@ -43,19 +46,27 @@ class Pair:
 
     def __post_init__(self) -> None:
         if self.moving.shape != self.fixed.shape:
-            raise ValueError(f"pair {self.id}: moving {self.moving.shape} and fixed "
-                             f"{self.fixed.shape} differ in shape")
+            raise DataError(
+                f"pair {self.id}: moving {self.moving.shape} and fixed "
+                f"{self.fixed.shape} differ in shape"
+            )
         if len(self.spacing) != self.moving.ndim:
-            raise ValueError(f"pair {self.id}: spacing {self.spacing} does not match a "
-                             f"{self.moving.ndim}-D image")
+            raise DataError(
+                f"pair {self.id}: spacing {self.spacing} does not match a "
+                f"{self.moving.ndim}-D image"
+            )
         for name in ("moving_labels", "fixed_labels", "mask"):
             arr = getattr(self, name)
             if arr is not None and arr.shape != self.moving.shape:
-                raise ValueError(f"pair {self.id}: {name} shape {arr.shape} differs from "
-                                 f"image shape {self.moving.shape}")
+                raise DataError(
+                    f"pair {self.id}: {name} shape {arr.shape} differs from "
+                    f"image shape {self.moving.shape}"
+                )
         if self.disp is not None and self.disp.shape != (self.moving.ndim, *self.moving.shape):
-            raise ValueError(f"pair {self.id}: disp shape {self.disp.shape} must be "
-                             f"{(self.moving.ndim, *self.moving.shape)}")
+            raise DataError(
+                f"pair {self.id}: disp shape {self.disp.shape} must be "
+                f"{(self.moving.ndim, *self.moving.shape)}"
+            )
 
 
 def collate_pairs(pairs: Sequence[Pair]) -> dict[str, Any]:
@@ -69,9 +80,9 @@ def collate_pairs(pairs: Sequence[Pair]) -> dict[str, Any]:
     import torch
 
     if not pairs:
-        raise ValueError("collate_pairs: empty batch")
+        raise InputError("collate_pairs: empty batch")
 
-    def stack(name: str, dtype) -> Any:
+    def stack(name: str, dtype: type[np.generic]) -> Any:
         arrays = [getattr(p, name) for p in pairs]
         if any(a is None for a in arrays):
             return None

@@ -14,13 +14,15 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, TextIO
 
-from .io import DataError, read_image, read_labels
+from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
+from .io import DataError, Volume, read_image, read_labels
 from .pair import Pair
-from .preprocess import DEFAULT_SIZE, DEFAULT_SLICES, DEFAULT_SPACING, preprocess_pair
+from .preprocess import DEFAULT_SLICES, preprocess_pair
 
 REQUIRED_COLUMNS = ("moving", "fixed")
 PATH_COLUMNS = ("moving", "fixed", "moving_labels", "fixed_labels", "mask")
@@ -56,7 +58,7 @@ def read_pairs_csv(path: str | os.PathLike) -> list[PairRow]:
     return rows
 
 
-def _read_rows(f, path: Path) -> list[PairRow]:
+def _read_rows(f: TextIO, path: Path) -> list[PairRow]:
     reader = csv.reader(f)
     header = next(reader, None)
     if header is None:
@@ -64,36 +66,65 @@ def _read_rows(f, path: Path) -> list[PairRow]:
     columns = [h.strip().lower() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise DataError(f"{path} line 1: missing column(s) {', '.join(missing)} "
-                        f"(header: {', '.join(columns)})")
+        raise DataError(
+            f"{path} line 1: missing column(s) {', '.join(missing)} (header: {', '.join(columns)})"
+        )
     rows = []
     for cells in reader:
         if not any(c.strip() for c in cells):
             continue
-        rows.append(_parse_row(dict(zip(columns, cells)), len(cells), len(columns),
-                               reader.line_num, path))
+        rows.append(
+            _parse_row(
+                dict(zip(columns, cells, strict=False)),
+                len(cells),
+                len(columns),
+                reader.line_num,
+                path,
+            )
+        )
     return rows
 
 
-def _parse_row(cells: dict[str, str], n_cells: int, n_columns: int, line: int,
-               path: Path) -> PairRow:
+def _parse_row(
+    cells: dict[str, str], n_cells: int, n_columns: int, line: int, path: Path
+) -> PairRow:
     where = f"{path} line {line}"
     if n_cells != n_columns:
         raise DataError(f"{where}: {n_cells} fields, the header has {n_columns}")
     values = {k: (cells.get(k) or "").strip() or None for k in (*PATH_COLUMNS, "group", "id")}
-    for column in REQUIRED_COLUMNS:
-        if values[column] is None:
-            raise DataError(f"{where}: empty '{column}'")
-    files = {c: _resolve(values[c], path.parent, c, where) for c in PATH_COLUMNS}
-    default_id = _default_id(values["moving"])
-    return PairRow(line=line, moving=files["moving"], fixed=files["fixed"],
-                   moving_labels=files["moving_labels"], fixed_labels=files["fixed_labels"],
-                   mask=files["mask"], group=values["group"], id=values["id"] or default_id)
+    moving = _required(values, "moving", where)
+    fixed = _required(values, "fixed", where)
+    moving_file = _resolve_file(moving, path.parent, "moving", where)
+    fixed_file = _resolve_file(fixed, path.parent, "fixed", where)
+    files = {
+        c: _resolve(values[c], path.parent, c, where)
+        for c in ("moving_labels", "fixed_labels", "mask")
+    }
+    default_id = _default_id(moving)
+    return PairRow(
+        line=line,
+        moving=moving_file,
+        fixed=fixed_file,
+        moving_labels=files["moving_labels"],
+        fixed_labels=files["fixed_labels"],
+        mask=files["mask"],
+        group=values["group"],
+        id=values["id"] or default_id,
+    )
+
+
+def _required(values: dict[str, str | None], column: str, where: str) -> str:
+    value = values[column]
+    if value is None:
+        raise DataError(f"{where}: empty '{column}'")
+    return value
 
 
 def _resolve(value: str | None, folder: Path, column: str, where: str) -> Path | None:
-    if value is None:
-        return None
+    return None if value is None else _resolve_file(value, folder, column, where)
+
+
+def _resolve_file(value: str, folder: Path, column: str, where: str) -> Path:
     file = Path(value).expanduser()
     file = file if file.is_absolute() else folder / file
     if not file.is_file():
@@ -105,16 +136,22 @@ def _default_id(value: str) -> str:
     name = value.replace("\\", "/")
     for suffix in (".nii.gz", ".nii"):
         if name.lower().endswith(suffix):
-            name = name[:-len(suffix)]
+            name = name[: -len(suffix)]
             break
     return "_".join(p for p in name.split("/") if p not in ("", ".", ".."))
 
 
-def load_pairs_csv(path: str | os.PathLike, *, size: Sequence[int] = DEFAULT_SIZE,
-                   spacing: Sequence[float] = DEFAULT_SPACING,
-                   n_slices: int | None = DEFAULT_SLICES, slice_axis: int = -1,
-                   n_subjects: int | None = None, centre_labels: Sequence[int] | None = None,
-                   label_values: Iterable[int] | None = None) -> list[Pair]:
+def load_pairs_csv(
+    path: str | os.PathLike,
+    *,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    n_slices: int | None = DEFAULT_SLICES,
+    slice_axis: int = -1,
+    n_subjects: int | None = None,
+    centre_labels: Sequence[int] | None = None,
+    label_values: Iterable[int] | None = None,
+) -> list[Pair]:
     """Read, check and preprocess every pair listed in ``path``.
 
     Args:
@@ -132,29 +169,52 @@ def load_pairs_csv(path: str | os.PathLike, *, size: Sequence[int] = DEFAULT_SIZ
     """
     rows = read_pairs_csv(path)
     if n_subjects is not None:
-        keep = list(dict.fromkeys(r.id for r in rows))[:max(0, int(n_subjects))]
+        keep = list(dict.fromkeys(r.id for r in rows))[: max(0, int(n_subjects))]
         rows = [r for r in rows if r.id in set(keep)]
     counts = Counter(r.id for r in rows)
     pairs: list[Pair] = []
     for number, row in enumerate(rows, start=1):
         pair_id = row.id if counts[row.id] == 1 else f"{row.id}_row{number}"
         try:
-            pairs.extend(_load_row(row, pair_id, size=size, spacing=spacing, n_slices=n_slices,
-                                   slice_axis=slice_axis, centre_labels=centre_labels,
-                                   label_values=label_values, csv_path=Path(path)))
+            pairs.extend(
+                _load_row(
+                    row,
+                    pair_id,
+                    size=size,
+                    spacing=spacing,
+                    n_slices=n_slices,
+                    slice_axis=slice_axis,
+                    centre_labels=centre_labels,
+                    label_values=label_values,
+                    csv_path=Path(path),
+                )
+            )
         except DataError as exc:
             raise DataError(f"{path} line {row.line}: {exc}") from None
     return pairs
 
 
-def _load_row(row: PairRow, pair_id: str, *, csv_path: Path, label_values, **options) -> list[Pair]:
-    def labels(p: Path | None):
+def _load_row(
+    row: PairRow,
+    pair_id: str,
+    *,
+    csv_path: Path,
+    label_values: Iterable[int] | None,
+    **options: Any,
+) -> list[Pair]:
+    def labels(p: Path | None) -> Volume | None:
         return None if p is None else read_labels(p, allowed=label_values)
 
     mask = None if row.mask is None else read_labels(row.mask)
-    return preprocess_pair(read_image(row.moving), read_image(row.fixed), pair_id=pair_id,
-                           moving_labels=labels(row.moving_labels),
-                           fixed_labels=labels(row.fixed_labels), mask=mask, subject=row.id,
-                           group=row.group,
-                           meta={"source": "pairs", "csv": str(csv_path), "csv_line": row.line},
-                           **options)
+    return preprocess_pair(
+        read_image(row.moving),
+        read_image(row.fixed),
+        pair_id=pair_id,
+        moving_labels=labels(row.moving_labels),
+        fixed_labels=labels(row.fixed_labels),
+        mask=mask,
+        subject=row.id,
+        group=row.group,
+        meta={"source": "pairs", "csv": str(csv_path), "csv_line": row.line},
+        **options,
+    )

@@ -22,16 +22,17 @@ source image's extent are padding (0).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .io import DataError, Volume, check_same_grid, check_same_ndim
+from ..errors import DataError, InputError
+from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
+from .io import Volume, check_same_grid, check_same_ndim
 from .pair import Pair
 
-DEFAULT_SIZE = (100, 100)
-DEFAULT_SPACING = (2.0, 2.0)
 DEFAULT_SLICES = 9  # the paper uses 7-11 slices around the centre of each volume
 DEFAULT_PERCENTILES = (1.0, 99.0)
 KINDS = ("image", "labels", "mask", "field")
@@ -83,7 +84,7 @@ class PreprocessRecord:
     @property
     def scale(self) -> tuple[float, ...]:
         """Source voxels per processed voxel along each processed axis."""
-        return tuple(t / s for t, s in zip(self.target_spacing, self.source_spacing))
+        return tuple(t / s for t, s in zip(self.target_spacing, self.source_spacing, strict=False))
 
     def source_coordinates(self, index: Sequence[float]) -> np.ndarray:
         """Source voxel coordinates of processed voxel ``index`` (one entry per axis)."""
@@ -107,7 +108,7 @@ class PreprocessRecord:
         if self.slice_axis is not None:
             origin[self.slice_axis] = self.slice_index
         spare = [ax for ax in range(3) if ax not in self.axes[:3]]
-        for c, axis in zip(range(len(self.axes), 3), spare):
+        for c, axis in zip(range(len(self.axes), 3), spare, strict=False):
             out[:, c] = affine[:, axis]
         out[:, 3] = affine @ origin
         return out
@@ -117,7 +118,7 @@ class PreprocessRecord:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessRecord":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessRecord:
         """Rebuild a record written by :meth:`to_dict` (also after a JSON round trip)."""
         d = dict(data)
         for key in ("original_shape", "size", "offset", "resampled_shape"):
@@ -131,6 +132,7 @@ class PreprocessRecord:
 
 # ---------------------------------------------------------------------------- geometry
 
+
 def _axis_maps(record: PreprocessRecord) -> tuple[np.ndarray, np.ndarray]:
     """Per-axis ``(a, b)`` with source index ``o = a * p + b`` for processed index ``p``."""
     a = np.asarray(record.scale, dtype=np.float64)
@@ -138,11 +140,17 @@ def _axis_maps(record: PreprocessRecord) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def plan_geometry(original_shape: Sequence[int], original_spacing: Sequence[float], *,
-                  target_spacing: Sequence[float] = DEFAULT_SPACING,
-                  size: Sequence[int] = DEFAULT_SIZE, centre: Sequence[float] | None = None,
-                  affine: np.ndarray | None = None, slice_axis: int | None = None,
-                  slice_index: int | None = None) -> PreprocessRecord:
+def plan_geometry(
+    original_shape: Sequence[int],
+    original_spacing: Sequence[float],
+    *,
+    target_spacing: Sequence[float] = DEFAULT_SPACING,
+    size: Sequence[int] = DEFAULT_SIZE,
+    centre: Sequence[float] | None = None,
+    affine: np.ndarray | None = None,
+    slice_axis: int | None = None,
+    slice_index: int | None = None,
+) -> PreprocessRecord:
     """Plan resampling to ``target_spacing`` and a crop/pad to ``size`` around ``centre``.
 
     Args:
@@ -162,30 +170,42 @@ def plan_geometry(original_shape: Sequence[int], original_spacing: Sequence[floa
     axes = [a for a in range(len(original_shape)) if a != slice_axis]
     size, target_spacing = _check_plan(axes, size, target_spacing)
     source_shape = [original_shape[a] for a in axes]
-    scale = [t / original_spacing[a] for t, a in zip(target_spacing, axes)]
+    scale = [t / original_spacing[a] for t, a in zip(target_spacing, axes, strict=True)]
     if centre is None:
         centre = [(n - 1) / 2 for n in source_shape]
     # centre in resampled voxels, then the crop start that puts it in the middle
-    resampled_centre = [(o + 0.5) / s - 0.5 for o, s in zip(centre, scale)]
-    offset = tuple(int(np.floor(r - (n - 1) / 2 + 0.5)) for r, n in zip(resampled_centre, size))
-    resampled = tuple(max(1, int(round(n / s))) for n, s in zip(source_shape, scale))
+    resampled_centre = [(o + 0.5) / s - 0.5 for o, s in zip(centre, scale, strict=False)]
+    offset = tuple(
+        int(np.floor(r - (n - 1) / 2 + 0.5)) for r, n in zip(resampled_centre, size, strict=False)
+    )
+    resampled = tuple(max(1, int(round(n / s))) for n, s in zip(source_shape, scale, strict=True))
     if affine is None:
         affine = np.diag([*original_spacing[:3], *[1.0] * (4 - min(3, len(original_spacing)))])
     return PreprocessRecord(
-        original_shape=original_shape, original_spacing=original_spacing,
+        original_shape=original_shape,
+        original_spacing=original_spacing,
         affine=tuple(tuple(float(v) for v in row) for row in np.asarray(affine)),
-        slice_axis=slice_axis, slice_index=None if slice_index is None else int(slice_index),
-        target_spacing=target_spacing, size=size, offset=offset, resampled_shape=resampled)
+        slice_axis=slice_axis,
+        slice_index=None if slice_index is None else int(slice_index),
+        target_spacing=target_spacing,
+        size=size,
+        offset=offset,
+        resampled_shape=resampled,
+    )
 
 
-def _check_plan(axes: list[int], size, target_spacing) -> tuple[tuple[int, ...], tuple[float, ...]]:
+def _check_plan(
+    axes: list[int], size: Sequence[int], target_spacing: Sequence[float]
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
     size = tuple(int(n) for n in size)
     target_spacing = tuple(float(s) for s in target_spacing)
     if len(size) != len(axes) or len(target_spacing) != len(axes):
-        raise ValueError(f"size {size} and spacing {target_spacing} need {len(axes)} entries "
-                         f"for a {len(axes)}-D processed grid")
+        raise InputError(
+            f"size {size} and spacing {target_spacing} need {len(axes)} entries "
+            f"for a {len(axes)}-D processed grid"
+        )
     if min(size) < 1 or min(target_spacing) <= 0:
-        raise ValueError(f"size {size} and spacing {target_spacing} must be positive")
+        raise InputError(f"size {size} and spacing {target_spacing} must be positive")
     return size, target_spacing
 
 
@@ -196,20 +216,26 @@ def _sample(array: np.ndarray, coords: list[np.ndarray], order: int) -> np.ndarr
     grids = np.meshgrid(*coords, indexing="ij")
     out = map_coordinates(array, np.stack(grids), order=order, mode="nearest", prefilter=False)
     inside = np.ones(out.shape, dtype=bool)
-    for g, n in zip(grids, array.shape):
+    for g, n in zip(grids, array.shape, strict=True):
         inside &= (g >= -0.5) & (g < n - 0.5)
     out[~inside] = 0
     return out
 
 
-def _resample(array: np.ndarray, coords: list[np.ndarray], kind: str,
-              vector_scale: np.ndarray) -> np.ndarray:
+def _resample(
+    array: np.ndarray, coords: list[np.ndarray], kind: str, vector_scale: np.ndarray
+) -> np.ndarray:
     """Resample an image / label map / mask / field ``(ndim, *S)`` at ``coords``."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
     if kind == "field":
-        return np.stack([_sample(np.asarray(array[c], dtype=np.float32), coords, 1)
-                         * np.float32(vector_scale[c]) for c in range(len(coords))])
+        return np.stack(
+            [
+                _sample(np.asarray(array[c], dtype=np.float32), coords, 1)
+                * np.float32(vector_scale[c])
+                for c in range(len(coords))
+            ]
+        )
     if kind == "image":
         return _sample(np.asarray(array, dtype=np.float32), coords, 1)
     dtype = np.uint8 if kind == "mask" else np.int16
@@ -219,8 +245,9 @@ def _resample(array: np.ndarray, coords: list[np.ndarray], kind: str,
 def _check_shape(array: np.ndarray, shape: tuple[int, ...], kind: str, where: str) -> None:
     expected = (len(shape), *shape) if kind == "field" else shape
     if tuple(np.shape(array)) != tuple(expected):
-        raise ValueError(f"{where}: expected a {kind} of shape {tuple(expected)}, "
-                         f"got {tuple(np.shape(array))}")
+        raise DataError(
+            f"{where}: expected a {kind} of shape {tuple(expected)}, got {tuple(np.shape(array))}"
+        )
 
 
 def to_processed(array: np.ndarray, record: PreprocessRecord, kind: str = "image") -> np.ndarray:
@@ -266,8 +293,10 @@ def processed_region(record: PreprocessRecord) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- intensities
 
-def normalise_intensity(image: np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES
-                        ) -> tuple[np.ndarray, tuple[float, float]]:
+
+def normalise_intensity(
+    image: np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Map the ``percentiles`` (e.g. 1st and 99th) of ``image`` to 0 and 1, clipped.
 
     Returns the float32 image in [0, 1] and the ``(lo, hi)`` original intensities used.
@@ -282,36 +311,38 @@ def normalise_intensity(image: np.ndarray, percentiles: Sequence[float] = DEFAUL
 def denormalise(image: np.ndarray, intensity_range: Sequence[float]) -> np.ndarray:
     """Undo :func:`normalise_intensity` (up to the clipping): ``lo + image * (hi - lo)``."""
     lo, hi = intensity_range
-    return (np.asarray(image, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo))
+    return np.asarray(image, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo)
 
 
 # ---------------------------------------------------------------------------- slices, centres
 
+
 def central_slices(n_total: int, n_slices: int) -> tuple[int, ...]:
     """Indices of the ``n_slices`` central slices of ``n_total`` (all when fewer)."""
     if n_slices < 1:
-        raise ValueError(f"n_slices must be >= 1, got {n_slices}")
+        raise InputError(f"n_slices must be >= 1, got {n_slices}")
     n = min(int(n_slices), int(n_total))
     start = (n_total - n) // 2
     return tuple(range(start, start + n))
 
 
-def label_centroid(labels: np.ndarray, values: Sequence[int],
-                   slice_axis: int | None = None) -> tuple[float, ...] | None:
+def label_centroid(
+    labels: np.ndarray, values: Sequence[int], slice_axis: int | None = None
+) -> tuple[float, ...] | None:
     """Centroid (voxels) of the voxels whose label is in ``values``, or None when there are none.
 
     With ``slice_axis`` the region is projected along it first and the centroid has
     one entry per remaining axis.
     """
     region = np.isin(labels, np.asarray(values))
-    if slice_axis is not None:
-        region = region.any(axis=slice_axis)
-    if not region.any():
+    projected = region if slice_axis is None else region.any(axis=slice_axis)
+    if not projected.any():
         return None
-    return tuple(float(c.mean()) for c in np.nonzero(region))
+    return tuple(float(c.mean()) for c in np.nonzero(projected))
 
 
 # ---------------------------------------------------------------------------- pipeline
+
 
 @dataclass
 class _Inputs:
@@ -325,22 +356,34 @@ class _Inputs:
 def _check_inputs(inputs: _Inputs) -> None:
     check_same_ndim(inputs.moving, inputs.fixed)
     check_same_grid(inputs.moving, inputs.fixed)
-    for image, extra in ((inputs.moving, inputs.moving_labels), (inputs.fixed, inputs.fixed_labels),
-                         (inputs.moving, inputs.mask)):
+    for image, extra in (
+        (inputs.moving, inputs.moving_labels),
+        (inputs.fixed, inputs.fixed_labels),
+        (inputs.moving, inputs.mask),
+    ):
         if extra is not None:
             check_same_ndim(image, extra)
             check_same_grid(image, extra)
 
 
-def preprocess_pair(moving: Volume, fixed: Volume, *, pair_id: str,
-                    moving_labels: Volume | None = None, fixed_labels: Volume | None = None,
-                    mask: Volume | None = None, subject: str | None = None,
-                    group: str | None = None, size: Sequence[int] = DEFAULT_SIZE,
-                    spacing: Sequence[float] = DEFAULT_SPACING,
-                    n_slices: int | None = DEFAULT_SLICES, slice_axis: int = -1,
-                    centre_labels: Sequence[int] | None = None,
-                    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-                    meta: dict[str, Any] | None = None) -> list[Pair]:
+def preprocess_pair(
+    moving: Volume,
+    fixed: Volume,
+    *,
+    pair_id: str,
+    moving_labels: Volume | None = None,
+    fixed_labels: Volume | None = None,
+    mask: Volume | None = None,
+    subject: str | None = None,
+    group: str | None = None,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    n_slices: int | None = DEFAULT_SLICES,
+    slice_axis: int = -1,
+    centre_labels: Sequence[int] | None = None,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    meta: dict[str, Any] | None = None,
+) -> list[Pair]:
     """Turn a moving/fixed pair of 2-D images or 3-D volumes into preprocessed :class:`Pair` s.
 
     2-D images give one pair. 3-D volumes give one 2-D pair per central slice
@@ -358,53 +401,87 @@ def preprocess_pair(moving: Volume, fixed: Volume, *, pair_id: str,
     _check_inputs(inputs)
     mov, mov_range = normalise_intensity(moving.data, percentiles)
     fix, fix_range = normalise_intensity(fixed.data, percentiles)
-    axis = None if moving.ndim == 2 or n_slices is None else slice_axis % moving.ndim
-    indices = (None,) if axis is None else central_slices(moving.shape[axis], n_slices)
-    centre = _crop_centre(moving_labels, centre_labels, axis, indices)
-    base = {"moving_file": moving.path, "fixed_file": fixed.path,
-            "moving_labels_file": moving_labels.path if moving_labels else None,
-            "fixed_labels_file": fixed_labels.path if fixed_labels else None,
-            "mask_file": mask.path if mask else None, **(meta or {})}
+    axis: int | None = None
+    slices: tuple[int, ...] = ()
+    if moving.ndim != 2 and n_slices is not None:
+        axis = slice_axis % moving.ndim
+        slices = central_slices(moving.shape[axis], n_slices)
+    indices: tuple[int | None, ...] = (None,) if axis is None else slices
+    centre = _crop_centre(moving_labels, centre_labels, axis, slices)
+    base = {
+        "moving_file": moving.path,
+        "fixed_file": fixed.path,
+        "moving_labels_file": moving_labels.path if moving_labels else None,
+        "fixed_labels_file": fixed_labels.path if fixed_labels else None,
+        "mask_file": mask.path if mask else None,
+        **(meta or {}),
+    }
     pairs = []
     for index in indices:
         try:
-            record = plan_geometry(moving.shape, moving.spacing, target_spacing=spacing, size=size,
-                                   centre=centre, affine=moving.affine, slice_axis=axis,
-                                   slice_index=index)
+            record = plan_geometry(
+                moving.shape,
+                moving.spacing,
+                target_spacing=spacing,
+                size=size,
+                centre=centre,
+                affine=moving.affine,
+                slice_axis=axis,
+                slice_index=index,
+            )
         except ValueError as exc:
             raise DataError(f"{moving.path or pair_id}: {exc}") from None
         record.intensity = {"moving": mov_range, "fixed": fix_range}
-
-        def take(array: np.ndarray | None) -> np.ndarray | None:
-            if array is None:
-                return None
-            return array if axis is None else np.take(array, index, axis=axis)
-
-        def data(vol: Volume | None) -> np.ndarray | None:
-            return None if vol is None else vol.data
-
         kid = pair_id if axis is None else f"{pair_id}_slice{index:02d}"
-        pairs.append(Pair(
-            moving=to_processed(take(mov), record, "image"),
-            fixed=to_processed(take(fix), record, "image"),
-            spacing=tuple(record.target_spacing), id=kid, subject=subject, group=group,
-            moving_labels=_maybe(take(data(moving_labels)), record, "labels"),
-            fixed_labels=_maybe(take(data(fixed_labels)), record, "labels"),
-            mask=_maybe(None if mask is None else take(mask.data != 0), record, "mask"),
-            meta={**base, "preprocess": record.to_dict()}))
+        pairs.append(
+            Pair(
+                moving=to_processed(_take(mov, axis, index), record, "image"),
+                fixed=to_processed(_take(fix, axis, index), record, "image"),
+                spacing=tuple(record.target_spacing),
+                id=kid,
+                subject=subject,
+                group=group,
+                moving_labels=_maybe(_data(moving_labels), axis, index, record, "labels"),
+                fixed_labels=_maybe(_data(fixed_labels), axis, index, record, "labels"),
+                mask=_maybe(None if mask is None else mask.data != 0, axis, index, record, "mask"),
+                meta={**base, "preprocess": record.to_dict()},
+            )
+        )
     return pairs
 
 
-def _maybe(array: np.ndarray | None, record: PreprocessRecord, kind: str) -> np.ndarray | None:
-    return None if array is None else to_processed(array, record, kind)
+def _take(array: np.ndarray, axis: int | None, index: int | None) -> np.ndarray:
+    """Slice ``index`` along ``axis`` of ``array``, or ``array`` itself (``axis`` None)."""
+    if axis is None or index is None:
+        return array
+    return np.take(array, index, axis=axis)
 
 
-def _crop_centre(labels: Volume | None, values: Sequence[int] | None, axis: int | None,
-                 indices: tuple) -> tuple[float, ...] | None:
+def _data(vol: Volume | None) -> np.ndarray | None:
+    return None if vol is None else vol.data
+
+
+def _maybe(
+    array: np.ndarray | None,
+    axis: int | None,
+    index: int | None,
+    record: PreprocessRecord,
+    kind: str,
+) -> np.ndarray | None:
+    """:func:`to_processed` of the slice of ``array`` (None stays None)."""
+    return None if array is None else to_processed(_take(array, axis, index), record, kind)
+
+
+def _crop_centre(
+    labels: Volume | None,
+    values: Sequence[int] | None,
+    axis: int | None,
+    slices: tuple[int, ...],
+) -> tuple[float, ...] | None:
     """Centroid of ``values`` in ``labels`` over the selected slices (processed axes)."""
     if labels is None or values is None:
         return None
     data = labels.data
     if axis is not None:
-        data = np.take(data, list(indices), axis=axis)
+        data = np.take(data, list(slices), axis=axis)
     return label_centroid(data, values, slice_axis=axis)

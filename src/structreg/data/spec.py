@@ -1,19 +1,21 @@
 """One data spec for every command: ``--data phantom:cardiac|phantom:brain|acdc:DIR|pairs:CSV``.
 
-:func:`add_data_arguments` adds the shared options (``--data``, ``--split``,
-``--seed``, ``--size``, ``--spacing``, ``--subjects``, ``--slices``) to a command's
-parser and :func:`load_pairs_from_args` / :func:`load_pairs` turn them into a list
-of preprocessed :class:`Pair` s of one deterministic, subject-wise split.
-This module imports nothing heavy at import time (it is used while building the
-CLI parser); readers and phantoms are imported inside :func:`load_pairs`.
+:func:`parse_data_spec` reads a spec, :func:`parse_size` / :func:`parse_spacing`
+the grid options, and :func:`load_pairs` turns a spec into a list of preprocessed
+:class:`Pair` s of one deterministic, subject-wise split (the command line's
+options for these live in :mod:`structreg.cli.options`). This module imports
+nothing heavy at import time (it is used while building the CLI parser); readers
+and phantoms are imported inside :func:`load_pairs`.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from ..errors import DataError, InputError
+from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 
 DATA_KINDS = ("phantom", "acdc", "pairs")
 PHANTOMS = ("cardiac", "brain")
@@ -43,26 +45,26 @@ class DataSpec:
 
 
 def parse_data_spec(text: str | DataSpec) -> DataSpec:
-    """Parse ``KIND:TARGET``; raises ``ValueError`` (one line) for a malformed spec."""
+    """Parse ``KIND:TARGET``; raises :class:`InputError` (one line) for a malformed spec."""
     if isinstance(text, DataSpec):
         return text
     kind, sep, target = str(text).strip().partition(":")
     kind, target = kind.strip().lower(), target.strip()
     if not sep or kind not in DATA_KINDS:
-        raise ValueError(f"bad data spec {text!r}: expected {SPEC_HELP}")
+        raise InputError(f"bad data spec {text!r}: expected {SPEC_HELP}")
     if not target:
-        raise ValueError(f"bad data spec {text!r}: nothing after '{kind}:'")
+        raise InputError(f"bad data spec {text!r}: nothing after '{kind}:'")
     if kind == "phantom" and target.lower() not in PHANTOMS:
-        raise ValueError(f"bad data spec {text!r}: unknown phantom {target!r} "
+        raise InputError(f"bad data spec {text!r}: unknown phantom {target!r} "
                          f"(choose {', '.join(PHANTOMS)})")
     return DataSpec(kind, target.lower() if kind == "phantom" else target)
 
 
 def load_pairs(spec: str | DataSpec, *, split: str = "train", seed: int = 0,
-               size: Sequence[int] = (100, 100), spacing: Sequence[float] = (2.0, 2.0),
+               size: Sequence[int] = DEFAULT_SIZE, spacing: Sequence[float] = DEFAULT_SPACING,
                n_subjects: int | None = None, n_slices: int | None = None,
                val_fraction: float = DEFAULT_VAL_FRACTION,
-               test_fraction: float = DEFAULT_TEST_FRACTION, volumes: bool = False) -> list:
+               test_fraction: float = DEFAULT_TEST_FRACTION, volumes: bool = False) -> list[Any]:
     """Load, preprocess and split the pairs of a data spec.
 
     Args:
@@ -82,15 +84,15 @@ def load_pairs(spec: str | DataSpec, *, split: str = "train", seed: int = 0,
     """
     spec = parse_data_spec(spec)
     if split not in SPLIT_CHOICES:
-        raise ValueError(f"unknown split {split!r} (choose {', '.join(SPLIT_CHOICES)})")
+        raise InputError(f"unknown split {split!r} (choose {', '.join(SPLIT_CHOICES)})")
     if n_subjects is not None and n_subjects < 1:
-        raise ValueError(f"--subjects must be >= 1, got {n_subjects}")
+        raise InputError(f"--subjects must be >= 1, got {n_subjects}")
     if n_slices is not None and n_slices < 1:
-        raise ValueError(f"--slices must be >= 1, got {n_slices}")
+        raise InputError(f"--slices must be >= 1, got {n_slices}")
     pairs = _load_all(spec, seed=seed, size=tuple(size), spacing=tuple(spacing),
                       n_subjects=n_subjects, n_slices=n_slices, volumes=volumes)
     if not pairs:
-        raise ValueError(f"{spec}: no pairs found")
+        raise DataError(f"{spec}: no pairs found")
     if split == "all":
         return pairs
     from .dataset import split_by_subject
@@ -100,7 +102,7 @@ def load_pairs(spec: str | DataSpec, *, split: str = "train", seed: int = 0,
 
 
 def _load_all(spec: DataSpec, *, seed: int, size: tuple, spacing: tuple,
-              n_subjects: int | None, n_slices: int | None, volumes: bool) -> list:
+              n_subjects: int | None, n_slices: int | None, volumes: bool) -> list[Any]:
     if spec.kind == "phantom":
         generate = _phantom(spec)
         return generate(n_subjects or DEFAULT_PHANTOM_SUBJECTS, seed=seed,
@@ -119,7 +121,7 @@ def _load_all(spec: DataSpec, *, seed: int, size: tuple, spacing: tuple,
                           n_subjects=n_subjects)
 
 
-def _phantom(spec: DataSpec):
+def _phantom(spec: DataSpec) -> Any:
     """The phantom generator ``f(n_subjects, seed=, slices_per_subject=, size=, spacing=)``."""
     import importlib
 
@@ -128,22 +130,14 @@ def _phantom(spec: DataSpec):
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
-            raise ValueError(f"{spec}: the built-in phantom is not available in this "
+            raise DataError(f"{spec}: the built-in phantom is not available in this "
                              f"installation ({module_name} missing)") from None
-        raise ValueError(f"{spec}: the built-in phantom needs the package "
+        raise DataError(f"{spec}: the built-in phantom needs the package "
                          f"'{exc.name}' (pip install it)") from None
     return getattr(module, f"{spec.target}_phantom")
 
 
-# ---------------------------------------------------------------------------- CLI options
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in _parts(text))
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in _parts(text))
-
+# ---------------------------------------------------------------------------- grid options
 
 def _parts(text: str) -> list[str]:
     parts = [p for p in text.lower().replace("x", ",").split(",")]
@@ -155,50 +149,20 @@ def _parts(text: str) -> list[str]:
 def parse_size(text: str) -> tuple[int, ...]:
     """``"100"`` -> ``(100, 100)``; ``"96x112"`` or ``"96,112"`` -> ``(96, 112)``."""
     try:
-        values = _ints(text)
+        values = tuple(int(v) for v in _parts(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 100 or 100x100, got {text!r}")
+        raise InputError(f"size must look like 100 or 100x100, got {text!r}") from None
     if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+        raise InputError(f"size must be positive, got {text!r}")
     return values * 2 if len(values) == 1 else values
 
 
 def parse_spacing(text: str) -> tuple[float, ...]:
     """``"2"`` -> ``(2.0, 2.0)``; ``"1.5x2"`` -> ``(1.5, 2.0)`` (mm)."""
     try:
-        values = _floats(text)
+        values = tuple(float(v) for v in _parts(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"spacing must look like 2 or 2x2 (mm), got {text!r}")
+        raise InputError(f"spacing must look like 2 or 2x2 (mm), got {text!r}") from None
     if not all(v > 0 and v == v and v != float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"spacing must be positive, got {text!r}")
+        raise InputError(f"spacing must be positive, got {text!r}")
     return values * 2 if len(values) == 1 else values
-
-
-def add_data_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAULT_DATA,
-                       split: str = "train") -> None:
-    """Add the shared data options to ``parser`` (defaults: ``default`` data, ``split``)."""
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", default=default, metavar="SPEC",
-                   help=f"{SPEC_HELP} (default: {default})")
-    g.add_argument("--split", default=split, choices=SPLIT_CHOICES,
-                   help=f"subject-wise split to use (default: {split})")
-    g.add_argument("--seed", type=int, default=0,
-                   help="seed of the phantoms and of the train/val/test split (default: 0)")
-    g.add_argument("--size", type=parse_size, default=(100, 100), metavar="HxW",
-                   help="processed image size in voxels (default: 100x100)")
-    g.add_argument("--spacing", type=parse_spacing, default=(2.0, 2.0), metavar="MM",
-                   help="processed voxel spacing in mm (default: 2)")
-    g.add_argument("--subjects", type=int, default=None, metavar="N",
-                   help=f"number of subjects (phantoms: default {DEFAULT_PHANTOM_SUBJECTS}; "
-                        "ACDC/CSV: the first N, default all)")
-    g.add_argument("--slices", type=int, default=None, metavar="N",
-                   help="phantoms: slices per subject (default 1); ACDC/CSV volumes: "
-                        "central slices per volume (default 9)")
-
-
-def load_pairs_from_args(args: argparse.Namespace, **overrides) -> list:
-    """:func:`load_pairs` with the options added by :func:`add_data_arguments`."""
-    options = dict(split=args.split, seed=args.seed, size=args.size, spacing=args.spacing,
-                   n_subjects=args.subjects, n_slices=args.slices)
-    options.update(overrides)
-    return load_pairs(args.data, **options)

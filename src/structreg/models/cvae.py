@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.defaults import DEFAULT_SIZE
+from ..errors import ConfigError, ShapeError, TypeCheckError
 from ..layers import Exponentiation, SpatialTransformer, evaluating
 
-__all__ = ["ModelConfig", "Encoder", "Decoder", "CVAEOutput", "CVAERegistration",
-           "pyramid_sizes"]
+__all__ = ["ModelConfig", "Encoder", "Decoder", "CVAEOutput", "CVAERegistration", "pyramid_sizes"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class ModelConfig:
             weights (its bias starts at 0), so the first velocities are near zero.
     """
 
-    image_size: tuple[int, ...] = (100, 100)
+    image_size: tuple[int, ...] = DEFAULT_SIZE
     in_channels: int = 1
     latent_dim: int = 144
     enc_channels: tuple[int, int, int, int] = (16, 32, 32, 4)
@@ -89,43 +90,28 @@ class ModelConfig:
     velocity_init_std: float = 1e-5
 
     def __post_init__(self) -> None:
-        def ints(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
-            try:
-                out = tuple(value)
-            except TypeError:
-                raise ValueError(f"ModelConfig: {name} must be a list of ints, got {value!r}") from None
-            if (not out or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out)
-                    or (length is not None and len(out) != length)):
-                want = f"{length} positive ints" if length else "positive ints"
-                raise ValueError(f"ModelConfig: {name} must be {want}, got {value!r}")
-            return out
-
-        size = ints("image_size", self.image_size)
-        if len(size) not in (2, 3):
-            raise ValueError(f"ModelConfig: image_size must have 2 or 3 entries, got {size}")
-        if min(size) < 8:
-            raise ValueError(f"ModelConfig: image_size entries must be >= 8, got {size}")
-        object.__setattr__(self, "image_size", size)
-        object.__setattr__(self, "enc_channels", ints("enc_channels", self.enc_channels, 4))
-        object.__setattr__(self, "dec_channels", ints("dec_channels", self.dec_channels, 4))
+        object.__setattr__(self, "image_size", _image_size(self.image_size))
+        object.__setattr__(
+            self, "enc_channels", _positive_ints("enc_channels", self.enc_channels, 4)
+        )
+        object.__setattr__(
+            self, "dec_channels", _positive_ints("dec_channels", self.dec_channels, 4)
+        )
         for name in ("in_channels", "latent_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ModelConfig: {name} must be a positive int, got {value!r}")
+            _check_positive_int(name, getattr(self, name))
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"ModelConfig: steps must be a non-negative int, got {self.steps!r}")
+            raise ConfigError(f"ModelConfig: steps must be a non-negative int, got {self.steps!r}")
         if self.upsampling not in ("deconv", "linear"):
-            raise ValueError(f"ModelConfig: upsampling must be 'deconv' or 'linear', "
-                             f"got {self.upsampling!r}")
+            raise ConfigError(
+                f"ModelConfig: upsampling must be 'deconv' or 'linear', got {self.upsampling!r}"
+            )
         for name in ("condition", "batch_norm"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ModelConfig: {name} must be true or false, "
-                                 f"got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"ModelConfig: {name} must be true or false, got {getattr(self, name)!r}"
+                )
         for name in ("leaky_slope", "velocity_init_std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"ModelConfig: {name} must be a non-negative number, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, _non_negative_float(name, getattr(self, name)))
 
     @property
     def ndim(self) -> int:
@@ -137,15 +123,56 @@ class ModelConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`
+        (a ``ValueError``)."""
         if not isinstance(data, dict):
-            raise ValueError(f"ModelConfig: expected a table/dict, got {type(data).__name__}")
+            raise ConfigError(f"ModelConfig: expected a table/dict, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"ModelConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"ModelConfig: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+# The checks of ModelConfig's fields (messages name the field and the value given).
+
+
+def _positive_ints(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
+    """``value`` as a tuple of positive ints (of ``length`` entries when given)."""
+    try:
+        out = tuple(value)
+    except TypeError:
+        raise ConfigError(f"ModelConfig: {name} must be a list of ints, got {value!r}") from None
+    if (
+        not out
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out)
+        or (length is not None and len(out) != length)
+    ):
+        want = f"{length} positive ints" if length else "positive ints"
+        raise ConfigError(f"ModelConfig: {name} must be {want}, got {value!r}")
+    return out
+
+
+def _image_size(value: Any) -> tuple[int, ...]:
+    """``image_size`` as a tuple of 2 or 3 ints, each >= 8."""
+    size = _positive_ints("image_size", value)
+    if len(size) not in (2, 3):
+        raise ConfigError(f"ModelConfig: image_size must have 2 or 3 entries, got {size}")
+    if min(size) < 8:
+        raise ConfigError(f"ModelConfig: image_size entries must be >= 8, got {size}")
+    return size
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"ModelConfig: {name} must be a positive int, got {value!r}")
+
+
+def _non_negative_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"ModelConfig: {name} must be a non-negative number, got {value!r}")
+    return float(value)
 
 
 def pyramid_sizes(image_size: tuple[int, ...], levels: int = 3) -> list[tuple[int, ...]]:
@@ -167,11 +194,14 @@ def _downsample(image: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """Area-average ``image (N, C, *S)`` down to ``size`` (identity when equal)."""
     if tuple(image.shape[2:]) == tuple(size):
         return image
-    pool = F.adaptive_avg_pool2d if image.dim() == 4 else F.adaptive_avg_pool3d
-    return pool(image, size)
+    if image.dim() == 4:
+        return F.adaptive_avg_pool2d(image, (size[0], size[1]))
+    return F.adaptive_avg_pool3d(image, (size[0], size[1], size[2]))
 
 
-def _concat(h: torch.Tensor, cond: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+def _concat(
+    h: torch.Tensor, cond: torch.Tensor, memory_format: torch.memory_format
+) -> torch.Tensor:
     """``torch.cat([h, cond], dim=1)`` laid out in ``memory_format``.
 
     ``torch.cat`` falls back to the contiguous layout when its inputs disagree,
@@ -182,10 +212,14 @@ def _concat(h: torch.Tensor, cond: torch.Tensor, memory_format: torch.memory_for
     """
     if memory_format == torch.contiguous_format:
         return torch.cat([h, cond], dim=1)
-    out = torch.empty((h.shape[0], h.shape[1] + cond.shape[1], *h.shape[2:]), dtype=h.dtype,
-                      device=h.device, memory_format=memory_format)
-    out[:, :h.shape[1]] = h
-    out[:, h.shape[1]:] = cond
+    out = torch.empty(
+        (h.shape[0], h.shape[1] + cond.shape[1], *h.shape[2:]),
+        dtype=h.dtype,
+        device=h.device,
+        memory_format=memory_format,
+    )
+    out[:, : h.shape[1]] = h
+    out[:, h.shape[1] :] = cond
     return out
 
 
@@ -227,8 +261,9 @@ class Encoder(nn.Module):
         chans = (2 * config.in_channels, *config.enc_channels)
         blocks = []
         for i in range(4):
-            layers: list[nn.Module] = [Conv(chans[i], chans[i + 1], 3, padding=1,
-                                            bias=not config.batch_norm)]
+            layers: list[nn.Module] = [
+                Conv(chans[i], chans[i + 1], 3, padding=1, bias=not config.batch_norm)
+            ]
             if config.batch_norm:
                 layers.append(BatchNorm(chans[i + 1]))
             layers.append(nn.LeakyReLU(config.leaky_slope))
@@ -244,8 +279,12 @@ class Encoder(nn.Module):
         nn.init.zeros_(self.logvar.weight)
         nn.init.constant_(self.logvar.bias, -2.0)
 
-    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layout = _memory_format(self.blocks[0][0].weight)
+    def forward(
+        self, moving: torch.Tensor, fixed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # the first convolution (first layer of the first block) sets the layout
+        first_conv = cast(nn.Sequential, self.blocks[0])[0]
+        layout = _memory_format(cast(torch.Tensor, first_conv.weight))
         h = self.blocks(_concat(moving, fixed, layout)).flatten(1)
         return self.mu(h), self.logvar(h)
 
@@ -274,13 +313,23 @@ class Decoder(nn.Module):
             # (small - 1) * 2 - 2 + 3 + output_padding == big  (big is 2*small or 2*small - 1)
             out_ch = config.dec_channels[3 - level]
             if config.upsampling == "deconv":
-                out_pad = tuple(b - (2 * s - 1) for s, b in zip(small, big))
-                layers: list[nn.Module] = [ConvT(in_ch, out_ch, 3, stride=2, padding=1,
-                                                 output_padding=out_pad,
-                                                 bias=not config.batch_norm)]
+                out_pad = tuple(b - (2 * s - 1) for s, b in zip(small, big, strict=True))
+                layers: list[nn.Module] = [
+                    ConvT(
+                        in_ch,
+                        out_ch,
+                        3,
+                        stride=2,
+                        padding=1,
+                        output_padding=out_pad,
+                        bias=not config.batch_norm,
+                    )
+                ]
             else:
-                layers = [_Resize(big), Conv(in_ch, out_ch, 3, padding=1,
-                                             bias=not config.batch_norm)]
+                layers = [
+                    _Resize(big),
+                    Conv(in_ch, out_ch, 3, padding=1, bias=not config.batch_norm),
+                ]
             if config.batch_norm:
                 layers.append(BatchNorm(out_ch))
             layers.append(nn.LeakyReLU(config.leaky_slope))
@@ -297,7 +346,7 @@ class Decoder(nn.Module):
         h = F.leaky_relu(h, self.config.leaky_slope)
         if self.config.condition:
             h = _concat(h, _downsample(moving, self.sizes[-1]), layout)
-        for level, up in zip((2, 1, 0), self.ups):
+        for level, up in zip((2, 1, 0), self.ups, strict=True):
             h = up(h)
             if self.config.condition:
                 h = _concat(h, _downsample(moving, self.sizes[level]), layout)
@@ -337,8 +386,9 @@ class CVAERegistration(nn.Module):
         super().__init__()
         config = ModelConfig() if config is None else config
         if not isinstance(config, ModelConfig):
-            raise TypeError(f"CVAERegistration: config must be a ModelConfig, got "
-                            f"{type(config).__name__}")
+            raise TypeCheckError(
+                f"CVAERegistration: config must be a ModelConfig, got {type(config).__name__}"
+            )
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
@@ -349,23 +399,34 @@ class CVAERegistration(nn.Module):
     def _check_image(self, name: str, image: torch.Tensor) -> None:
         c = self.config
         want = (c.in_channels, *c.image_size)
-        if not isinstance(image, torch.Tensor) or image.dim() != c.ndim + 2 \
-                or tuple(image.shape[1:]) != want:
+        if (
+            not isinstance(image, torch.Tensor)
+            or image.dim() != c.ndim + 2
+            or tuple(image.shape[1:]) != want
+        ):
             got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise ValueError(f"CVAERegistration: {name} must have shape (N, {', '.join(map(str, want))})"
-                             f" (the model's image_size), got {got}")
+            raise ShapeError(
+                f"CVAERegistration: {name} must have shape (N, {', '.join(map(str, want))})"
+                f" (the model's image_size), got {got}"
+            )
         if not image.is_floating_point():
-            raise TypeError(f"CVAERegistration: {name} must be a float tensor, got {image.dtype}")
+            raise TypeCheckError(
+                f"CVAERegistration: {name} must be a float tensor, got {image.dtype}"
+            )
 
     def _check_pair(self, moving: torch.Tensor, fixed: torch.Tensor) -> None:
         self._check_image("moving", moving)
         self._check_image("fixed", fixed)
         if moving.shape[0] != fixed.shape[0]:
-            raise ValueError(f"CVAERegistration: moving and fixed batch sizes differ "
-                             f"({moving.shape[0]} vs {fixed.shape[0]})")
+            raise ShapeError(
+                f"CVAERegistration: moving and fixed batch sizes differ "
+                f"({moving.shape[0]} vs {fixed.shape[0]})"
+            )
 
     # -- parts --------------------------------------------------------------
-    def encode(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, moving: torch.Tensor, fixed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(moving, fixed) (N, C, *S)`` -> ``(mu, logvar)``, each ``(N, d)``."""
         self._check_pair(moving, fixed)
         return self.encoder(moving, fixed)
@@ -376,15 +437,22 @@ class CVAERegistration(nn.Module):
         transport) or from the prior (sampling)."""
         self._check_image("moving", moving)
         d = self.config.latent_dim
-        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != d \
-                or z.shape[0] != moving.shape[0]:
+        if (
+            not isinstance(z, torch.Tensor)
+            or z.dim() != 2
+            or z.shape[1] != d
+            or z.shape[0] != moving.shape[0]
+        ):
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"CVAERegistration: z must have shape ({moving.shape[0]}, {d}), got {got}")
+            raise ShapeError(
+                f"CVAERegistration: z must have shape ({moving.shape[0]}, {d}), got {got}"
+            )
         return self.decoder(z, moving)
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``z = mu + exp(logvar / 2) · ε`` with ``ε ~ N(0, I)``.
 
         ``ε`` is drawn on the CPU from ``generator`` (the global generator when
@@ -394,17 +462,26 @@ class CVAERegistration(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps.to(mu.device)
 
-    def sample_velocity(self, moving: torch.Tensor, fixed: torch.Tensor, sample: bool,
-                        generator: torch.Generator | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_velocity(
+        self,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        sample: bool,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, pick ``z`` and decode, without exponentiating or warping
         (what training needs). Returns ``(mu, logvar, z, velocity)``."""
         mu, logvar = self.encode(moving, fixed)
         z = self.reparameterize(mu, logvar, generator) if sample else mu
         return mu, logvar, z, self.decoder(z, moving)
 
-    def forward(self, moving: torch.Tensor, fixed: torch.Tensor, sample: bool | None = None,
-                generator: torch.Generator | None = None) -> CVAEOutput:
+    def forward(
+        self,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        sample: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> CVAEOutput:
         """Full pass: codes, velocity, displacement ``exp(v)`` and ``moved = M ∘ exp(v)``.
 
         Args:
@@ -419,7 +496,7 @@ class CVAERegistration(nn.Module):
         moved = self.transformer(moving, disp)
         return CVAEOutput(mu=mu, logvar=logvar, z=z, velocity=velocity, disp=disp, moved=moved)
 
-    def register(self, moving: torch.Tensor, fixed: torch.Tensor) -> CVAEOutput:
+    def predict(self, moving: torch.Tensor, fixed: torch.Tensor) -> CVAEOutput:
         """Deterministic registration (``z = μ``, batch-norm running statistics),
         without gradients. The module's train/eval mode is restored afterwards."""
         with evaluating(self):
@@ -433,16 +510,22 @@ class CVAERegistration(nn.Module):
         """A table of the parameter count per block and the exact total."""
         c = self.config
         rows = []
-        for name, module in [("encoder.convs", self.encoder.blocks),
-                             ("encoder.mu", self.encoder.mu), ("encoder.logvar", self.encoder.logvar),
-                             ("decoder.fc", self.decoder.fc), ("decoder.ups", self.decoder.ups),
-                             ("decoder.velocity", self.decoder.velocity)]:
+        for name, module in [
+            ("encoder.convs", self.encoder.blocks),
+            ("encoder.mu", self.encoder.mu),
+            ("encoder.logvar", self.encoder.logvar),
+            ("decoder.fc", self.decoder.fc),
+            ("decoder.ups", self.decoder.ups),
+            ("decoder.velocity", self.decoder.velocity),
+        ]:
             rows.append((name, sum(p.numel() for p in module.parameters())))
         width = max(len(r[0]) for r in rows)
         sizes = " -> ".join("×".join(map(str, s)) for s in pyramid_sizes(c.image_size))
-        lines = [f"CVAERegistration: {c.ndim}-D, image {'×'.join(map(str, c.image_size))}, "
-                 f"d = {c.latent_dim}, scales {sizes}, conditioning {'on' if c.condition else 'off'}, "
-                 f"{c.upsampling} upsampling, exponentiation N = {c.steps}"]
+        lines = [
+            f"CVAERegistration: {c.ndim}-D, image {'×'.join(map(str, c.image_size))}, "
+            f"d = {c.latent_dim}, scales {sizes}, conditioning {'on' if c.condition else 'off'}, "
+            f"{c.upsampling} upsampling, exponentiation N = {c.steps}"
+        ]
         lines += [f"  {name:<{width}}  {count:>9,}" for name, count in rows]
         lines.append(f"  {'trainable parameters':<{width}}  {self.num_parameters():>9,}")
         return "\n".join(lines)

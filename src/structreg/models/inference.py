@@ -16,6 +16,7 @@ a training loop's validation.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 _CACHE_ATTR = "_structreg_inference_copy"
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def _weights_key(module: nn.Module) -> tuple:
@@ -31,7 +33,7 @@ def _weights_key(module: nn.Module) -> tuple:
     return tuple((id(t), t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
 
 
-def fold_batch_norm(module: nn.Module) -> nn.Module:
+def fold_batch_norm(module: _M) -> _M:
     """A copy of ``module`` in eval mode with every ``Conv -> BatchNorm`` pair that sits
     next to each other in an ``nn.Sequential`` replaced by one convolution (and an
     ``nn.Identity``). The copy is for inference only: it has no batch-norm layers left
@@ -46,10 +48,13 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
         if not isinstance(seq, nn.Sequential):
             continue
         names = list(seq._modules)
-        for first, second in zip(names, names[1:]):
+        for first, second in zip(names, names[1:], strict=False):
             conv, norm = seq._modules[first], seq._modules[second]
-            if isinstance(conv, _CONVS) and isinstance(norm, nn.modules.batchnorm._BatchNorm) \
-                    and norm.track_running_stats:
+            if (
+                isinstance(conv, _CONVS)
+                and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                and norm.track_running_stats
+            ):
                 seq._modules[first] = fuse_conv_bn_eval(conv, norm)
                 seq._modules[second] = nn.Identity()
     for p in folded.parameters():
@@ -57,20 +62,21 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
     return folded
 
 
-def _channels_last(module: nn.Module) -> nn.Module:
+def _channels_last(module: _M) -> _M:
     """Convert 4-D / 5-D weights to channels-last on the CPU (no effect elsewhere)."""
     params = list(module.parameters())
     if not params or params[0].device.type != "cpu":
         return module
     ndim = max(p.dim() for p in params)
     if ndim == 4:
-        return module.to(memory_format=torch.channels_last)
+        # Module.to accepts memory_format (documented), torch's stubs omit it
+        return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if ndim == 5:
-        return module.to(memory_format=torch.channels_last_3d)
+        return module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     return module
 
 
-def inference_copy(module: nn.Module) -> nn.Module:
+def inference_copy(module: _M) -> _M:
     """The cached batch-norm-folded (and, on the CPU, channels-last) copy of ``module``
     for deterministic inference; rebuilt when ``module``'s weights changed."""
     key = _weights_key(module)

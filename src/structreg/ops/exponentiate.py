@@ -12,37 +12,11 @@ A reference integrator (classical Runge-Kutta 4 on the flow ODE
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ._checks import check_field
-from .grid import _normalised_identity, _sample_displaced
-
-
-def _exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
-    """Unchecked kernel of :func:`exponentiate`.
-
-    Mathematically ``u <- v / 2**N``, then ``N`` times ``u <- u + warp(u, u)``
-    (border padding; see :func:`structreg.ops.compose`). For speed the loop runs
-    in ``grid_sample``'s normalised units with the channels kept in its reversed
-    (x, y[, z]) order, so each squaring is one add and one ``grid_sample``.
-    """
-    if steps == 0:
-        return velocity.clone()
-    ndim = velocity.shape[1]
-    sizes = velocity.shape[2:]
-    # identity grid (1, ndim, *S) in normalised units, channels in reversed order; the
-    # sampling grid is the channels-last view of ident + u (no copy, read as is by grid_sample)
-    ident, scales = _normalised_identity(sizes, velocity.device, velocity.dtype, reverse=True)
-    rev = [ndim - 1 - c for c in range(ndim)]
-    scale_rev = torch.tensor([scales[c] / 2.0 ** steps for c in rev], device=velocity.device,
-                             dtype=velocity.dtype).view(1, ndim, *([1] * ndim))
-    u = velocity.flip(1) * scale_rev
-    for _ in range(steps):
-        u = u + F.grid_sample(u, (ident + u).movedim(1, -1), mode="bilinear",
-                              padding_mode="border", align_corners=True)
-    unscale = torch.tensor([1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
-                           device=velocity.device, dtype=velocity.dtype).view(1, ndim, *([1] * ndim))
-    return u.flip(1) * unscale
+from ..errors import InputError
+from . import kernels
+from .checks import check_field
+from .grid import _sample_displaced
 
 
 def exponentiate(velocity: torch.Tensor, steps: int = 4) -> torch.Tensor:
@@ -60,8 +34,8 @@ def exponentiate(velocity: torch.Tensor, steps: int = 4) -> torch.Tensor:
     """
     check_field("exponentiate", "velocity", velocity)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"exponentiate: steps must be a non-negative int, got {steps!r}")
-    return _exponentiate(velocity, steps)
+        raise InputError(f"exponentiate: steps must be a non-negative int, got {steps!r}")
+    return kernels.exponentiate(velocity, steps)
 
 
 def integrate_velocity_rk4(velocity: torch.Tensor, steps: int = 256) -> torch.Tensor:
@@ -78,7 +52,8 @@ def integrate_velocity_rk4(velocity: torch.Tensor, steps: int = 256) -> torch.Te
     """
     check_field("integrate_velocity_rk4", "velocity", velocity)
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"integrate_velocity_rk4: steps must be a positive int, got {steps!r}")
+        raise InputError(f"integrate_velocity_rk4: steps must be a positive int, got {steps!r}")
+
     def v_at(u: torch.Tensor) -> torch.Tensor:
         return _sample_displaced(velocity, u, "bilinear", "border")
 
@@ -104,5 +79,5 @@ def half_transforms(velocity: torch.Tensor, steps: int = 4) -> tuple[torch.Tenso
     """
     check_field("half_transforms", "velocity", velocity)
     n = velocity.shape[0]
-    both = _exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity], dim=0), steps)
+    both = kernels.exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity], dim=0), steps)
     return both[:n], both[n:]

@@ -6,9 +6,11 @@ first-order one-sided differences at the borders (``torch.gradient``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from ._checks import check_field, check_spacing
+from .checks import check_field, check_spacing
 
 
 def _field_gradient(field: torch.Tensor, spacing: tuple[float, ...]) -> torch.Tensor:
@@ -24,7 +26,9 @@ def _field_gradient(field: torch.Tensor, spacing: tuple[float, ...]) -> torch.Te
     return torch.stack(grads, dim=2)
 
 
-def jacobian_matrix(disp: torch.Tensor, spacing=None) -> torch.Tensor:
+def jacobian_matrix(
+    disp: torch.Tensor, spacing: float | Sequence[float] | None = None
+) -> torch.Tensor:
     """Jacobian ``J = I + ∇u`` of ``φ(x) = x + u(x)`` in physical coordinates.
 
     Args:
@@ -42,7 +46,9 @@ def jacobian_matrix(disp: torch.Tensor, spacing=None) -> torch.Tensor:
     return grad + eye
 
 
-def jacobian_det(disp: torch.Tensor, spacing=None) -> torch.Tensor:
+def jacobian_det(
+    disp: torch.Tensor, spacing: float | Sequence[float] | None = None
+) -> torch.Tensor:
     """Determinant of the Jacobian of ``φ(x) = x + u(x)``.
 
     Args:
@@ -87,7 +93,9 @@ def folding_fraction(disp: torch.Tensor, mask: torch.Tensor | None = None) -> to
     return (bad * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
 
 
-def velocity_magnitude(velocity: torch.Tensor, spacing=None) -> torch.Tensor:
+def velocity_magnitude(
+    velocity: torch.Tensor, spacing: float | Sequence[float] | None = None
+) -> torch.Tensor:
     """Mean Euclidean norm of a velocity field, per batch item.
 
     Args:
@@ -103,7 +111,9 @@ def velocity_magnitude(velocity: torch.Tensor, spacing=None) -> torch.Tensor:
     return phys.norm(dim=1).flatten(1).mean(dim=1)
 
 
-def velocity_gradient_magnitude(velocity: torch.Tensor, spacing=None) -> torch.Tensor:
+def velocity_gradient_magnitude(
+    velocity: torch.Tensor, spacing: float | Sequence[float] | None = None
+) -> torch.Tensor:
     """Mean Frobenius norm of the spatial gradient ``∇v``, per batch item.
 
     Args:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_field
+from ..errors import InputError
+from .checks import check_field
 
 
 def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -26,10 +27,10 @@ def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     ndim = check_field("resize_field", "field", field)
     size = tuple(int(s) for s in size)
     if len(size) != ndim or min(size) < 1:
-        raise ValueError(f"resize_field: size must be {ndim} positive ints, got {size}")
+        raise InputError(f"resize_field: size must be {ndim} positive ints, got {size}")
     old = field.shape[2:]
     mode = "bilinear" if ndim == 2 else "trilinear"
     out = F.interpolate(field, size=size, mode=mode, align_corners=True)
-    factors = [(n - 1) / (o - 1) if o > 1 else 1.0 for n, o in zip(size, old)]
+    factors = [(n - 1) / (o - 1) if o > 1 else 1.0 for n, o in zip(size, old, strict=True)]
     scale = torch.tensor(factors, device=field.device, dtype=field.dtype)
     return out * scale.view(1, ndim, *([1] * ndim))

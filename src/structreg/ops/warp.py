@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_field, check_image, check_same_spatial
-from .grid import _sample_displaced
+from ..errors import InputError, ShapeError, TypeCheckError
+from . import kernels
+from .checks import check_field, check_image, check_same_spatial
 
-_MODES = {"linear": "bilinear", "bilinear": "bilinear", "trilinear": "bilinear",
-          "nearest": "nearest"}
+_MODES = {
+    "linear": "bilinear",
+    "bilinear": "bilinear",
+    "trilinear": "bilinear",
+    "nearest": "nearest",
+}
 _PADDING = ("zeros", "border", "reflection")
 
 
-def _warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
-          padding_mode: str = "zeros") -> torch.Tensor:
-    """Unchecked kernel of :func:`warp` (``mode`` already a grid_sample mode)."""
-    return _sample_displaced(image, disp, mode, padding_mode)
-
-
-def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "linear",
-         padding_mode: str = "zeros") -> torch.Tensor:
+def warp(
+    image: torch.Tensor, disp: torch.Tensor, mode: str = "linear", padding_mode: str = "zeros"
+) -> torch.Tensor:
     """Warp ``image`` by the displacement ``disp`` (pull-back).
 
     ``moved(x) = image(x + disp(x))``, sampled with (bi/tri)linear or nearest
@@ -39,17 +39,14 @@ def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "linear",
     check_image("warp", "image", image, ndim, finite=False)
     check_same_spatial("warp", "image", image, "disp", disp)
     if mode not in _MODES:
-        raise ValueError(f"warp: mode must be one of {sorted(_MODES)}, got {mode!r}")
+        raise InputError(f"warp: mode must be one of {sorted(_MODES)}, got {mode!r}")
     if padding_mode not in _PADDING:
-        raise ValueError(f"warp: padding_mode must be one of {_PADDING}, got {padding_mode!r}")
+        raise InputError(f"warp: padding_mode must be one of {_PADDING}, got {padding_mode!r}")
     if image.dtype != disp.dtype:
-        raise TypeError(f"warp: image dtype {image.dtype} differs from disp dtype {disp.dtype}")
-    return _warp(image, disp, _MODES[mode], padding_mode)
-
-
-def _compose(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
-    """Unchecked kernel of :func:`compose`."""
-    return u2 + _warp(u1, u2, "bilinear", "border")
+        raise TypeCheckError(
+            f"warp: image dtype {image.dtype} differs from disp dtype {disp.dtype}"
+        )
+    return kernels.warp(image, disp, _MODES[mode], padding_mode)
 
 
 def compose(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
@@ -68,9 +65,11 @@ def compose(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
     ndim = check_field("compose", "u1", u1)
     check_field("compose", "u2", u2)
     if u2.shape[1] != ndim:
-        raise ValueError(f"compose: u1 and u2 must both be {ndim}-D fields, "
-                         f"got {tuple(u1.shape)} and {tuple(u2.shape)}")
+        raise ShapeError(
+            f"compose: u1 and u2 must both be {ndim}-D fields, "
+            f"got {tuple(u1.shape)} and {tuple(u2.shape)}"
+        )
     check_same_spatial("compose", "u1", u1, "u2", u2)
     if u1.dtype != u2.dtype:
-        raise TypeError(f"compose: u1 dtype {u1.dtype} differs from u2 dtype {u2.dtype}")
-    return _compose(u1, u2)
+        raise TypeCheckError(f"compose: u1 dtype {u1.dtype} differs from u2 dtype {u2.dtype}")
+    return kernels.compose(u1, u2)

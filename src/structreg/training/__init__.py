@@ -1,9 +1,14 @@
-"""Training: run configuration (TOML + overrides), checkpoints, and the loop."""
+"""Training: run configuration (TOML + overrides), the run folder, checkpoints, and
+one engine (with hooks) for every trainable method."""
 
-from .checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
-from .config import ConfigError, RunConfig, TrainConfig, load_config, save_config
-from .loop import LossParts, dice, registration_loss, train, train_step, validate
+from ..errors import CheckpointError, ConfigError
+from .checkpoint import load_model, read_checkpoint, save_checkpoint
+from .config import RunConfig, TrainConfig, load_config, save_config
+from .engine import Engine, Hook, log_columns, train
+from .run import DataSettings, RunFolder
+from .tasks import LossParts, registration_loss, train_step
 
-__all__ = ["CheckpointError", "ConfigError", "LossParts", "RunConfig", "TrainConfig", "dice",
-           "load_config", "load_model", "read_checkpoint", "registration_loss", "save_checkpoint",
-           "save_config", "train", "train_step", "validate"]
+__all__ = ["CheckpointError", "ConfigError", "DataSettings", "Engine", "Hook", "LossParts",
+           "RunConfig", "RunFolder", "TrainConfig", "load_config", "load_model", "log_columns",
+           "read_checkpoint", "registration_loss", "save_checkpoint", "save_config", "train",
+           "train_step"]

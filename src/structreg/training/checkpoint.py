@@ -4,11 +4,12 @@ atomically and read back with ``torch.load(weights_only=True)``.
 Layout (``format_version`` 1)::
 
     {"format_version": 1,
-     "config": {"model": {...}, "train": {...}},   # RunConfig.to_dict()
-     "state_dict": {name: tensor},                   # CVAERegistration weights and BN buffers
+     "config": {"model": {...}, "train": {...}},   # RunConfig.to_dict() (+ "method" when
+                                                     # not "ours": e.g. "voxelmorph")
+     "state_dict": {name: tensor},                   # the network's weights and buffers
      "optimizer": Adam state_dict or None,
      "step": int,                                    # optimisation steps done
-     "rng": {...} or None,                           # RNG states (see training.loop)
+     "rng": {...} or None,                           # RNG states (see training.rng)
      "loop": {...} or None}                          # data-order position, best score (resume)
 
 Anything else - not a torch file, a pickle of arbitrary objects, missing keys,
@@ -25,9 +26,12 @@ from typing import Any, Mapping
 
 import torch
 
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
 from ..io_utils import atomic_write
-from ..models.cvae import CVAERegistration
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .run import RunFolder
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "read_checkpoint",
            "load_model", "find_checkpoint"]
@@ -36,11 +40,7 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "state_dict", "optimizer", "step", "rng")
 
 
-class CheckpointError(ValueError):
-    """A file that is not a valid structreg checkpoint (one-line message naming it)."""
-
-
-def save_checkpoint(path: str | os.PathLike, model: CVAERegistration, config: RunConfig, *,
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: RunConfig, *,
                     optimizer: torch.optim.Optimizer | None = None, step: int = 0,
                     rng: dict[str, Any] | None = None,
                     loop: dict[str, Any] | None = None) -> Path:
@@ -53,8 +53,8 @@ def save_checkpoint(path: str | os.PathLike, model: CVAERegistration, config: Ru
         optimizer, rng, loop: training state for exact resumption (optional).
         step: optimisation steps done.
     """
-    if model.config != config.model:
-        raise ValueError("save_checkpoint: model.config differs from config.model")
+    if getattr(model, "config", None) != config.model:
+        raise ConfigError("save_checkpoint: model.config differs from config.model")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {
         "format_version": FORMAT_VERSION,
@@ -128,10 +128,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return {**data, "config": config}
 
 
-def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> CVAERegistration:
-    """The model of a :func:`read_checkpoint` result, weights loaded (CPU, eval mode)."""
+def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> nn.Module:
+    """The network of a :func:`read_checkpoint` result, weights loaded (CPU, eval mode)."""
+    from .tasks import task_for
+
     config: RunConfig = checkpoint["config"]
-    model = CVAERegistration(config.model)
+    model = task_for(config.method).build(config.model)
     expected = model.state_dict()
     state = checkpoint["state_dict"]
     missing = sorted(set(expected) - set(state))
@@ -161,23 +163,23 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
     """A file as given; for a run folder ``best.pt``, else ``checkpoint.pt``."""
     path = Path(run_dir_or_file)
     if path.is_dir():
-        for name in ("best.pt", "checkpoint.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"no best.pt or checkpoint.pt in run folder {path}")
+        return RunFolder(path).model_file()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return path
 
 
-def load_model(run_dir_or_file: str | os.PathLike,
-               device: str | torch.device = "cpu") -> tuple[CVAERegistration, RunConfig]:
+def load_model(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu",
+               method: str | None = "ours") -> tuple[Any, RunConfig]:
     """Load a trained model for registration.
 
     Args:
         run_dir_or_file: a checkpoint file, or a run folder (``best.pt`` is used
             when present, else ``checkpoint.pt``).
         device: where to put the model (``"auto"``: CUDA when available).
+        method: the method the run must have trained (``"ours"``: a
+            :class:`~structreg.models.cvae.CVAERegistration`, ``"voxelmorph"``: a
+            :class:`~structreg.models.voxelmorph.VoxelMorph2`); None accepts any.
     Returns:
         ``(model, config)``: the model in eval mode on ``device`` and the run's
         :class:`RunConfig` (``config.model`` built it).
@@ -188,6 +190,10 @@ def load_model(run_dir_or_file: str | os.PathLike,
 
     path = find_checkpoint(run_dir_or_file)
     checkpoint = read_checkpoint(path)
+    trained = checkpoint["config"].method
+    if method is not None and trained != method:
+        raise CheckpointError(f"{path}: a {trained} run, not a {method} one (use "
+                              f"{trained}:{run_dir_or_file})")
     model = build_model(checkpoint, path)
     device = resolve_device(device) if isinstance(device, str) else device
     return model.to(device), checkpoint["config"]

@@ -28,15 +28,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
+from ..errors import ConfigError
 from ..io_utils import atomic_write_text
 from ..models.cvae import ModelConfig
+from ..models.voxelmorph import VoxelMorphConfig
 
 __all__ = ["ConfigError", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
-           "save_config", "resolve_device", "RESUMABLE_CHANGES"]
-
-
-class ConfigError(ValueError):
-    """An invalid config file, key or value (one-line message)."""
+           "save_config", "resolve_device", "RESUMABLE_CHANGES", "MODEL_CONFIGS", "TRAINABLE"]
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -70,7 +70,7 @@ class TrainConfig:
             cardiac phantom, 300 steps at batch 50: KL 0.9 nats in one active
             dimension, validation Dice 0.60 → 0.87; with β = 0.01: KL 91 nats
             over all 144 dimensions, Dice 0.60 → 0.93, no folding). See
-            :mod:`structreg.training.loop`.
+            :mod:`structreg.training.tasks`.
         mask_weight: weight of the outside-mask penalty (0 = off).
         lcc_sigma, lcc_kernel: Gaussian window of the LCC (paper: 2, 9).
         val_every: validate every this many steps and at the end (0: at the end only).
@@ -139,40 +139,73 @@ class TrainConfig:
         return cls(**data)
 
 
+# The network settings of each trainable method: the [model] table of its config.
+MODEL_CONFIGS: dict[str, type[ModelConfig] | type[VoxelMorphConfig]] = {
+    "ours": ModelConfig, "voxelmorph": VoxelMorphConfig}
+TRAINABLE = tuple(MODEL_CONFIGS)
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """The model's and the training's settings together (what a run folder records)."""
+    """A run's method, network and training settings (what a run folder records).
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    Attributes:
+        model: the network's settings (:class:`ModelConfig` for ``ours``,
+            :class:`VoxelMorphConfig` for ``voxelmorph``).
+        train: the optimisation settings.
+        method: the trained method's name (``"ours"`` or ``"voxelmorph"``).
+    """
+
+    model: ModelConfig | VoxelMorphConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    method: str = "ours"
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
+    def __post_init__(self) -> None:
+        if self.method not in MODEL_CONFIGS:
+            raise ConfigError(f"method must be one of {', '.join(TRAINABLE)}, got {self.method!r}")
+        if not isinstance(self.model, MODEL_CONFIGS[self.method]):
+            raise ConfigError(f"method {self.method} needs a "
+                              f"{MODEL_CONFIGS[self.method].__name__} in [model]")
+
+    def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists only (TOML-, JSON- and ``weights_only``-safe)."""
-        return {"model": self.model.to_dict(), "train": self.train.to_dict()}
+        out: dict[str, Any] = {"model": self.model.to_dict(), "train": self.train.to_dict()}
+        if self.method != "ours":
+            out["method"] = self.method
+        return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> "RunConfig":
-        """Build from ``{"model": {...}, "train": {...}}`` (either table optional)."""
+    def from_dict(cls, data: Any) -> RunConfig:
+        """Build from ``{"method": ..., "model": {...}, "train": {...}}`` (all optional;
+        the method defaults to ``"ours"``)."""
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a table with [model] and [train], got "
                               f"{type(data).__name__}")
-        unknown = sorted(set(data) - {"model", "train"})
+        unknown = sorted(set(data) - {"model", "train", "method"})
         if unknown:
             raise ConfigError(f"unknown config section(s) {unknown}; expected [model] and [train]")
+        method = data.get("method", "ours")
+        if method not in MODEL_CONFIGS:
+            raise ConfigError(f"method must be one of {', '.join(TRAINABLE)}, got {method!r}")
+        model_cls = MODEL_CONFIGS[method]
         model = data.get("model", {})
-        _check_keys("model", model, ModelConfig)
+        _check_keys("model", model, model_cls)
         try:
-            model_config = ModelConfig.from_dict(model)
+            model_config = model_cls.from_dict(model)
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
-        return cls(model=model_config, train=TrainConfig.from_dict(data.get("train", {})))
+        return cls(model=model_config, train=TrainConfig.from_dict(data.get("train", {})),
+                   method=method)
 
     def to_toml(self) -> str:
         """TOML text that :func:`load_config` reads back to an equal config."""
         lines = ["# structreg run configuration (resolved)"]
         for section, values in self.to_dict().items():
+            if not isinstance(values, dict):
+                lines.insert(1, f"{section} = {_toml_value(values)}")
+                continue
             lines.append(f"\n[{section}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         return "\n".join(lines) + "\n"
@@ -225,7 +258,7 @@ def _parse_value(text: str, default: Any) -> Any:
 def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
     """Apply ``section.key=value`` / ``key=value`` strings; raises :class:`ConfigError`."""
     data = config.to_dict()
-    sections = {"model": ModelConfig, "train": TrainConfig}
+    sections = {"model": MODEL_CONFIGS[config.method], "train": TrainConfig}
     for item in overrides:
         if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-3)")
@@ -293,11 +326,9 @@ def save_config(config: RunConfig, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, config.to_toml())
 
 
-def resolve_device(device: str) -> "torch.device":  # noqa: F821
+def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else as given
     (an unavailable CUDA device raises ``ConfigError``)."""
-    import torch
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

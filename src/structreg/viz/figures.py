@@ -6,12 +6,18 @@ cheap and no global pyplot/backend state is touched. Files are written atomicall
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
+from ..errors import InputError
 from ..io_utils import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 # contour colour per label value (ACDC: 1 RV, 2 LV myocardium, 3 LV blood pool; brain: 1-4)
@@ -20,14 +26,15 @@ PAIRS_PER_ROW = 4
 
 
 def figure_format(path: str | os.PathLike) -> str:
-    """matplotlib format name for ``path``'s suffix; ValueError for unsupported ones."""
+    """matplotlib format name for ``path``'s suffix; :class:`InputError` (a ``ValueError``)
+    for unsupported ones."""
     suffix = Path(path).suffix.lower()
     if suffix not in FIGURE_FORMATS:
-        raise ValueError(f"{path}: figure must end in {', '.join(FIGURE_FORMATS)}")
+        raise InputError(f"{path}: figure must end in {', '.join(FIGURE_FORMATS)}")
     return FIGURE_FORMATS[suffix]
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Atomically save a matplotlib ``Figure`` (format from the suffix)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -53,11 +60,12 @@ def pick_pairs(pairs: Sequence, n: int) -> list:
     first = [by_subject[s][len(by_subject[s]) // 2] for s in subjects]
     chosen = {id(p) for p in first}
     rest = [p for p in pairs if id(p) not in chosen]
-    return (first + rest)[:max(0, int(n))]
+    return (first + rest)[: max(0, int(n))]
 
 
-def _show(ax, image: np.ndarray, labels: np.ndarray | None, mask: np.ndarray | None,
-          title: str) -> None:
+def show_image(
+    ax: Axes, image: np.ndarray, labels: np.ndarray | None, mask: np.ndarray | None, title: str
+) -> None:
     """Draw a 2-D image (rows = first array axis) with label and mask contours."""
     ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     if labels is not None:
@@ -65,13 +73,27 @@ def _show(ax, image: np.ndarray, labels: np.ndarray | None, mask: np.ndarray | N
             if value == 0:
                 continue
             colour = LABEL_COLOURS[(int(value) - 1) % len(LABEL_COLOURS)]
-            ax.contour((labels == value).astype(float), levels=[0.5], colors=[colour],
-                       linewidths=0.8)
+            ax.contour(
+                (labels == value).astype(float), levels=[0.5], colors=[colour], linewidths=0.8
+            )
     if mask is not None and mask.any() and not mask.all():
-        ax.contour(mask.astype(float), levels=[0.5], colors=["#ffff00"], linewidths=0.6,
-                   linestyles="dashed")
+        ax.contour(
+            mask.astype(float),
+            levels=[0.5],
+            colors=["#ffff00"],
+            linewidths=0.6,
+            linestyles="dashed",
+        )
     ax.set_title(title, fontsize=7)
     ax.set_axis_off()
+
+
+@overload
+def _slice2d(array: np.ndarray) -> np.ndarray: ...
+
+
+@overload
+def _slice2d(array: None) -> None: ...
 
 
 def _slice2d(array: np.ndarray | None) -> np.ndarray | None:
@@ -81,8 +103,9 @@ def _slice2d(array: np.ndarray | None) -> np.ndarray | None:
     return array[array.shape[0] // 2]
 
 
-def pair_grid(pairs: Sequence, out: str | os.PathLike, *, n: int = 8,
-              title: str | None = None) -> Path:
+def pair_grid(
+    pairs: Sequence, out: str | os.PathLike, *, n: int = 8, title: str | None = None
+) -> Path:
     """Draw up to ``n`` pairs as moving | fixed panels with label contours and groups.
 
     Args:
@@ -99,7 +122,7 @@ def pair_grid(pairs: Sequence, out: str | os.PathLike, *, n: int = 8,
     figure_format(out)
     chosen = pick_pairs(pairs, n)
     if not chosen:
-        raise ValueError("nothing to draw: no pairs")
+        raise InputError("nothing to draw: no pairs")
     per_row = min(PAIRS_PER_ROW, len(chosen))
     rows = -(-len(chosen) // per_row)
     fig = Figure(figsize=(2 * per_row * 1.7, rows * 2.1 + 0.3 + (0.4 if title else 0.0)))
@@ -110,10 +133,20 @@ def pair_grid(pairs: Sequence, out: str | os.PathLike, *, n: int = 8,
         row, col = divmod(k, per_row)
         group = f" [{pair.group}]" if pair.group is not None else ""
         mask = _slice2d(pair.mask)
-        _show(axes[row, 2 * col], _slice2d(pair.moving), _slice2d(pair.moving_labels), mask,
-              f"{pair.id}{group}\nmoving")
-        _show(axes[row, 2 * col + 1], _slice2d(pair.fixed), _slice2d(pair.fixed_labels), None,
-              f"{pair.id}{group}\nfixed")
+        show_image(
+            axes[row, 2 * col],
+            _slice2d(pair.moving),
+            _slice2d(pair.moving_labels),
+            mask,
+            f"{pair.id}{group}\nmoving",
+        )
+        show_image(
+            axes[row, 2 * col + 1],
+            _slice2d(pair.fixed),
+            _slice2d(pair.fixed_labels),
+            None,
+            f"{pair.id}{group}\nfixed",
+        )
     if title:
         fig.suptitle(title, fontsize=9)
     height = fig.get_figheight()
@@ -122,24 +155,45 @@ def pair_grid(pairs: Sequence, out: str | os.PathLike, *, n: int = 8,
     return save_figure(fig, out)
 
 
-def _legend(fig, pairs: Sequence) -> bool:
+def _legend(fig: Figure, pairs: Sequence) -> bool:
     """A legend of the contour colours (label values present, mask) below the panels."""
     from matplotlib.lines import Line2D
 
-    values = sorted({int(v) for p in pairs for lab in (p.moving_labels, p.fixed_labels)
-                     if lab is not None for v in np.unique(lab) if v != 0})
-    handles = [Line2D([], [], color=LABEL_COLOURS[(v - 1) % len(LABEL_COLOURS)], label=f"label {v}")
-               for v in values]
+    values = sorted(
+        {
+            int(v)
+            for p in pairs
+            for lab in (p.moving_labels, p.fixed_labels)
+            if lab is not None
+            for v in np.unique(lab)
+            if v != 0
+        }
+    )
+    handles = [
+        Line2D([], [], color=LABEL_COLOURS[(v - 1) % len(LABEL_COLOURS)], label=f"label {v}")
+        for v in values
+    ]
     if any(p.mask is not None for p in pairs):
         handles.append(Line2D([], [], color="#ffff00", linestyle="dashed", label="mask"))
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7,
-                   frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=len(handles),
+            fontsize=7,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
     return bool(handles)
 
 
-def registration_panel(rows: Sequence[dict], out: str | os.PathLike, *,
-                       methods: Sequence[str] = ("ours",), title: str | None = None) -> Path:
+def registration_panel(
+    rows: Sequence[dict],
+    out: str | os.PathLike,
+    *,
+    methods: Sequence[str] = ("ours",),
+    title: str | None = None,
+) -> Path:
     """Figure-2-like panel: per row, moving | fixed | moved per method | det J per method.
 
     Args:
@@ -160,11 +214,12 @@ def registration_panel(rows: Sequence[dict], out: str | os.PathLike, *,
     for r, row in enumerate(rows):
         contours = _slice2d(row.get("fixed_labels"))
         name = row.get("title", "")
-        _show(axes[r, 0], _slice2d(row["moving"]), None, None, f"moving {name}".strip())
-        _show(axes[r, 1], _slice2d(row["fixed"]), contours, None, "fixed")
+        show_image(axes[r, 0], _slice2d(row["moving"]), None, None, f"moving {name}".strip())
+        show_image(axes[r, 1], _slice2d(row["fixed"]), contours, None, "fixed")
         for m, method in enumerate(methods):
-            _show(axes[r, 2 + m], _slice2d(row["moved"][method]), contours, None,
-                  f"moved ({method})")
+            show_image(
+                axes[r, 2 + m], _slice2d(row["moved"][method]), contours, None, f"moved ({method})"
+            )
             ax = axes[r, 2 + len(methods) + m]
             det = _slice2d(row["jacobian"][method])
             image = ax.imshow(np.clip(det, 0.0, 2.0), cmap="RdBu_r", norm=norm)

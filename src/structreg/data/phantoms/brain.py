@@ -41,17 +41,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ...errors import DataError, InputError, MissingDependencyError
 from ...ops import compose, exponentiate, warp
+from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..labels import BRAIN_LABELS
 from ..pair import Pair
 
@@ -68,8 +71,8 @@ CENTRE_Z_MM = 16.0
 #: Thickness (mm) of the slab averaged into one slice, and the step between slices.
 SLICE_THICKNESS_MM = 2.0
 
-_BRAIN_THRESHOLD = 0.2          # of the T1 maximum, as nilearn.datasets.load_mni152_brain_mask
-_VENTRICLE_RADIUS_MM = 35.0     # ventricle components have their centroid this close to the centre
+_BRAIN_THRESHOLD = 0.2  # of the T1 maximum, as nilearn.datasets.load_mni152_brain_mask
+_VENTRICLE_RADIUS_MM = 35.0  # ventricle components have their centroid this close to the centre
 _VENTRICLE_MIN_AREA_MM2 = 16.0
 # Atrophy per group, drawn uniformly per subject (one severity in [0, 1] for both):
 # relative ventricle-area growth rate, and largest speed (mm) of cortical retreat.
@@ -80,30 +83,37 @@ _ATROPHY = {
 _VENTRICLE_SIGMA_MM = 4.0
 _CORTEX_SIGMA_MM = 2.0
 _EXP_STEPS = 7
-_CLASS_TO_LABEL = np.array([0, BRAIN_LABELS["CSF"], BRAIN_LABELS["GM"], BRAIN_LABELS["WM"],
-                            BRAIN_LABELS["ventricles"]], dtype=np.int16)
+_CLASS_TO_LABEL = np.array(
+    [0, BRAIN_LABELS["CSF"], BRAIN_LABELS["GM"], BRAIN_LABELS["WM"], BRAIN_LABELS["ventricles"]],
+    dtype=np.int16,
+)
 
 
 # --------------------------------------------------------------------------- template
+
 
 def template_paths() -> dict[str, Path]:
     """Paths of the MNI152 2009a T1/GM/WM files inside the installed nilearn package.
 
     Raises:
-        ImportError: nilearn is not installed.
+        MissingDependencyError: nilearn is not installed (an ``ImportError``).
         FileNotFoundError: a template file is missing from the installed package.
     """
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("brain phantom: the MNI152 template comes with nilearn, which is "
-                          "not installed; install it with `pip install nilearn` "
-                          "(or `pip install structreg[brain]`)")
+        raise MissingDependencyError(
+            "brain phantom: the MNI152 template comes with nilearn, which is "
+            "not installed; install it with `pip install nilearn` "
+            "(or `pip install structreg[brain]`)"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
     paths = {key: folder / name for key, name in TEMPLATE_FILES.items()}
     for path in paths.values():
         if not path.is_file():
-            raise FileNotFoundError(f"brain phantom: template file {path} is missing; "
-                                    "reinstall nilearn (`pip install --force-reinstall nilearn`)")
+            raise FileNotFoundError(
+                f"brain phantom: template file {path} is missing; "
+                "reinstall nilearn (`pip install --force-reinstall nilearn`)"
+            )
     return paths
 
 
@@ -114,12 +124,13 @@ def _load_template() -> tuple[dict[str, np.ndarray], np.ndarray]:
 
     volumes, affine = {}, None
     for key, path in template_paths().items():
-        img = nib.load(path)
+        # the template files are NIfTI-1; nib.load is typed as returning the base class
+        img = cast(nib.Nifti1Image, nib.load(path))
         volumes[key] = np.asarray(img.dataobj)
         if affine is None:
             affine = img.affine
         elif not np.allclose(img.affine, affine) or volumes[key].shape != volumes["t1"].shape:
-            raise ValueError(f"brain phantom: template file {path} is not on the T1's grid")
+            raise DataError(f"brain phantom: template file {path} is not on the T1's grid")
     for vol in volumes.values():
         vol.setflags(write=False)
     return volumes, np.asarray(affine, dtype=np.float64)
@@ -145,31 +156,42 @@ def _subsample_offsets(step_mm: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _TemplateSlice:
-    t1: np.ndarray      # (H, W) T1 in [0, 1]
-    probs: np.ndarray   # (5, H, W) background, CSF (non-ventricular), GM, WM, ventricles
+    t1: np.ndarray  # (H, W) T1 in [0, 1]
+    probs: np.ndarray  # (5, H, W) background, CSF (non-ventricular), GM, WM, ventricles
     affine: np.ndarray  # (4, 4) pixel (i, j, 0) -> MNI mm, before any subject deformation
 
 
 @lru_cache(maxsize=64)
-def _template_slice(slice_offset: int, size: tuple[int, int],
-                    spacing: tuple[float, float]) -> _TemplateSlice:
+def _template_slice(
+    slice_offset: int, size: tuple[int, int], spacing: tuple[float, float]
+) -> _TemplateSlice:
     """Area-averaged axial template slice on the phantom grid (see module docstring)."""
     volumes, affine = _load_template()
     centre = _brain_centre_mm()
     z = CENTRE_Z_MM + slice_offset * SLICE_THICKNESS_MM
-    origin = np.array([centre[0] - (size[0] - 1) / 2 * spacing[0],
-                       centre[1] - (size[1] - 1) / 2 * spacing[1], z])
+    origin = np.array(
+        [centre[0] - (size[0] - 1) / 2 * spacing[0], centre[1] - (size[1] - 1) / 2 * spacing[1], z]
+    )
     axes = [origin[a] + np.arange(size[a]) * spacing[a] for a in range(2)]
     offsets = [_subsample_offsets(s) for s in (*spacing, SLICE_THICKNESS_MM)]
     ox, oy, oz = np.meshgrid(*offsets, indexing="ij")
     gx, gy = np.meshgrid(*axes, indexing="ij")
-    world = np.stack([gx[..., None] + ox.ravel(), gy[..., None] + oy.ravel(),
-                      np.broadcast_to(z + oz.ravel(), gx.shape + (ox.size,))])
+    world = np.stack(
+        [
+            gx[..., None] + ox.ravel(),
+            gy[..., None] + oy.ravel(),
+            np.broadcast_to(z + oz.ravel(), gx.shape + (ox.size,)),
+        ]
+    )
     inv = np.linalg.inv(affine)
     vox = np.tensordot(inv[:3, :3], world, axes=1) + inv[:3, 3].reshape(3, 1, 1, 1)
-    sample = {key: ndimage.map_coordinates(vol, vox.reshape(3, -1), order=1, output=np.float32,
-                                           mode="constant", cval=0.0) / 255.0
-              for key, vol in volumes.items()}
+    sample = {
+        key: ndimage.map_coordinates(
+            vol, vox.reshape(3, -1), order=1, output=np.float32, mode="constant", cval=0.0
+        )
+        / 255.0
+        for key, vol in volumes.items()
+    }
     sample = {key: values.reshape(world.shape[1:]) for key, values in sample.items()}
     t1_max = volumes["t1"].max() / 255.0
     brain = (sample["t1"] > _BRAIN_THRESHOLD * t1_max).mean(-1)
@@ -209,19 +231,22 @@ def _template_slice(slice_offset: int, size: tuple[int, int],
 
 # --------------------------------------------------------------------------- subjects
 
+
 def _rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in keys])
 
 
-def _smooth_random_field(rng: np.random.Generator, size: tuple[int, int], channels: int,
-                         n_ctrl: int = 6) -> np.ndarray:
+def _smooth_random_field(
+    rng: np.random.Generator, size: tuple[int, int], channels: int, n_ctrl: int = 6
+) -> np.ndarray:
     """``(channels, H, W)`` smooth field: standard-normal control points, bicubic upsampling."""
     ctrl = torch.from_numpy(rng.standard_normal((1, channels, n_ctrl, n_ctrl)))
     return F.interpolate(ctrl, size=size, mode="bicubic", align_corners=True)[0].numpy()
 
 
-def _subject_disp(rng: np.random.Generator, size: tuple[int, int],
-                  spacing: tuple[float, float]) -> torch.Tensor:
+def _subject_disp(
+    rng: np.random.Generator, size: tuple[int, int], spacing: tuple[float, float]
+) -> torch.Tensor:
     """``(1, 2, H, W)`` template -> subject pull-back displacement in voxels:
     a small affine map (rotation ±6°, scale ±6 %, shift ±3 mm about the centre)
     composed with ``exp(v)`` of a smooth random velocity (about 3 mm per component)."""
@@ -229,7 +254,7 @@ def _subject_disp(rng: np.random.Generator, size: tuple[int, int],
     angle = np.deg2rad(rng.uniform(-6, 6))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     a_mm = rot @ np.diag(rng.uniform(0.94, 1.06, 2))
-    a_vox = a_mm * (sp[None, :] / sp[:, None])          # S^-1 A S
+    a_vox = a_mm * (sp[None, :] / sp[:, None])  # S^-1 A S
     shift = rng.uniform(-3, 3, 2) / sp
     grid = np.stack(np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in size], indexing="ij"))
     affine = np.einsum("cd,dhw->chw", a_vox - np.eye(2), grid) + shift[:, None, None]
@@ -238,8 +263,12 @@ def _subject_disp(rng: np.random.Generator, size: tuple[int, int],
     return compose(u_v, torch.from_numpy(affine[None]).float())
 
 
-def _atrophy_velocity(probs: np.ndarray, spacing: tuple[float, float], ventricle_growth: float,
-                      cortical_thinning_mm: float) -> np.ndarray:
+def _atrophy_velocity(
+    probs: np.ndarray,
+    spacing: tuple[float, float],
+    ventricle_growth: float,
+    cortical_thinning_mm: float,
+) -> np.ndarray:
     """``(2, H, W)`` velocity (voxels per unit time) of tissue motion, baseline -> follow-up.
 
     Ventricles: walls pushed outward along ``-∇`` of the ventricle map smoothed
@@ -261,7 +290,7 @@ def _atrophy_velocity(probs: np.ndarray, spacing: tuple[float, float], ventricle
 
     vent = probs[4].astype(np.float64)
     push = grad(smooth(vent, _VENTRICLE_SIGMA_MM))
-    rate = float((push * grad(vent)).sum()) * pixel_area      # dA/dt for w = -push, mm²
+    rate = float((push * grad(vent)).sum()) * pixel_area  # dA/dt for w = -push, mm²
     area = float(vent.sum()) * pixel_area
     w_vent = -push * (ventricle_growth * area / rate) if rate > 0 else np.zeros_like(push)
 
@@ -294,21 +323,28 @@ def _warp_probs(template: _TemplateSlice, disp: torch.Tensor) -> torch.Tensor:
     return torch.cat([background, moved])
 
 
-def _check_grid(size: Sequence[int], spacing: Sequence[float]) -> tuple[tuple[int, int],
-                                                                           tuple[float, float]]:
+def _check_grid(
+    size: Sequence[int], spacing: Sequence[float]
+) -> tuple[tuple[int, int], tuple[float, float]]:
     size_t = tuple(int(s) for s in size)
     spacing_t = tuple(float(s) for s in spacing)
     if len(size_t) != 2 or min(size_t) < 16 or tuple(size) != size_t:
-        raise ValueError(f"brain phantom: size must be two ints >= 16, got {size!r}")
+        raise InputError(f"brain phantom: size must be two ints >= 16, got {size!r}")
     if len(spacing_t) != 2 or not all(0.5 <= s <= 8.0 for s in spacing_t):
-        raise ValueError(f"brain phantom: spacing must be two values in [0.5, 8] mm, "
-                         f"got {spacing!r}")
-    return size_t, spacing_t  # type: ignore[return-value]
+        raise InputError(
+            f"brain phantom: spacing must be two values in [0.5, 8] mm, got {spacing!r}"
+        )
+    return size_t, spacing_t
 
 
-def make_brain_pair(seed: int, index: int, group: str | None = None, slice_offset: int = 0,
-                    size: Sequence[int] = (100, 100),
-                    spacing: Sequence[float] = (2.0, 2.0)) -> Pair:
+def make_brain_pair(
+    seed: int,
+    index: int,
+    group: str | None = None,
+    slice_offset: int = 0,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+) -> Pair:
     """One baseline -> follow-up pair of subject ``index`` (deterministic in its arguments).
 
     Args:
@@ -330,21 +366,21 @@ def make_brain_pair(seed: int, index: int, group: str | None = None, slice_offse
         slice position (MNI mm) and the template grid affine. The id is
         ``brain{seed}_{index:04d}_z{slice_offset:+d}``.
     Raises:
-        ValueError: unknown group or bad seed/index/size/spacing.
+        InputError: unknown group or bad seed/index/size/spacing (a ``ValueError``).
     """
     if group is None:
         group = BRAIN_GROUPS[int(index) % 2]
     if group not in BRAIN_GROUPS:
-        raise ValueError(f"brain phantom: unknown group {group!r}; expected one of {BRAIN_GROUPS}")
+        raise InputError(f"brain phantom: unknown group {group!r}; expected one of {BRAIN_GROUPS}")
     for name, value in (("seed", seed), ("index", index), ("slice_offset", slice_offset)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise ValueError(f"brain phantom: {name} must be an int, got {value!r}")
+            raise InputError(f"brain phantom: {name} must be an int, got {value!r}")
     if seed < 0 or index < 0:
-        raise ValueError(f"brain phantom: seed and index must be >= 0, got {seed}, {index}")
+        raise InputError(f"brain phantom: seed and index must be >= 0, got {seed}, {index}")
     size_t, spacing_t = _check_grid(size, spacing)
     template = _template_slice(int(slice_offset), size_t, spacing_t)
 
-    subject_rng = _rng(seed, index, 0)           # shared by every slice of the subject
+    subject_rng = _rng(seed, index, 0)  # shared by every slice of the subject
     subject = _subject_disp(subject_rng, size_t, spacing_t)
     gamma = subject_rng.uniform(0.8, 1.25)
     bias_field = np.exp(0.12 * _smooth_random_field(subject_rng, size_t, 1, n_ctrl=4)[0])
@@ -357,7 +393,7 @@ def make_brain_pair(seed: int, index: int, group: str | None = None, slice_offse
     disp = exponentiate(-torch.from_numpy(velocity[None]).float(), steps=_EXP_STEPS)
     followup = _warp_probs(template, compose(subject, disp))
 
-    slice_rng = _rng(seed, index, 1, int(slice_offset) + 2 ** 20)
+    slice_rng = _rng(seed, index, 1, int(slice_offset) + 2**20)
     scale = None
     images = []
     for maps in (baseline, followup):
@@ -365,7 +401,7 @@ def make_brain_pair(seed: int, index: int, group: str | None = None, slice_offse
         if scale is None:
             scale = np.percentile(clean[maps[0].numpy() < 0.5], 99.5)
         noise = slice_rng.normal(0.0, noise_std * scale, (2, *size_t))
-        image = np.hypot(clean + noise[0], noise[1]) / scale       # Rician magnitude
+        image = np.hypot(clean + noise[0], noise[1]) / scale  # Rician magnitude
         images.append(np.clip(image, 0.0, 1.0).astype(np.float32))
 
     moving_labels, fixed_labels = _labels(baseline[:5]), _labels(followup[:5])
@@ -375,26 +411,41 @@ def make_brain_pair(seed: int, index: int, group: str | None = None, slice_offse
     meta = {
         "source": "MNI152 ICBM 2009a symmetric template (nilearn/datasets/data)",
         "template_files": list(TEMPLATE_FILES.values()),
-        "seed": int(seed), "index": int(index), "slice_offset": int(slice_offset),
+        "seed": int(seed),
+        "index": int(index),
+        "slice_offset": int(slice_offset),
         "slice_z_mm": CENTRE_Z_MM + int(slice_offset) * SLICE_THICKNESS_MM,
         "slice_thickness_mm": SLICE_THICKNESS_MM,
         "template_affine": template.affine.tolist(),
         "atrophy_severity": float(severity),
         **{key: float(value) for key, value in atrophy.items()},
         "ventricle_area_change": (v1 - v0) / v0 if v0 else float("nan"),
-        "gamma": float(gamma), "noise_std": float(noise_std),
+        "gamma": float(gamma),
+        "noise_std": float(noise_std),
         "follow_up_labels": "baseline probability maps warped linearly by disp, argmax",
     }
-    return Pair(moving=images[0], fixed=images[1], spacing=spacing_t,
-                id=f"brain{seed}_{index:04d}_z{int(slice_offset):+d}",
-                subject=f"brain{seed}_{index:04d}", group=group,
-                moving_labels=moving_labels, fixed_labels=fixed_labels, mask=mask,
-                disp=disp[0].numpy().astype(np.float32), meta=meta)
+    return Pair(
+        moving=images[0],
+        fixed=images[1],
+        spacing=spacing_t,
+        id=f"brain{seed}_{index:04d}_z{int(slice_offset):+d}",
+        subject=f"brain{seed}_{index:04d}",
+        group=group,
+        moving_labels=moving_labels,
+        fixed_labels=fixed_labels,
+        mask=mask,
+        disp=disp[0].numpy().astype(np.float32),
+        meta=meta,
+    )
 
 
-def brain_phantom(n_subjects: int, seed: int = 0, slices_per_subject: int = 1,
-                  size: Sequence[int] = (100, 100),
-                  spacing: Sequence[float] = (2.0, 2.0)) -> list[Pair]:
+def brain_phantom(
+    n_subjects: int,
+    seed: int = 0,
+    slices_per_subject: int = 1,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+) -> list[Pair]:
     """``n_subjects * slices_per_subject`` pairs; groups alternate normal/dementia.
 
     The slices of a subject are contiguous (``SLICE_THICKNESS_MM`` apart) around
@@ -403,16 +454,18 @@ def brain_phantom(n_subjects: int, seed: int = 0, slices_per_subject: int = 1,
     (slice 0 lowest). Shapes and units as in :func:`make_brain_pair`.
     """
     if not isinstance(n_subjects, int) or n_subjects < 0:
-        raise ValueError(f"brain phantom: n_subjects must be an int >= 0, got {n_subjects!r}")
+        raise InputError(f"brain phantom: n_subjects must be an int >= 0, got {n_subjects!r}")
     if not isinstance(slices_per_subject, int) or slices_per_subject < 1:
-        raise ValueError("brain phantom: slices_per_subject must be an int >= 1, "
-                         f"got {slices_per_subject!r}")
+        raise InputError(
+            f"brain phantom: slices_per_subject must be an int >= 1, got {slices_per_subject!r}"
+        )
     first = -(slices_per_subject // 2)
     pairs = []
     for subject in range(n_subjects):
         for k in range(slices_per_subject):
-            pair = make_brain_pair(seed, subject, slice_offset=first + k, size=size,
-                                   spacing=spacing)
+            pair = make_brain_pair(
+                seed, subject, slice_offset=first + k, size=size, spacing=spacing
+            )
             pairs.append(dataclasses.replace(pair, id=f"brain{seed}_{subject:04d}_s{k:02d}"))
     return pairs
 
@@ -422,7 +475,7 @@ def ventricle_volume_change(pair: Pair) -> float:
     (``(A_fixed - A_moving) / A_moving``; pixel counts, so spacing cancels).
     NaN when the moving slice has no ventricle pixels."""
     if pair.moving_labels is None or pair.fixed_labels is None:
-        raise ValueError(f"pair {pair.id}: ventricle_volume_change needs both label maps")
+        raise DataError(f"pair {pair.id}: ventricle_volume_change needs both label maps")
     label = BRAIN_LABELS["ventricles"]
     before = int((pair.moving_labels == label).sum())
     after = int((pair.fixed_labels == label).sum())

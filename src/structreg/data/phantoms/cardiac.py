@@ -53,15 +53,24 @@ Groups (modelled on ACDC; see :data:`EF_RANGES`):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from ...errors import DataError, InputError
+from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..pair import Pair
 
-__all__ = ["CARDIAC_GROUPS", "EF_RANGES", "cardiac_phantom", "ejection_fraction",
-           "make_cardiac_pair"]
+__all__ = [
+    "CARDIAC_GROUPS",
+    "EF_RANGES",
+    "cardiac_phantom",
+    "ejection_fraction",
+    "make_cardiac_pair",
+]
 
 CARDIAC_GROUPS = ("NOR", "DCM", "HCM", "MINF", "RV")
 
@@ -81,49 +90,88 @@ EF_RANGES = {
 class _GroupSpec:
     """Uniform sampling ranges of one group at mid-ventricle, ED (mm, radians)."""
 
-    endo_radius: tuple[float, float]      # LV blood-pool radius
-    wall: tuple[float, float]             # LV wall thickness
-    ef: tuple[float, float]               # sampled EF (inside EF_RANGES with a margin)
-    rv_width: tuple[float, float]         # RV crescent width at its widest
-    rv_ratio: tuple[float, float]         # ES / ED crescent width
-    rv_span: tuple[float, float] = (1.15, 1.4)       # crescent half-angle
+    endo_radius: tuple[float, float]  # LV blood-pool radius
+    wall: tuple[float, float]  # LV wall thickness
+    ef: tuple[float, float]  # sampled EF (inside EF_RANGES with a margin)
+    rv_width: tuple[float, float]  # RV crescent width at its widest
+    rv_ratio: tuple[float, float]  # ES / ED crescent width
+    rv_span: tuple[float, float] = (1.15, 1.4)  # crescent half-angle
     twist_scale: float = 1.0
     septal_excess: tuple[float, float] = (0.0, 0.1)  # extra relative septal thickness
     infarct: bool = False
 
 
 _GROUP_SPECS = {
-    "NOR": _GroupSpec(endo_radius=(22, 26), wall=(9.5, 11.5), ef=(0.58, 0.67),
-                      rv_width=(24, 30), rv_ratio=(0.55, 0.7)),
-    "DCM": _GroupSpec(endo_radius=(29, 34), wall=(9.5, 11), ef=(0.13, 0.32),
-                      rv_width=(24, 30), rv_ratio=(0.7, 0.85), twist_scale=0.4),
-    "HCM": _GroupSpec(endo_radius=(21.5, 25.5), wall=(14, 18), ef=(0.67, 0.73),
-                      rv_width=(24, 30), rv_ratio=(0.55, 0.65), twist_scale=1.2,
-                      septal_excess=(0.2, 0.45)),
-    "MINF": _GroupSpec(endo_radius=(25, 30), wall=(10.5, 12.5), ef=(0.28, 0.42),
-                       rv_width=(24, 30), rv_ratio=(0.6, 0.75), twist_scale=0.6,
-                       infarct=True),
-    "RV": _GroupSpec(endo_radius=(21, 25), wall=(10, 12), ef=(0.53, 0.62),
-                     rv_width=(32, 42), rv_ratio=(0.75, 0.9), rv_span=(1.3, 1.55)),
+    "NOR": _GroupSpec(
+        endo_radius=(22, 26),
+        wall=(9.5, 11.5),
+        ef=(0.58, 0.67),
+        rv_width=(24, 30),
+        rv_ratio=(0.55, 0.7),
+    ),
+    "DCM": _GroupSpec(
+        endo_radius=(29, 34),
+        wall=(9.5, 11),
+        ef=(0.13, 0.32),
+        rv_width=(24, 30),
+        rv_ratio=(0.7, 0.85),
+        twist_scale=0.4,
+    ),
+    "HCM": _GroupSpec(
+        endo_radius=(21.5, 25.5),
+        wall=(14, 18),
+        ef=(0.67, 0.73),
+        rv_width=(24, 30),
+        rv_ratio=(0.55, 0.65),
+        twist_scale=1.2,
+        septal_excess=(0.2, 0.45),
+    ),
+    "MINF": _GroupSpec(
+        endo_radius=(25, 30),
+        wall=(10.5, 12.5),
+        ef=(0.28, 0.42),
+        rv_width=(24, 30),
+        rv_ratio=(0.6, 0.75),
+        twist_scale=0.6,
+        infarct=True,
+    ),
+    "RV": _GroupSpec(
+        endo_radius=(21, 25),
+        wall=(10, 12),
+        ef=(0.53, 0.62),
+        rv_width=(32, 42),
+        rv_ratio=(0.75, 0.9),
+        rv_span=(1.3, 1.55),
+    ),
 }
 
 # Tissue classes of the scene: (ED intensity, relative texture amplitude).
 _TISSUES = {
-    "air": (0.0, 0.0), "body": (0.22, 0.15), "fat": (0.85, 0.08), "muscle": (0.28, 0.08),
-    "lung": (0.05, 0.5), "liver": (0.38, 0.06), "aorta": (0.8, 0.03), "spine": (0.45, 0.1),
-    "epifat": (0.75, 0.15), "rv_wall": (0.3, 0.05), "rv_blood": (0.9, 0.05),
-    "myocardium": (0.27, 0.06), "papillary": (0.3, 0.05), "blood": (0.92, 0.04),
+    "air": (0.0, 0.0),
+    "body": (0.22, 0.15),
+    "fat": (0.85, 0.08),
+    "muscle": (0.28, 0.08),
+    "lung": (0.05, 0.5),
+    "liver": (0.38, 0.06),
+    "aorta": (0.8, 0.03),
+    "spine": (0.45, 0.1),
+    "epifat": (0.75, 0.15),
+    "rv_wall": (0.3, 0.05),
+    "rv_blood": (0.9, 0.05),
+    "myocardium": (0.27, 0.06),
+    "papillary": (0.3, 0.05),
+    "blood": (0.92, 0.04),
 }
 _TISSUE = {name: i for i, name in enumerate(_TISSUES)}
 _TEXTURE_AMPLITUDE = np.array([amp for _, amp in _TISSUES.values()])
 
-_MID_LEVEL = 0.45          # slice level of a single-slice pair (0 base … 1 apex)
-_TAPER_MM = 25.0           # min distance over which the heart's motion fades outside it
-_TABLE_SIZE = 1024         # angular samples of the tabulated profiles
-_TEXTURE_HALF_MM = 160.0   # texture grids cover [-160, 160]² mm of the heart frame
+_MID_LEVEL = 0.45  # slice level of a single-slice pair (0 base … 1 apex)
+_TAPER_MM = 25.0  # min distance over which the heart's motion fades outside it
+_TABLE_SIZE = 1024  # angular samples of the tabulated profiles
+_TEXTURE_HALF_MM = 160.0  # texture grids cover [-160, 160]² mm of the heart frame
 _TEXTURE_STEP_MM = 2.5
 _RV_WALL_MM = 3.0
-_PSF_SIGMA_VOX = 0.5       # in-plane blur of each rendered frame (partial volume)
+_PSF_SIGMA_VOX = 0.5  # in-plane blur of each rendered frame (partial volume)
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -140,7 +188,7 @@ def _window(phi: np.ndarray, centre: float, half_width: float, flat: float = 0.0
     return 0.5 * (1.0 + np.cos(np.pi * t))
 
 
-def _crescent(phi: np.ndarray, width: float, half_angle: float) -> np.ndarray:
+def _crescent(phi: np.ndarray, width: float, half_angle: float | np.ndarray) -> np.ndarray:
     """Width profile of a crescent centred on φ = 0 (0 beyond ``half_angle``)."""
     d = np.abs(np.angle(np.exp(1j * phi)))
     return width * np.clip(1.0 - (d / half_angle) ** 2, 0.0, None) ** 0.75
@@ -152,23 +200,23 @@ class _Slice:
 
     group: str
     level: float
-    centre: np.ndarray          # LV centre, mm along the array axes
-    beta: float                 # orientation of the heart frame in the image
-    endo: float                 # mean ED endocardial radius
-    shape: tuple[float, float, float, float]   # (e2, phase2, e3, phase3) endocardial harmonics
-    wall: float                 # ED wall thickness
-    septal: float               # extra relative septal thickness (around φ = 0)
+    centre: np.ndarray  # LV centre, mm along the array axes
+    beta: float  # orientation of the heart frame in the image
+    endo: float  # mean ED endocardial radius
+    shape: tuple[float, float, float, float]  # (e2, phase2, e3, phase3) endocardial harmonics
+    wall: float  # ED wall thickness
+    septal: float  # extra relative septal thickness (around φ = 0)
     infarct: tuple[float, float, float] | None  # (centre, half width, remaining wall fraction)
-    c_remote: float             # ES/ED endocardial radius outside the infarct
-    c_infarct: float            # ... inside it (≈ 1: akinetic)
-    twist: float                # LV rotation ED → ES
-    rv_width: float             # ED crescent width at φ = 0
-    rv_span: float              # crescent half-angle
-    rv_ratio: float             # ES / ED crescent width
-    fat: float                  # epicardial fat thickness
+    c_remote: float  # ES/ED endocardial radius outside the infarct
+    c_infarct: float  # ... inside it (≈ 1: akinetic)
+    twist: float  # LV rotation ED → ES
+    rv_width: float  # ED crescent width at φ = 0
+    rv_span: float  # crescent half-angle
+    rv_ratio: float  # ES / ED crescent width
+    fat: float  # epicardial fat thickness
     body_scale: float
-    intensity: np.ndarray       # ED intensity per tissue class
-    texture: np.ndarray         # (2, n, n) smooth unit-variance fields on the heart frame
+    intensity: np.ndarray  # ED intensity per tissue class
+    texture: np.ndarray  # (2, n, n) smooth unit-variance fields on the heart frame
     papillary: tuple[float, float, float]  # angle 1, angle 2, radius fraction
 
     # --- analytic angular profiles (functions of the ED angle φ) ------------------
@@ -194,9 +242,9 @@ class _Slice:
     def profiles(self, phi: np.ndarray) -> dict[str, np.ndarray]:
         """Every per-ray quantity of the model at ED angles ``phi``."""
         ri, ro, c = self.endo_radius(phi), self.epi_radius(phi), self.contraction(phi)
-        k = ri ** 2 * (1.0 - c ** 2)            # r_ED² - r_ES² in the myocardium (mm²)
-        so = ro ** 2 - k                        # ES epicardial radius²
-        ds = np.maximum(4.0 * k, (ro + _TAPER_MM) ** 2 - ro ** 2)   # fade length in s
+        k = ri**2 * (1.0 - c**2)  # r_ED² - r_ES² in the myocardium (mm²)
+        so = ro**2 - k  # ES epicardial radius²
+        ds = np.maximum(4.0 * k, (ro + _TAPER_MM) ** 2 - ro**2)  # fade length in s
         w_ed = _crescent(phi, self.rv_width, self.rv_span)
         w_wall = _crescent(phi, self.rv_width + _RV_WALL_MM, self.rv_span + _RV_WALL_MM / ro)
         # Where T_LV puts the ED free wall (invert h(s) = s + k w(s) on [so, r_fw²]).
@@ -210,11 +258,21 @@ class _Slice:
         w_es = self.rv_ratio * w_ed
         # T_RV ramp slope dmax / w_es kept ≥ -0.5 (monotone rays).
         dmax = np.maximum(w_int - w_es, -0.5 * w_es)
-        return {"ri": ri, "ro": ro, "si": (c * ri) ** 2, "so": so, "k": k, "ds": ds,
-                "ro_es": np.sqrt(so), "w_ed": w_ed, "w_wall": w_wall, "w_es": w_es,
-                "dmax": dmax}
+        return {
+            "ri": ri,
+            "ro": ro,
+            "si": (c * ri) ** 2,
+            "so": so,
+            "k": k,
+            "ds": ds,
+            "ro_es": np.sqrt(so),
+            "w_ed": w_ed,
+            "w_wall": w_wall,
+            "w_es": w_es,
+            "dmax": dmax,
+        }
 
-    def prepare(self) -> "_Slice":
+    def prepare(self) -> _Slice:
         """Tabulate the profiles at ``_TABLE_SIZE + 1`` angles from -π to π into
         ``_table`` (one row per profile, named by ``_rows``); call once."""
         phi = -np.pi + 2 * np.pi * np.arange(_TABLE_SIZE + 1) / _TABLE_SIZE
@@ -248,8 +306,11 @@ class _Slice:
         phi = theta + self.twist_at(r)
         ri, si, so, k, ds = self.lookup(phi, "ri", "si", "so", "k", "ds")
         s = r * r
-        h = np.where(s < si, s * (ri * ri / si),
-                     np.where(s < so, s + k, s + k * (1.0 - _smoothstep((s - so) / ds))))
+        h = np.where(
+            s < si,
+            s * (ri * ri / si),
+            np.where(s < so, s + k, s + k * (1.0 - _smoothstep((s - so) / ds))),
+        )
         r_ed = np.sqrt(h)
         return r_ed * np.cos(phi), r_ed * np.sin(phi)
 
@@ -261,11 +322,13 @@ class _Slice:
         y = np.clip((v + _TEXTURE_HALF_MM) / _TEXTURE_STEP_MM, 0, n - 1.001)
         i, j = x.astype(np.intp), y.astype(np.intp)
         fx, fy = x - i, y - j
-        k = i * n + j                                   # flat index of the lower corner
+        k = i * n + j  # flat index of the lower corner
         out = []
         for field in self.texture.reshape(len(self.texture), -1):
-            out.append((field[k] * (1 - fy) + field[k + 1] * fy) * (1 - fx)
-                       + (field[k + n] * (1 - fy) + field[k + n + 1] * fy) * fx)
+            out.append(
+                (field[k] * (1 - fy) + field[k + 1] * fy) * (1 - fx)
+                + (field[k + n] * (1 - fy) + field[k + n + 1] * fy) * fx
+            )
         return out
 
     def scene(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +342,9 @@ class _Slice:
         def paint(name: str, where: np.ndarray) -> None:
             tissue[where] = _TISSUE[name]
 
-        def ellipse(cu, cv, au, av, grow=0.0):
+        def ellipse(
+            cu: float, cv: float, au: float, av: float, grow: float | np.ndarray = 0.0
+        ) -> np.ndarray:
             return ((u - cu * g) / (au * g + grow)) ** 2 + ((v - cv * g) / (av * g + grow)) ** 2 < 1
 
         paint("fat", ellipse(20, -20, 170, 112))
@@ -310,8 +375,10 @@ class _Slice:
 
     def frame_axes(self) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors ``u`` (towards the RV) and ``v`` of the heart frame, array axis order."""
-        return (np.array([math.sin(self.beta), math.cos(self.beta)]),
-                np.array([math.cos(self.beta), -math.sin(self.beta)]))
+        return (
+            np.array([math.sin(self.beta), math.cos(self.beta)]),
+            np.array([math.cos(self.beta), -math.sin(self.beta)]),
+        )
 
 
 def _solve_remote_contraction(sl: _Slice, ef: float) -> float:
@@ -332,62 +399,87 @@ def _designed_ef(sl: _Slice) -> float:
     return float(1.0 - np.mean(sl.contraction(phi) ** 2 * ri2) / np.mean(ri2))
 
 
-def _subject_params(seed: int, subject: int, group: str) -> dict:
+def _subject_params(seed: int, subject: int, group: str) -> dict[str, Any]:
     """Parameters shared by all slices of one subject, drawn from ``(seed, subject, group)``."""
     rng = np.random.default_rng([seed, subject, 0, CARDIAC_GROUPS.index(group)])
     spec = _GROUP_SPECS[group]
 
-    def uni(bounds) -> float:
+    def uni(bounds: tuple[float, float]) -> float:
         return float(rng.uniform(*bounds))
 
     p = {
-        "group": group, "endo": uni(spec.endo_radius), "wall": uni(spec.wall),
-        "ef": uni(spec.ef), "rv_width": uni(spec.rv_width), "rv_ratio": uni(spec.rv_ratio),
-        "rv_span": uni(spec.rv_span), "septal": uni(spec.septal_excess),
+        "group": group,
+        "endo": uni(spec.endo_radius),
+        "wall": uni(spec.wall),
+        "ef": uni(spec.ef),
+        "rv_width": uni(spec.rv_width),
+        "rv_ratio": uni(spec.rv_ratio),
+        "rv_span": uni(spec.rv_span),
+        "septal": uni(spec.septal_excess),
         "shape": (uni((0.0, 0.05)), uni((0, np.pi)), uni((0.0, 0.025)), uni((0, 2 * np.pi))),
         "twist_base": -uni((3.0, 6.0)) * spec.twist_scale,
         "twist_apex": uni((8.0, 14.0)) * spec.twist_scale,
         "infarct": None,
         "offset_mm": rng.uniform(-10.0, 10.0, size=2),
         "beta": math.pi + uni((-np.pi / 6, np.pi / 6)),
-        "body_scale": uni((0.9, 1.1)), "fat": uni((1.5, 4.0)),
-        "intensity": np.array([i for i, _ in _TISSUES.values()]) * rng.uniform(0.9, 1.1, len(_TISSUES)),
+        "body_scale": uni((0.9, 1.1)),
+        "fat": uni((1.5, 4.0)),
+        "intensity": np.array([i for i, _ in _TISSUES.values()])
+        * rng.uniform(0.9, 1.1, len(_TISSUES)),
         "noise": uni((0.015, 0.04)),
         "bias": rng.normal(0.0, 0.12, size=5),
         "papillary": (np.pi - uni((0.6, 1.0)), np.pi + uni((0.6, 1.0)), uni((0.55, 0.7))),
     }
     if spec.infarct:
-        p["infarct"] = (np.pi + uni((-1.2, 1.2)), math.radians(uni((35.0, 55.0))),
-                        uni((0.6, 0.75)))
+        p["infarct"] = (np.pi + uni((-1.2, 1.2)), math.radians(uni((35.0, 55.0))), uni((0.6, 0.75)))
     return p
 
 
-def _slice_params(p: dict, level: float, rng: np.random.Generator) -> _Slice:
+def _slice_params(p: dict[str, Any], level: float, rng: np.random.Generator) -> _Slice:
     """Slice of subject ``p`` at ``level`` (0 base … 1 apex): smaller LV and RV apically."""
     lv_scale = (1.2 - 0.5 * level) / (1.2 - 0.5 * _MID_LEVEL)
     wall_scale = 1.0 - 0.15 * (level - _MID_LEVEL)
     rv_scale = max((1.25 - 0.9 * level) / (1.25 - 0.9 * _MID_LEVEL), 0.3)
     n = int(round(2 * _TEXTURE_HALF_MM / _TEXTURE_STEP_MM)) + 1
-    texture = np.stack([ndimage.gaussian_filter(rng.standard_normal((n, n)), s, mode="wrap")
-                        for s in (1.2, 4.0)])
+    texture = np.stack(
+        [ndimage.gaussian_filter(rng.standard_normal((n, n)), s, mode="wrap") for s in (1.2, 4.0)]
+    )
     texture /= texture.std(axis=(1, 2), keepdims=True)
-    sl = _Slice(group=p["group"], level=level, centre=np.zeros(2), beta=p["beta"],
-                endo=p["endo"] * lv_scale, shape=p["shape"], wall=p["wall"] * wall_scale,
-                septal=p["septal"], infarct=p["infarct"], c_remote=1.0, c_infarct=0.98,
-                twist=math.radians(p["twist_base"] + (p["twist_apex"] - p["twist_base"]) * level),
-                rv_width=p["rv_width"] * rv_scale, rv_span=p["rv_span"] * (0.7 + 0.3 * rv_scale),
-                rv_ratio=p["rv_ratio"], fat=p["fat"], body_scale=p["body_scale"],
-                intensity=p["intensity"], texture=texture, papillary=p["papillary"])
+    sl = _Slice(
+        group=p["group"],
+        level=level,
+        centre=np.zeros(2),
+        beta=p["beta"],
+        endo=p["endo"] * lv_scale,
+        shape=p["shape"],
+        wall=p["wall"] * wall_scale,
+        septal=p["septal"],
+        infarct=p["infarct"],
+        c_remote=1.0,
+        c_infarct=0.98,
+        twist=math.radians(p["twist_base"] + (p["twist_apex"] - p["twist_base"]) * level),
+        rv_width=p["rv_width"] * rv_scale,
+        rv_span=p["rv_span"] * (0.7 + 0.3 * rv_scale),
+        rv_ratio=p["rv_ratio"],
+        fat=p["fat"],
+        body_scale=p["body_scale"],
+        intensity=p["intensity"],
+        texture=texture,
+        papillary=p["papillary"],
+    )
     sl.c_remote = _solve_remote_contraction(sl, p["ef"])
     return sl.prepare()
 
 
-def _render(sl: _Slice, size, spacing, es: bool):
+def _render(
+    sl: _Slice, size: tuple[int, int], spacing: tuple[float, float], es: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Rasterise one frame at pixel centres: labels ``(H, W)`` int16, intensity
     ``(H, W)`` (blurred by the PSF) and, for ES, ``disp`` ``(2, H, W)`` float32 voxels."""
     e_u, e_v = sl.frame_axes()
-    ii, jj = np.meshgrid(np.arange(size[0], dtype=float), np.arange(size[1], dtype=float),
-                         indexing="ij")
+    ii, jj = np.meshgrid(
+        np.arange(size[0], dtype=float), np.arange(size[1], dtype=float), indexing="ij"
+    )
     d0, d1 = ii * spacing[0] - sl.centre[0], jj * spacing[1] - sl.centre[1]
     u, v = d0 * e_u[0] + d1 * e_u[1], d0 * e_v[0] + d1 * e_v[1]
     disp = None
@@ -400,21 +492,31 @@ def _render(sl: _Slice, size, spacing, es: bool):
     return labels, ndimage.gaussian_filter(image, _PSF_SIGMA_VOX), disp
 
 
-def _acquire(image: np.ndarray, bias: np.ndarray, sigma: float,
-             rng: np.random.Generator) -> np.ndarray:
+def _acquire(
+    image: np.ndarray, bias: np.ndarray, sigma: float, rng: np.random.Generator
+) -> np.ndarray:
     """Multiplicative bias, then Rician noise (magnitude of a complex Gaussian)."""
-    return np.hypot(image * bias + sigma * rng.standard_normal(image.shape),
-                    sigma * rng.standard_normal(image.shape))
+    return np.hypot(
+        image * bias + sigma * rng.standard_normal(image.shape),
+        sigma * rng.standard_normal(image.shape),
+    )
 
 
-def _bias_field(coef: np.ndarray, size) -> np.ndarray:
+def _bias_field(coef: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Smooth multiplicative bias (exp of a quadratic polynomial) on the image grid."""
     y, x = np.meshgrid(np.linspace(-1, 1, size[0]), np.linspace(-1, 1, size[1]), indexing="ij")
     return np.exp(coef[0] * x + coef[1] * y + coef[2] * x * x + coef[3] * y * y + coef[4] * x * y)
 
 
-def _make_slice_pair(seed: int, subject: int, group: str, slice_index: int, level: float,
-                     size, spacing) -> Pair:
+def _make_slice_pair(
+    seed: int,
+    subject: int,
+    group: str,
+    slice_index: int,
+    level: float,
+    size: tuple[int, int],
+    spacing: tuple[float, float],
+) -> Pair:
     p = _subject_params(seed, subject, group)
     rng = np.random.default_rng([seed, subject, 1, slice_index])
     sl = _slice_params(p, level, rng)
@@ -434,45 +536,71 @@ def _make_slice_pair(seed: int, subject: int, group: str, slice_index: int, leve
 
     prof = sl.profiles(np.linspace(-np.pi, np.pi, 360, endpoint=False))
     meta = {
-        "source": "phantom:cardiac", "seed": seed, "subject_index": subject,
-        "slice": slice_index, "slice_level": level, "frames": ("ED", "ES"),
-        "ef_design": _designed_ef(sl), "ef_range": EF_RANGES[group],
+        "source": "phantom:cardiac",
+        "seed": seed,
+        "subject_index": subject,
+        "slice": slice_index,
+        "slice_level": level,
+        "frames": ("ED", "ES"),
+        "ef_design": _designed_ef(sl),
+        "ef_range": EF_RANGES[group],
         "lv_centre_vox": tuple(float(c) for c in sl.centre / np.asarray(spacing)),
         "orientation_deg": math.degrees(sl.beta),
         "endo_radius_mm": (float(prof["ri"].mean()), float(np.sqrt(prof["si"]).mean())),
         "epi_radius_mm": (float(prof["ro"].mean()), float(prof["ro_es"].mean())),
         "rv_width_mm": (sl.rv_width, sl.rv_width * sl.rv_ratio),
         "twist_deg": math.degrees(sl.twist),
-        "infarct": None if sl.infarct is None else {
+        "infarct": None
+        if sl.infarct is None
+        else {
             "centre_deg": math.degrees(sl.infarct[0]),
-            "half_width_deg": math.degrees(sl.infarct[1]), "wall_fraction": sl.infarct[2]},
+            "half_width_deg": math.degrees(sl.infarct[1]),
+            "wall_fraction": sl.infarct[2],
+        },
         "noise_sigma": p["noise"],
     }
-    return Pair(moving=moving, fixed=fixed, spacing=spacing,
-                id=f"cardiac{seed}_{subject:04d}_s{slice_index:02d}",
-                subject=f"cardiac{seed}_{subject:04d}", group=group,
-                moving_labels=ed_labels, fixed_labels=es_labels, mask=mask, disp=disp,
-                meta=meta)
+    return Pair(
+        moving=moving,
+        fixed=fixed,
+        spacing=spacing,
+        id=f"cardiac{seed}_{subject:04d}_s{slice_index:02d}",
+        subject=f"cardiac{seed}_{subject:04d}",
+        group=group,
+        moving_labels=ed_labels,
+        fixed_labels=es_labels,
+        mask=mask,
+        disp=disp,
+        meta=meta,
+    )
 
 
-def _check_int(name: str, value) -> int:
+def _check_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"cardiac phantom: {name} must be a non-negative int, got {value!r}")
+        raise InputError(f"cardiac phantom: {name} must be a non-negative int, got {value!r}")
     return int(value)
 
 
-def _check_grid(size, spacing) -> tuple[tuple[int, int], tuple[float, float]]:
-    size = tuple(int(s) for s in size)
-    spacing = tuple(float(s) for s in spacing)
-    if len(size) != 2 or min(size) < 8:
-        raise ValueError(f"cardiac phantom: size must be two ints ≥ 8, got {size}")
-    if len(spacing) != 2 or min(spacing) <= 0:
-        raise ValueError(f"cardiac phantom: spacing must be two positive mm values, got {spacing}")
-    return size, spacing
+def _check_grid(
+    size: Sequence[int], spacing: Sequence[float]
+) -> tuple[tuple[int, int], tuple[float, float]]:
+    size_t = tuple(int(s) for s in size)
+    spacing_t = tuple(float(s) for s in spacing)
+    if len(size_t) != 2 or min(size_t) < 8:
+        raise InputError(f"cardiac phantom: size must be two ints ≥ 8, got {size_t}")
+    if len(spacing_t) != 2 or min(spacing_t) <= 0:
+        raise InputError(
+            f"cardiac phantom: spacing must be two positive mm values, got {spacing_t}"
+        )
+    return size_t, spacing_t
 
 
-def make_cardiac_pair(seed: int, index: int, group: str | None = None,
-                      size=(100, 100), spacing=(2.0, 2.0)) -> Pair:
+def make_cardiac_pair(
+    seed: int,
+    index: int,
+    group: str | None = None,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+) -> Pair:
     """One ED→ES mid-ventricular slice pair of the cardiac phantom.
 
     Args:
@@ -492,22 +620,28 @@ def make_cardiac_pair(seed: int, index: int, group: str | None = None,
         ``endo_radius_mm``/``epi_radius_mm``/``rv_width_mm`` as (ED, ES) means,
         ``twist_deg``, ``infarct``, ``slice_level``, ``noise_sigma``.
     Raises:
-        ValueError: unknown group (naming the allowed ones), negative seed or index,
-            bad size or spacing.
+        InputError: unknown group (naming the allowed ones), negative seed or index,
+            bad size or spacing (a ``ValueError``).
     """
     seed, index = _check_int("seed", seed), _check_int("index", index)
     if group is None:
         group = CARDIAC_GROUPS[index % len(CARDIAC_GROUPS)]
     if group not in CARDIAC_GROUPS:
-        raise ValueError(f"unknown cardiac group {group!r}; allowed groups: "
-                         f"{', '.join(CARDIAC_GROUPS)}")
-    size, spacing = _check_grid(size, spacing)
+        raise InputError(
+            f"unknown cardiac group {group!r}; allowed groups: {', '.join(CARDIAC_GROUPS)}"
+        )
+    size_t, spacing_t = _check_grid(size, spacing)
     level = _MID_LEVEL + float(np.random.default_rng([seed, index, 2]).uniform(-0.1, 0.1))
-    return _make_slice_pair(seed, index, group, 0, level, size, spacing)
+    return _make_slice_pair(seed, index, group, 0, level, size_t, spacing_t)
 
 
-def cardiac_phantom(n_subjects: int, seed: int = 0, slices_per_subject: int = 1,
-                    size=(100, 100), spacing=(2.0, 2.0)) -> list[Pair]:
+def cardiac_phantom(
+    n_subjects: int,
+    seed: int = 0,
+    slices_per_subject: int = 1,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+) -> list[Pair]:
     """A deterministic phantom data set of ``n_subjects`` subjects, groups balanced.
 
     Subject ``i`` belongs to ``CARDIAC_GROUPS[i % 5]``. With one slice per subject,
@@ -523,29 +657,37 @@ def cardiac_phantom(n_subjects: int, seed: int = 0, slices_per_subject: int = 1,
     n_subjects, seed = _check_int("n_subjects", n_subjects), _check_int("seed", seed)
     slices = _check_int("slices_per_subject", slices_per_subject)
     if slices < 1:
-        raise ValueError("cardiac phantom: slices_per_subject must be ≥ 1")
-    size, spacing = _check_grid(size, spacing)
+        raise InputError("cardiac phantom: slices_per_subject must be ≥ 1")
+    size_t, spacing_t = _check_grid(size, spacing)
     if slices == 1:
-        return [make_cardiac_pair(seed, i, size=size, spacing=spacing) for i in range(n_subjects)]
+        return [
+            make_cardiac_pair(seed, i, size=size_t, spacing=spacing_t) for i in range(n_subjects)
+        ]
     levels = np.linspace(0.15, 0.8, slices)
-    return [_make_slice_pair(seed, i, CARDIAC_GROUPS[i % len(CARDIAC_GROUPS)], s,
-                             float(levels[s]), size, spacing)
-            for i in range(n_subjects) for s in range(slices)]
+    return [
+        _make_slice_pair(
+            seed, i, CARDIAC_GROUPS[i % len(CARDIAC_GROUPS)], s, float(levels[s]), size_t, spacing_t
+        )
+        for i in range(n_subjects)
+        for s in range(slices)
+    ]
 
 
-def ejection_fraction(ed_labels: np.ndarray, es_labels: np.ndarray,
-                      blood_pool_label: int = 3) -> float:
+def ejection_fraction(
+    ed_labels: np.ndarray, es_labels: np.ndarray, blood_pool_label: int = 3
+) -> float:
     """Ejection fraction ``(EDV - ESV) / EDV`` from ED and ES label maps of any shape.
 
     Volumes are voxel counts of ``blood_pool_label`` (the spacing cancels when both
     maps share a grid); on one slice this is the blood-pool area fraction.
 
     Raises:
-        ValueError: the ED map holds no ``blood_pool_label`` voxel.
+        DataError: the ED map holds no ``blood_pool_label`` voxel (a ``ValueError``).
     """
     edv = int(np.count_nonzero(np.asarray(ed_labels) == blood_pool_label))
     esv = int(np.count_nonzero(np.asarray(es_labels) == blood_pool_label))
     if edv == 0:
-        raise ValueError(f"ejection_fraction: the ED label map has no voxel of label "
-                         f"{blood_pool_label}")
+        raise DataError(
+            f"ejection_fraction: the ED label map has no voxel of label {blood_pool_label}"
+        )
     return (edv - esv) / edv

@@ -1,15 +1,21 @@
-"""Registration results shared by the CVAE model and the baselines."""
+"""The registration-method contract: one protocol, one result type.
+
+Every method - ours (the CVAE), LCC-Demons, VoxelMorph-2, identity, and any
+added later - is a :class:`Registrar`: an object with a ``name``, a preferred
+``batch_size`` and ``register(moving, fixed, *, mask=None)`` returning a
+:class:`RegistrationResult` on the fixed image's grid. Methods are built from a
+spec string by :func:`structreg.methods.build_method`; ``evaluate``, ``register``,
+``demo`` and the analysis commands only ever see this contract.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
-from .layers import evaluating
-from .models.inference import inference_copy
-from .ops import exponentiate, jacobian_det, warp
+from ..ops import exponentiate, jacobian_det, warp
 
 
 @dataclass
@@ -56,33 +62,31 @@ def result_from_velocity(moving: torch.Tensor, velocity: torch.Tensor, steps: in
                               jacobian_det=jacobian_det(disp), z=z, seconds=seconds)
 
 
-def register(model, moving: torch.Tensor, fixed: torch.Tensor, *,
-             batch_size: int = 64) -> RegistrationResult:
-    """Register with a trained CVAE in one forward pass (``z = μ``, eval mode).
+@runtime_checkable
+class Registrar(Protocol):
+    """A registration method.
 
-    Args:
-        model: a :class:`structreg.models.cvae.CVAERegistration`.
-        moving, fixed: ``(N, 1, *S)`` images on the model's grid (``S = image_size``),
-            intensities normalised like the training data.
-        batch_size: pairs per forward pass.
-    Returns:
-        :class:`RegistrationResult` with ``moved``, ``disp = exp(v)``,
-        ``inverse_disp = exp(-v)``, ``velocity``, ``jacobian_det`` and ``z`` (μ).
+    Attributes:
+        name: the method's name, as in its spec (``"ours"``, ``"lcc-demons"``, ...),
+            used for table columns, CSV rows and figure titles.
+        batch_size: pairs per :meth:`register` call that suit the method (callers
+            with many pairs pass chunks of this size).
     """
-    t0 = time.perf_counter()
-    device = next(model.parameters()).device
-    moving, fixed = moving.to(device), fixed.to(device)
-    with evaluating(model):
-        # same network with batch norm folded into its convolutions (cached; see
-        # structreg.models.inference): identical result up to rounding, fewer passes
-        net = inference_copy(model)
-        velocities, codes = [], []
-        for start in range(0, moving.shape[0], batch_size):
-            m, f = moving[start:start + batch_size], fixed[start:start + batch_size]
-            mu, _ = net.encode(m, f)
-            velocities.append(net.decode(mu, m))
-            codes.append(mu)
-        velocity, z = torch.cat(velocities), torch.cat(codes)
-        result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
-    result.seconds = time.perf_counter() - t0
-    return result
+
+    name: str
+    batch_size: int
+
+    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
+                 mask: torch.Tensor | None = None) -> RegistrationResult:
+        """Register ``moving`` onto ``fixed``.
+
+        Args:
+            moving, fixed: ``(N, 1, *S)`` images on one grid, intensities
+                normalised to about [0, 1] (a batch of 1 may broadcast).
+            mask: optional ``(N, 1, *S)`` region of interest (1 inside); methods
+                that cannot use one ignore it.
+        Returns:
+            :class:`RegistrationResult` with ``N`` entries; ``seconds`` is the
+            wall time of the call.
+        """
+        ...

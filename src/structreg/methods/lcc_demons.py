@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..losses import _lcc_map
-from ..ops import gaussian_kernel1d, resize_field
-from ..ops._checks import check_image, check_same_spatial
-from ..ops.exponentiate import _exponentiate
-from ..ops.smoothing import _gaussian_smooth
-from ..ops.warp import _warp
-from ..registration import RegistrationResult, result_from_velocity
+from ..errors import ConfigError
+from ..ops import gaussian_kernel1d, kernels, resize_field
+from ..ops.checks import check_image, check_same_spatial
+from .base import RegistrationResult, result_from_velocity
+from .registry import MethodSpec, add_method, dataclass_defaults
 
 
 @dataclass
@@ -63,11 +61,11 @@ class LCCDemonsConfig:
 
     def __post_init__(self) -> None:
         if self.levels < 1 or len(self.iterations) != self.levels:
-            raise ValueError(f"LCCDemonsConfig: iterations must list one count per level "
+            raise ConfigError(f"LCCDemonsConfig: iterations must list one count per level "
                              f"({self.levels}), got {self.iterations}")
         for name in ("sigma_sim", "sigma_fluid", "sigma_diffusion", "max_step"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"LCCDemonsConfig: {name} must be > 0")
+                raise ConfigError(f"LCCDemonsConfig: {name} must be > 0")
 
 
 def _kernel(sigma: float, like: torch.Tensor) -> torch.Tensor:
@@ -78,7 +76,7 @@ def _kernel(sigma: float, like: torch.Tensor) -> torch.Tensor:
 def _downsample(image: torch.Tensor, factor: int) -> torch.Tensor:
     if factor == 1:
         return image
-    smoothed = _gaussian_smooth(image, _kernel(0.5 * factor, image))
+    smoothed = kernels.gaussian_smooth(image, _kernel(0.5 * factor, image))
     size = [max(4, (s + factor - 1) // factor) for s in image.shape[2:]]
     mode = "bilinear" if image.dim() == 4 else "trilinear"
     return F.interpolate(smoothed, size=size, mode=mode, align_corners=True)
@@ -89,12 +87,12 @@ def _symmetric_force(fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.
     """Gradient of Σ LCC(F∘exp(-v/2)∘(id-δ), M∘exp(v/2)∘(id+δ)) w.r.t. δ at 0."""
     n = velocity.shape[0]
     with torch.no_grad():
-        halves = _exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity]), config.steps)
-        warped = _warp(torch.cat([moving, fixed]), halves, "bilinear", "border")
+        halves = kernels.exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity]), config.steps)
+        warped = kernels.warp(torch.cat([moving, fixed]), halves, "bilinear", "border")
     delta = torch.zeros_like(velocity, requires_grad=True)
     with torch.enable_grad():
-        shifted = _warp(warped, torch.cat([delta, -delta]), "bilinear", "border")
-        similarity = _lcc_map(shifted[n:], shifted[:n], window, config.eps).sum()
+        shifted = kernels.warp(warped, torch.cat([delta, -delta]), "bilinear", "border")
+        similarity = kernels.lcc_map(shifted[n:], shifted[:n], window, config.eps).sum()
         (force,) = torch.autograd.grad(similarity, delta)
     return force
 
@@ -138,26 +136,51 @@ def lcc_demons(moving: torch.Tensor, fixed: torch.Tensor,
                 force = force * region
             norm = force.norm(dim=1, keepdim=True).flatten(1).amax(dim=1).clamp_min(1e-12)
             update = force * (config.max_step / norm).view(n, *([1] * (ndim + 1)))
-            update = _gaussian_smooth(update, fluid)
-            v = _gaussian_smooth(v + update, diffusion)
+            update = kernels.gaussian_smooth(update, fluid)
+            v = kernels.gaussian_smooth(v + update, diffusion)
         velocity = v
     if tuple(velocity.shape[2:]) != tuple(shape):
         velocity = resize_field(velocity, shape)
     return velocity
 
 
-def register(moving: torch.Tensor, fixed: torch.Tensor, config: LCCDemonsConfig | None = None,
-             mask: torch.Tensor | None = None) -> RegistrationResult:
-    """Register ``moving`` ``(N, 1, *S)`` onto ``fixed`` with LCC-Demons.
+class LCCDemons:
+    """LCC-Demons as a registration method (an optimisation per batch of pairs).
 
-    Returns a :class:`~structreg.registration.RegistrationResult` with the velocity,
-    ``exp(v)``, ``exp(-v)``, the moved image and the Jacobian determinant.
+    Args:
+        config: the algorithm's parameters.
+        device: where the optimisation runs (inputs are moved there).
+        batch_size: pairs optimised together.
     """
-    config = config or LCCDemonsConfig()
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        velocity = lcc_demons(moving, fixed, config, mask=mask)
-        result = result_from_velocity(moving.expand(velocity.shape[0], *moving.shape[1:]),
-                                      velocity, steps=config.steps)
-    result.seconds = time.perf_counter() - t0
-    return result
+
+    name = "lcc-demons"
+
+    def __init__(self, config: LCCDemonsConfig | None = None, device: str = "cpu",
+                 batch_size: int = 16) -> None:
+        self.config = config or LCCDemonsConfig()
+        self.device = device
+        self.batch_size = batch_size
+
+    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
+                 mask: torch.Tensor | None = None) -> RegistrationResult:
+        """Register ``moving`` ``(N, 1, *S)`` onto ``fixed``; the update is zeroed
+        outside ``mask`` when given. The result holds the velocity, ``exp(v)``,
+        ``exp(-v)``, the moved image and the Jacobian determinant."""
+        t0 = time.perf_counter()
+        moving, fixed = moving.to(self.device), fixed.to(self.device)
+        mask = None if mask is None else mask.to(self.device)
+        with torch.no_grad():
+            velocity = lcc_demons(moving, fixed, self.config, mask=mask)
+            result = result_from_velocity(moving.expand(velocity.shape[0], *moving.shape[1:]),
+                                          velocity, steps=self.config.steps)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+
+@add_method("lcc-demons", "LCC-Demons (symmetric log-domain demons, LCC forces); options: "
+                          "the LCCDemonsConfig fields, e.g. sigma_fluid=1.5,iterations=40/30/20")
+def _build(spec: MethodSpec, device: str) -> LCCDemons:
+    spec.refuse_target()
+    options = spec.converted({**dataclass_defaults(LCCDemonsConfig), "batch_size": 16})
+    batch_size = options.pop("batch_size", 16)
+    return LCCDemons(LCCDemonsConfig(**options), device=device, batch_size=batch_size)

@@ -1,0 +1,7 @@
+"""``python -m structreg``: the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

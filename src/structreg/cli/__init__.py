@@ -1,0 +1,82 @@
+"""``structreg <command>``: the command-line interface, one module per command.
+
+Each command module defines ``NAME`` (two words for a command group, such as
+``"data preview"``), ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+Heavy imports (torch, nibabel, matplotlib) happen inside ``run``, after argument
+parsing, so ``structreg --help`` and usage errors return at once.
+
+Errors: an expected failure (:class:`~structreg.errors.StructregError`: bad input,
+missing file, tampered checkpoint) and an operating-system error (a missing
+file, a full disk) are printed as one line ``structreg: error: ...`` with exit
+status 1, or 2 for usage errors; ``structreg --debug ...`` shows their traceback.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from .. import __version__
+from . import (classify, data_preview, demo, embed, evaluate, interpolate, register, sample,
+               train, transport)
+
+COMMANDS: tuple[ModuleType, ...] = (demo, train, register, evaluate, data_preview, embed,
+                                    classify, transport, sample, interpolate)
+GROUPS = {"data": "look at and check data sets"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``structreg`` parser with every command of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="structreg",
+        description="Learned diffeomorphic registration with a structured deformation encoding.",
+    )
+    parser.add_argument("--version", action="version", version=f"structreg {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, Any] = {}
+    for module in COMMANDS:
+        parent, _, child = module.NAME.partition(" ")
+        target = sub
+        if child:
+            if parent not in groups:
+                group_help = GROUPS.get(parent, f"{parent} commands")
+                gp = sub.add_parser(parent, help=group_help, description=group_help)
+                gp.set_defaults(_parser=gp)
+                groups[parent] = gp.add_subparsers(dest=f"{parent}_command", metavar="COMMAND")
+            target = groups[parent]
+        p = target.add_parser(child or module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 failure, 2 usage error)."""
+    from ..errors import StructregError, UsageError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        (getattr(args, "_parser", None) or parser).print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (StructregError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"structreg: error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        print("structreg: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,302 @@
+"""The training engine: one loop for every trainable method, extended by hooks.
+
+:class:`Engine` owns the state of a run - network, optimiser, data order, step -
+and knows four things: :meth:`~Engine.init` (seed, build), :meth:`~Engine.resume`
+(restore a checkpoint exactly), :meth:`~Engine.step` (one optimisation step on
+the next batch) and :meth:`~Engine.run` (step until the budget is spent, calling
+the hooks). Validation, checkpoints, the log and the progress bar are hooks
+(:mod:`structreg.training.hooks`); what is optimised is the method's
+:class:`~structreg.training.tasks.TrainingTask`.
+
+Determinism: weight initialisation, data order (an explicit ``torch.Generator``)
+and the reparameterisation noise (another one) all derive from ``seed``; a
+checkpoint stores the model, the optimizer, the step, the epoch's permutation and
+position in it, and every RNG state, so a resumed run ends with the same weights
+as an uninterrupted one (on CPU; CUDA kernels are not all deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.pair import Pair, collate_pairs
+from ..errors import (CheckpointError, DataError, InputError, NonFiniteError, RunExistsError,
+                      TrainingError)
+from ..models.cvae import ModelConfig
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import RESUMABLE_CHANGES, RunConfig, TrainConfig, resolve_device, save_config
+from .rng import capture_rng, restore_rng, seed_everything
+from .run import RunFolder
+from .tasks import TrainingTask, task_for
+
+__all__ = ["Engine", "Hook", "LoopState", "log_columns", "train"]
+
+
+def log_columns(task: TrainingTask) -> tuple[str, ...]:
+    """The columns of ``train_log.csv`` for a method."""
+    return ("step", "epoch", "loss", *task.terms, "val_loss",
+            *(f"val_{t}" for t in task.val_terms), "val_dice", "val_dice_before",
+            "val_folding_pct", "step_time_s")
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: steps done, epoch, position in the epoch's permutation,
+    and the best validation score so far (higher is better)."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    perm: torch.Tensor | None = None
+    best: float | None = None
+
+    def loop_dict(self) -> dict[str, Any]:
+        """The checkpoint's ``loop`` entry."""
+        return {"epoch": self.epoch, "position": self.position, "perm": self.perm,
+                "best": self.best}
+
+
+class Hook:
+    """Something the engine calls at the start, after every step, and at the end.
+
+    ``after_step`` receives the step's log row and may add to it; hooks run in
+    the order given. ``close`` runs even when training fails.
+    """
+
+    def on_start(self, engine: Engine) -> None:
+        """Called once before the first step (after init/resume)."""
+
+    def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
+        """Called after each optimisation step."""
+
+    def on_end(self, engine: Engine) -> None:
+        """Called once after the last step, when training succeeded."""
+
+    def close(self, engine: Engine) -> None:
+        """Called once at the end, also after a failure."""
+
+
+def _prepare(pairs: Sequence[Pair], size: tuple[int, ...] | None, what: str,
+             device: torch.device) -> dict[str, Any]:
+    if not pairs:
+        raise DataError(f"train: no {what} pairs")
+    for p in pairs:
+        if not isinstance(p, Pair):
+            raise InputError(f"train: {what} pairs must be structreg.data.Pair, "
+                             f"got {type(p).__name__}")
+        if size is not None and tuple(p.moving.shape) != size:
+            raise DataError(f"train: {what} pair {p.id} has shape {tuple(p.moving.shape)} but "
+                            f"the model is built for image_size {size} (resample the data or "
+                            f"set model.image_size)")
+    batch = collate_pairs(pairs)
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _check_resume(saved: RunConfig, current: RunConfig, path: Path) -> None:
+    if saved.method != current.method:
+        raise CheckpointError(f"cannot resume from {path}: it trains {saved.method}, "
+                              f"not {current.method}")
+    if saved.model != current.model:
+        now, then = current.model.to_dict(), saved.model.to_dict()
+        diff = [k for k, v in now.items() if then.get(k) != v]
+        raise CheckpointError(f"cannot resume from {path}: model settings differ "
+                              f"({', '.join(diff)})")
+    s, c = saved.train.to_dict(), current.train.to_dict()
+    diff = [k for k in c if s[k] != c[k] and k not in RESUMABLE_CHANGES]
+    if diff:
+        raise CheckpointError(f"cannot resume from {path}: train settings differ "
+                              f"({', '.join(f'{k}: {s[k]!r} -> {c[k]!r}' for k in diff)}); only "
+                              f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
+
+
+class Engine:
+    """Trains the method of ``config`` on ``train_pairs`` into ``run``.
+
+    Args:
+        config: the run's method, network and training settings.
+        train_pairs, val_pairs: data (all of the model's spatial shape for ``ours``).
+        run: the run folder.
+        hooks: called in order (see :class:`Hook`).
+    """
+
+    def __init__(self, config: RunConfig, train_pairs: Sequence[Pair],
+                 val_pairs: Sequence[Pair] | None, run: RunFolder,
+                 hooks: Sequence[Hook] = ()) -> None:
+        self.config = config
+        self.run_folder = run
+        self.hooks = list(hooks)
+        self.task = task_for(config.method)
+        self.device = resolve_device(config.train.device)
+        size = (tuple(config.model.image_size) if isinstance(config.model, ModelConfig)
+                else None)
+        self.train_data = _prepare(train_pairs, size, "training", self.device)
+        self.val_data = (_prepare(val_pairs, size, "validation", self.device)
+                         if val_pairs else None)
+        self.n = self.train_data["moving"].shape[0]
+        self.batch_size = min(config.train.batch_size, self.n)
+        self.per_epoch = self.n // self.batch_size
+        t = config.train
+        self.max_steps = t.steps if t.steps > 0 else t.epochs * self.per_epoch
+        for key in self.task.batch_keys(t):
+            if self.train_data.get(key) is None:
+                raise DataError(f"train: mask_weight > 0 but the training pairs have no "
+                                f"{key}s" if key == "mask" else f"train: no {key} in the data")
+        self.state = LoopState()
+        self.rows: list[dict[str, Any]] = []
+        self.step_started = 0.0
+        self.improved = False  # set by validation when this step's model is the best so far
+        self.model: nn.Module
+        self.optimizer: torch.optim.Optimizer
+        self.shuffle: torch.Generator
+        self.noise: torch.Generator
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return self.config.train
+
+    def init(self) -> None:
+        """Seed every RNG, build the network and its optimiser."""
+        if self.train_config.num_threads:
+            torch.set_num_threads(self.train_config.num_threads)
+        self.shuffle, self.noise = seed_everything(self.train_config.seed)
+        self.model = self.task.build(self.config.model).to(self.device)
+        self.optimizer = self.task.optimizer(self.model, self.train_config)
+
+    def resume(self) -> None:
+        """Restore the run folder's checkpoint: weights, optimiser, RNGs, data order."""
+        path = self.run_folder.checkpoint
+        ckpt = read_checkpoint(path)
+        _check_resume(ckpt["config"], self.config, path)
+        if ckpt["optimizer"] is None or ckpt["rng"] is None or ckpt.get("loop") is None:
+            raise CheckpointError(f"cannot resume from {path}: it holds no training state")
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng(ckpt["rng"], self.shuffle, self.noise)
+        loop = ckpt["loop"]
+        self.state = LoopState(step=ckpt["step"], epoch=loop["epoch"], position=loop["position"],
+                               perm=loop["perm"], best=loop["best"])
+        perm = self.state.perm
+        if perm is not None and perm.numel() != self.n:
+            raise CheckpointError(f"cannot resume from {path}: it was trained on {perm.numel()} "
+                                  f"pairs, now {self.n}")
+
+    def training_state(self) -> dict[str, Any]:
+        """The checkpoint's ``rng`` and ``loop`` entries, for exact resumption."""
+        return {"rng": capture_rng(self.shuffle, self.noise), "loop": self.state.loop_dict()}
+
+    def save(self, path: Path, *, with_state: bool) -> None:
+        """Checkpoint the model (and, ``with_state``, the optimiser and training state)."""
+        if with_state:
+            save_checkpoint(path, self.model, self.config, optimizer=self.optimizer,
+                            step=self.state.step, **self.training_state())
+        else:
+            save_checkpoint(path, self.model, self.config, step=self.state.step, rng=None,
+                            loop=None)
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        s = self.state
+        if s.position == 0 or s.perm is None:
+            s.perm = torch.randperm(self.n, generator=self.shuffle)
+            s.position = 0
+        idx = s.perm[s.position * self.batch_size:(s.position + 1) * self.batch_size]
+        idx = idx.to(self.device)
+        return {k: self.train_data[k].index_select(0, idx)
+                for k in self.task.batch_keys(self.train_config)}
+
+    def step(self) -> dict[str, Any]:
+        """One optimisation step on the next batch; returns its log row."""
+        self.step_started = time.perf_counter()
+        self.improved = False
+        s = self.state
+        batch = self._next_batch()
+        row_epoch = s.epoch
+        try:
+            parts = self.task.train_step(self.model, self.optimizer, batch, self.train_config,
+                                         self.noise)
+        except NonFiniteError:  # an op saw NaN/Inf before the loss did
+            parts = {"total": math.nan}
+        if not math.isfinite(parts["total"]):
+            raise TrainingError(f"training diverged at step {s.step + 1} (loss "
+                                f"{parts['total']}); try a smaller train.lr")
+        s.step += 1
+        s.position += 1
+        if s.position == self.per_epoch:
+            s.position, s.epoch = 0, s.epoch + 1
+        row: dict[str, Any] = {"step": s.step, "epoch": row_epoch, "loss": parts["total"]}
+        row.update({t: parts[t] for t in self.task.terms})
+        return row
+
+    @property
+    def last_step(self) -> bool:
+        """True after the step that spends the budget."""
+        return self.state.step == self.max_steps
+
+    def run(self) -> list[dict[str, Any]]:
+        """Step until the budget is spent, calling the hooks; returns the log rows."""
+        try:
+            for hook in self.hooks:
+                hook.on_start(self)
+            while self.state.step < self.max_steps:
+                row = self.step()
+                for hook in self.hooks:
+                    hook.after_step(self, row)
+                self.rows.append(row)
+            for hook in self.hooks:
+                hook.on_end(self)
+        finally:
+            for hook in self.hooks:
+                hook.close(self)
+        return self.rows
+
+
+def train(model_config: Any, train_config: TrainConfig, train_pairs: Sequence[Pair],
+          val_pairs: Sequence[Pair] | None, out_dir: str | os.PathLike, resume: bool = False,
+          progress: bool = True, method: str = "ours") -> list[dict[str, Any]]:
+    """Train a method and write its run folder.
+
+    Args:
+        model_config: the network's settings (:class:`ModelConfig` for ``ours``,
+            :class:`~structreg.models.voxelmorph.VoxelMorphConfig` for ``voxelmorph``).
+        train_config: the optimisation settings.
+        train_pairs: training pairs (for ``ours`` all of spatial shape
+            ``model_config.image_size``).
+        val_pairs: validation pairs (may be empty/None: no validation).
+        out_dir: run folder; receives ``config.toml`` (resolved settings),
+            ``train_log.csv`` (columns :func:`log_columns`, one row per step,
+            validation columns filled at validation steps), ``checkpoint.pt``
+            (latest, for resuming) and ``best.pt`` (best validation Dice, or
+            lowest validation loss without labels, or the final model without a
+            validation set); ``tensorboard/`` when TensorBoard is installed.
+        resume: continue from ``out_dir/checkpoint.pt`` up to ``train_config``'s
+            step budget; the result equals an uninterrupted run with the same
+            seed. Without ``resume`` an existing run folder is refused.
+        progress: show a progress bar.
+        method: ``"ours"`` or ``"voxelmorph"``.
+    Returns:
+        The log rows (dicts keyed by :func:`log_columns`) from step 1 to the last.
+    """
+    from .hooks import default_hooks
+
+    run = RunFolder(out_dir)
+    if not resume and run.holds_run():
+        raise RunExistsError(f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
+                            f"it or choose another output folder")
+    if resume and not run.checkpoint.is_file():
+        raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
+    config = RunConfig(model=model_config, train=train_config, method=method)
+    engine = Engine(config, train_pairs, val_pairs, run, default_hooks(progress=progress))
+    engine.init()
+    if resume:
+        engine.resume()
+    run.path.mkdir(parents=True, exist_ok=True)
+    save_config(config, run.config_file)
+    return engine.run()

@@ -1,0 +1,141 @@
+"""The run folder: the one place that knows its file names and its data settings.
+
+A run folder holds:
+
+| file | content |
+|---|---|
+| ``config.toml`` | the resolved :class:`~structreg.training.config.RunConfig` |
+| ``data.json`` | the :class:`DataSettings` the model was trained on (grid, data spec) |
+| ``train_log.csv`` | one row per step (see :mod:`structreg.training.logger`) |
+| ``checkpoint.pt`` | the latest checkpoint, with the training state for ``--resume`` |
+| ``best.pt`` | the best validation model (what registration loads) |
+| ``tensorboard/`` | TensorBoard events, when TensorBoard is installed |
+
+Commands that take ``--model RUN`` accept the folder or one of its checkpoint
+files; :meth:`RunFolder.of_model` finds the folder either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
+from ..errors import CheckpointError
+from ..io_utils import atomic_write_text
+
+__all__ = ["DataSettings", "RunFolder"]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The data a run was trained on.
+
+    Attributes:
+        size: processed image size in voxels (the model's grid).
+        spacing: processed voxel spacing in mm.
+        data: the data spec (``phantom:cardiac``, ``pairs:FILE.csv``, ...), if known.
+        seed: the phantom and split seed.
+        subjects, slices: the ``--subjects`` / ``--slices`` options, if given.
+    """
+
+    size: tuple[int, ...] = DEFAULT_SIZE
+    spacing: tuple[float, ...] = DEFAULT_SPACING
+    data: str | None = None
+    seed: int | None = None
+    subjects: int | None = None
+    slices: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists for tuples)."""
+        return {"data": self.data, "size": list(self.size), "spacing": list(self.spacing),
+                "seed": self.seed, "subjects": self.subjects, "slices": self.slices}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataSettings:
+        """Inverse of :meth:`to_dict`; missing keys keep their defaults."""
+        return cls(size=tuple(int(v) for v in data.get("size", DEFAULT_SIZE)),
+                   spacing=tuple(float(v) for v in data.get("spacing", DEFAULT_SPACING)),
+                   data=data.get("data"), seed=data.get("seed"), subjects=data.get("subjects"),
+                   slices=data.get("slices"))
+
+
+class RunFolder:
+    """A training run's folder (see the module doc for its files)."""
+
+    CONFIG = "config.toml"
+    DATA = "data.json"
+    LOG = "train_log.csv"
+    CHECKPOINT = "checkpoint.pt"
+    BEST = "best.pt"
+    TENSORBOARD = "tensorboard"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def of_model(cls, run_dir_or_file: str | os.PathLike) -> RunFolder:
+        """The run folder of ``--model``: the folder itself, or a checkpoint file's folder."""
+        path = Path(run_dir_or_file)
+        return cls(path if path.is_dir() else path.parent)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def data_file(self) -> Path:
+        return self.path / self.DATA
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def best(self) -> Path:
+        return self.path / self.BEST
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    def holds_run(self) -> bool:
+        """True when the folder holds a resumable checkpoint."""
+        return self.checkpoint.exists()
+
+    def model_file(self) -> Path:
+        """``best.pt``, else ``checkpoint.pt``; ``FileNotFoundError`` when neither exists."""
+        for path in (self.best, self.checkpoint):
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"no {self.BEST} or {self.CHECKPOINT} in run folder {self.path}")
+
+    def read_data_settings(self) -> DataSettings:
+        """The run's :class:`DataSettings` (defaults when ``data.json`` is absent)."""
+        if not self.data_file.is_file():
+            return DataSettings()
+        try:
+            return DataSettings.from_dict(json.loads(self.data_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{self.data_file}: unreadable run data settings "
+                                  f"({' '.join(str(exc).split())})") from None
+
+    def write_data_settings(self, settings: DataSettings) -> Path:
+        """Atomically write ``data.json``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(self.data_file, json.dumps(settings.to_dict(), indent=1))
+
+
+def model_spacing(run_dir_or_file: str | os.PathLike) -> tuple[float, ...]:
+    """The processed spacing (mm) a model was trained with."""
+    return RunFolder.of_model(run_dir_or_file).read_data_settings().spacing
