@@ -22,11 +22,11 @@ from timing import compare_times
 
 
 def main() -> None:
-    from structreg.models.voxelmorph import VoxelMorph2
     from structreg.losses import kl_divergence, symmetric_lcc
+    from structreg.methods.ours import CVAERegistrar
     from structreg.models.cvae import CVAERegistration, ModelConfig
     from structreg.models.inference import inference_copy
-    from structreg.methods.ours import CVAERegistrar
+    from structreg.models.voxelmorph import VoxelMorph2
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -41,21 +41,37 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
 
     def images(n):
-        return (torch.rand(n, 1, *size, generator=g).to(device),
-                torch.rand(n, 1, *size, generator=g).to(device))
+        return (
+            torch.rand(n, 1, *size, generator=g).to(device),
+            torch.rand(n, 1, *size, generator=g).to(device),
+        )
 
     rows = []
     for n in (1, args.large_batch):
         m, f = images(n)
-        def vxm_forward():
+
+        # default arguments bind this iteration's batch to each closure
+        def vxm_forward(m=m, f=f):
             with torch.no_grad():
                 return vxm(m, f)
-        def ours_forward():
+
+        def ours_forward(m=m, f=f):
             # like for like with VoxelMorph's forward: moved image and field only
             with torch.no_grad():
                 return inference_copy(model)(m, f, sample=False)
-        t = compare_times({"ours": lambda: CVAERegistrar(model, batch_size=n).register(m, f),
-                           "forward": ours_forward, "vxm": vxm_forward}, args.repeats, device)
+
+        def ours_register(n=n, m=m, f=f):
+            return CVAERegistrar(model, batch_size=n).register(m, f)
+
+        t = compare_times(
+            {
+                "ours": ours_register,
+                "forward": ours_forward,
+                "vxm": vxm_forward,
+            },
+            args.repeats,
+            device,
+        )
         rows.append((f"registration (`register()`), batch {n}", t["ours"], t["vxm"], n))
         rows.append((f"forward pass (moved + field), batch {n}", t["forward"], t["vxm"], n))
 
@@ -74,6 +90,7 @@ def main() -> None:
 
     def vxm_step():
         from structreg.models.voxelmorph import voxelmorph_loss
+
         opt_v.zero_grad()
         loss, _, _ = voxelmorph_loss(vxm, m, f)
         loss.backward()
@@ -82,14 +99,18 @@ def main() -> None:
     t = compare_times({"ours": ours_step, "vxm": vxm_step}, max(3, args.repeats // 2), device)
     rows.append(("training step, batch 50", t["ours"], t["vxm"], 50))
 
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"CVAE {model.num_parameters():,} parameters, VoxelMorph-2 "
-          f"{sum(q.numel() for q in vxm.parameters()):,}")
+    print(
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"CVAE {model.num_parameters():,} parameters, VoxelMorph-2 "
+        f"{sum(q.numel() for q in vxm.parameters()):,}"
+    )
     print("| what | structreg (ms) | VoxelMorph-2 (ms) | ratio | structreg pairs/s |")
     print("|---|---|---|---|---|")
     for name, ours, theirs, n in rows:
-        print(f"| {name} | {1e3 * ours:.1f} | {1e3 * theirs:.1f} | {ours / theirs:.2f} | "
-              f"{n / ours:.0f} |")
+        print(
+            f"| {name} | {1e3 * ours:.1f} | {1e3 * theirs:.1f} | {ours / theirs:.2f} | "
+            f"{n / ours:.0f} |"
+        )
 
 
 if __name__ == "__main__":

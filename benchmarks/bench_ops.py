@@ -14,9 +14,8 @@ from functools import partial
 
 import torch
 
-from timing import compare_times
-
 from structreg.ops import exponentiate, warp
+from timing import compare_times
 
 CASES = [("2-D batch", (50, 2, 100, 100)), ("3-D volume", (1, 3, 128, 128, 128))]
 
@@ -25,6 +24,7 @@ def _peers(ndim: int):
     peers = {}
     try:
         import voxelmorph as vxm
+
         peers["voxelmorph"] = (
             lambda img, d: vxm.nn.functional.spatial_transform(img, d),
             lambda v: vxm.nn.functional.integrate_vec(v, steps=4),
@@ -50,8 +50,10 @@ def run(device: str, repeats: int) -> list[tuple]:
         g = torch.Generator().manual_seed(0)
         v = (torch.randn(*shape, generator=g) * 2).to(device)
         img = torch.rand(shape[0], 1, *shape[2:], generator=g).to(device)
-        fns = {"warp": {"structreg": lambda: warp(img, v)},
-               "exponentiate N=4": {"structreg": lambda: exponentiate(v, 4)}}
+        fns = {
+            "warp": {"structreg": partial(warp, img, v)},
+            "exponentiate N=4": {"structreg": partial(exponentiate, v, 4)},
+        }
         for peer, (pw, pe) in _peers(ndim).items():
             fns["warp"][peer] = partial(pw, img, v)
             fns["exponentiate N=4"][peer] = partial(pe, v)
@@ -72,13 +74,21 @@ def main() -> None:
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, devices {devices}")
-    print("| device | input | op | structreg (ms) | voxelmorph (ms) | MONAI (ms) | ratio to fastest peer |")
+    print(
+        "| device | input | op | structreg (ms) | voxelmorph (ms) | MONAI (ms) "
+        "| ratio to fastest peer |"
+    )
     print("|---|---|---|---|---|---|---|")
     for device in devices:
         for dev, case, op, times, ratio in run(device, args.repeats):
-            fmt = lambda k: f"{1e3 * times[k]:.1f}" if k in times else "n/a"
-            print(f"| {dev} | {case} | {op} | {fmt('structreg')} | {fmt('voxelmorph')} | "
-                  f"{fmt('MONAI')} | {ratio:.2f} |")
+
+            def fmt(k, times=times):
+                return f"{1e3 * times[k]:.1f}" if k in times else "n/a"
+
+            print(
+                f"| {dev} | {case} | {op} | {fmt('structreg')} | {fmt('voxelmorph')} | "
+                f"{fmt('MONAI')} | {ratio:.2f} |"
+            )
 
 
 if __name__ == "__main__":

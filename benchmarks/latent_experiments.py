@@ -11,8 +11,10 @@ Cardiac (default):
 Brain (``--anatomy brain``): the same with the groups normal/dementia and, instead of
 the EF, the ventricle area change (label 4) of the warped baseline labels.
 
-    .venv/bin/python benchmarks/latent_experiments.py --model runs/demo/model [--seed 1 --subjects 200]
-    .venv/bin/python benchmarks/latent_experiments.py --anatomy brain --model runs/brain --subjects 100
+    .venv/bin/python benchmarks/latent_experiments.py --model runs/demo/model \\
+        [--seed 1 --subjects 200]
+    .venv/bin/python benchmarks/latent_experiments.py --anatomy brain --model runs/brain \\
+        --subjects 100
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="runs/demo/model")
-    p.add_argument("--seed", type=int, default=1, help="phantom seed (1: subjects unseen in training)")
+    p.add_argument(
+        "--seed", type=int, default=1, help="phantom seed (1: subjects unseen in training)"
+    )
     p.add_argument("--subjects", type=int, default=200)
     p.add_argument("--anatomy", default="cardiac", choices=["cardiac", "brain"])
     args = p.parse_args()
@@ -64,23 +68,36 @@ def main() -> None:
     measure_name = "ventricle area change" if brain else "EF"
 
     model, _ = load_model(args.model, "cpu")
-    pairs = load_pairs(f"phantom:{args.anatomy}", split="all", seed=args.seed, n_subjects=args.subjects,
-                       size=tuple(model.config.image_size))
+    pairs = load_pairs(
+        f"phantom:{args.anatomy}",
+        split="all",
+        seed=args.seed,
+        n_subjects=args.subjects,
+        size=tuple(model.config.image_size),
+    )
     batch = collate_pairs(pairs)
     own = CVAERegistrar(model).register(batch["moving"], batch["fixed"])
     groups = np.array([p.group for p in pairs])
     subjects = np.array([p.subject for p in pairs])
-    true_ef = sign * np.array([ejection_fraction(p.moving_labels, p.fixed_labels, label)
-                               for p in pairs])
+    true_ef = sign * np.array(
+        [ejection_fraction(p.moving_labels, p.fixed_labels, label) for p in pairs]
+    )
     own_ef = sign * ef_from_warp(batch["moving_labels"], own.disp, label)
 
     print(f"{len(pairs)} unseen phantom pairs (seed {args.seed}); model {args.model}\n")
-    print(f"## Transport ({measure_name} from the target's moving labels warped by the deformation)\n")
-    print(f"| source code -> target image | n | transported {measure_name} | target's own "
-          f"registration | target's truth |")
+    print(
+        f"## Transport ({measure_name} from the target's moving labels warped by the deformation)\n"
+    )
+    print(
+        f"| source code -> target image | n | transported {measure_name} | target's own "
+        f"registration | target's truth |"
+    )
     print("|---|---|---|---|---|")
-    combos = ((("dementia", "normal"), ("normal", "dementia"), ("normal", "normal")) if brain else
-              (("DCM", "NOR"), ("NOR", "DCM"), ("HCM", "NOR"), ("NOR", "NOR")))
+    combos = (
+        (("dementia", "normal"), ("normal", "dementia"), ("normal", "normal"))
+        if brain
+        else (("DCM", "NOR"), ("NOR", "DCM"), ("HCM", "NOR"), ("NOR", "NOR"))
+    )
     for src, tgt in combos:
         s_idx, t_idx = np.where(groups == src)[0], np.where(groups == tgt)[0]
         if src == tgt:  # other subjects of the same group: a control
@@ -94,31 +111,39 @@ def main() -> None:
         moved = result_from_velocity(batch["moving"][t_idx], velocity, steps=model.config.steps)
         ef = sign * ef_from_warp(batch["moving_labels"][t_idx], moved.disp, label)
         fold = 100 * float((moved.jacobian_det <= 0).float().mean())
-        print(f"| {src} -> {tgt} | {n} | {ef.mean():.3f} ± {ef.std():.3f} | "
-              f"{own_ef[t_idx].mean():.3f} ± {own_ef[t_idx].std():.3f} | "
-              f"{true_ef[t_idx].mean():.3f} ± {true_ef[t_idx].std():.3f} |"
-              + (f" (folding {fold:.2f} %)" if fold else ""))
+        print(
+            f"| {src} -> {tgt} | {n} | {ef.mean():.3f} ± {ef.std():.3f} | "
+            f"{own_ef[t_idx].mean():.3f} ± {own_ef[t_idx].std():.3f} | "
+            f"{true_ef[t_idx].mean():.3f} ± {true_ef[t_idx].std():.3f} |"
+            + (f" (folding {fold:.2f} %)" if fold else "")
+        )
 
     print(f"\n## Classification of the {len(set(groups))} groups (10-fold CV grouped by subject)\n")
     with torch.no_grad():
         model.eval()
         mu, _ = model.encode(batch["moving"], batch["fixed"])
-    from_z = classify_codes(mu.numpy().astype(np.float64), groups, subjects, n_components=5,
-                            folds=10, seed=0)
+    from_z = classify_codes(
+        mu.numpy().astype(np.float64), groups, subjects, n_components=5, folds=10, seed=0
+    )
     others = (1, 2, 3) if brain else (2, 1)  # brain: CSF, GM, WM; cardiac: myocardium, RV
-    features = np.stack([own_ef] + [area_ratio(batch["moving_labels"], own.disp, v)
-                                    for v in others], axis=1)
+    features = np.stack(
+        [own_ef] + [area_ratio(batch["moving_labels"], own.disp, v) for v in others], axis=1
+    )
     splitter, _ = group_splitter(groups, subjects, folds=10, seed=0)
     clf = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
     scores = cross_val_score(clf, features, groups, groups=subjects, cv=splitter)
     chance = max(np.mean(groups == g) for g in set(groups))
     print("| classifier | accuracy (mean ± std over folds) |")
     print("|---|---|")
-    print(f"| SVM on 5 CCA components of z (d = {mu.shape[1]}) | "
-          f"{from_z.accuracy_mean:.3f} ± {from_z.accuracy_std:.3f} |")
-    print(f"| SVM on deformation features ({measure_name} and area ratios of labels "
-          f"{', '.join(map(str, others))}) | "
-          f"{scores.mean():.3f} ± {scores.std():.3f} |")
+    print(
+        f"| SVM on 5 CCA components of z (d = {mu.shape[1]}) | "
+        f"{from_z.accuracy_mean:.3f} ± {from_z.accuracy_std:.3f} |"
+    )
+    print(
+        f"| SVM on deformation features ({measure_name} and area ratios of labels "
+        f"{', '.join(map(str, others))}) | "
+        f"{scores.mean():.3f} ± {scores.std():.3f} |"
+    )
     print(f"| chance (majority class) | {chance:.3f} |")
 
 

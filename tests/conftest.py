@@ -1,9 +1,14 @@
-"""Shared fixtures: 2-D and 3-D through one parametrised fixture, seeded generators."""
+"""Shared fixtures: 2-D and 3-D through one parametrised fixture, the devices to run the
+core tests on (CPU, and CUDA when available), and one tiny trained run for the CLI tests."""
+
+import shutil
 
 import pytest
 import torch
 
-from structreg.ops import gaussian_smooth
+from helpers import TINY_TRAIN
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(params=[2, 3], ids=["2d", "3d"])
@@ -11,25 +16,29 @@ def ndim(request):
     return request.param
 
 
-def shape_for(ndim: int) -> tuple[int, ...]:
-    """Tiny spatial shapes used across the op tests."""
-    return (24, 20) if ndim == 2 else (14, 12, 10)
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each device the core ops are tested on."""
+    return torch.device(request.param)
 
 
-def smooth_field(shape, amplitude: float, seed: int = 0, sigma: float = 3.0,
-                 dtype=torch.float64, batch: int = 1) -> torch.Tensor:
-    """A smooth random vector field ``(batch, ndim, *shape)`` with max |component| = amplitude."""
-    g = torch.Generator().manual_seed(seed)
-    ndim = len(shape)
-    v = torch.randn(batch, ndim, *shape, generator=g, dtype=dtype)
-    k = int(2 * round(3 * sigma) + 1)
-    v = gaussian_smooth(v, sigma=sigma, kernel_size=k)
-    return v * (amplitude / v.abs().max())
+@pytest.fixture(scope="session")
+def tiny_run_factory(tmp_path_factory):
+    """``make(bias)``: a copy of one tiny trained run (trained once per session) whose
+    decoder outputs the constant velocity ``bias`` (model voxels) plus its smooth part,
+    so that its transforms are visibly non-trivial."""
+    from structreg.cli import main
 
+    base = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(["train", "--data", "phantom:cardiac", "--out", str(base), *TINY_TRAIN]) == 0
 
-def textured_image(shape, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
-    """A smooth random image ``(1, 1, *shape)`` in about [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand(1, 1, *shape, generator=g, dtype=dtype)
-    img = gaussian_smooth(img, sigma=1.5, kernel_size=7)
-    return (img - img.min()) / (img.max() - img.min())
+    def make(bias):
+        out = tmp_path_factory.mktemp("run") / "run"
+        shutil.copytree(base, out)
+        for name in ("best.pt", "checkpoint.pt"):
+            ckpt = torch.load(out / name, weights_only=True)
+            ckpt["state_dict"]["decoder.velocity.bias"] = torch.tensor(bias)
+            torch.save(ckpt, out / name)
+        return out
+
+    return make

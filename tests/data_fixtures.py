@@ -57,23 +57,28 @@ def write_acdc(root: Path, patients: dict | None = None) -> Path:
     """Write an ACDC-layout folder (Info.cfg, ED/ES frames and _gt labels) under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     for seed, (name, (group, ed, es, centre, r_ed, r_es)) in enumerate(
-            (patients or ACDC_PATIENTS).items()):
+        (patients or ACDC_PATIENTS).items()
+    ):
         folder = root / name
         folder.mkdir()
         (folder / "Info.cfg").write_text(
-            f"ED: {ed}\nES: {es}\nGroup: {group}\nHeight: 180.0\nNbFrame: 30\nWeight: 80.0\n")
+            f"ED: {ed}\nES: {es}\nGroup: {group}\nHeight: 180.0\nNbFrame: 30\nWeight: 80.0\n"
+        )
         for frame, radius, wall in ((ed, r_ed, 8.0), (es, r_es, 11.0)):
             labels = heart_labels(ACDC_SHAPE, ACDC_SPACING, centre, radius, wall)
             save(folder / f"{name}_frame{frame:02d}_gt.nii.gz", labels, ACDC_SPACING)
-            save(folder / f"{name}_frame{frame:02d}.nii.gz",
-                 labels_to_image(labels, seed * 10 + frame), ACDC_SPACING)
+            save(
+                folder / f"{name}_frame{frame:02d}.nii.gz",
+                labels_to_image(labels, seed * 10 + frame),
+                ACDC_SPACING,
+            )
     return root
 
 
 def truncate(path: Path) -> Path:
     """Keep the first half of the bytes of ``path``."""
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 

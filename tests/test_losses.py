@@ -5,9 +5,14 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from conftest import shape_for, smooth_field, textured_image
-from structreg.losses import (SymmetricLCCLoss, kl_divergence, lcc, outside_mask_penalty,
-                              symmetric_lcc)
+from helpers import shape_for, smooth_field, textured_image
+from structreg.losses import (
+    SymmetricLCCLoss,
+    kl_divergence,
+    lcc,
+    outside_mask_penalty,
+    symmetric_lcc,
+)
 from structreg.ops import exponentiate, gaussian_kernel1d, gaussian_smooth, warp
 
 
@@ -20,7 +25,9 @@ def test_gaussian_kernel():
 
 
 def test_gaussian_smooth_matches_scipy(ndim):
-    img = textured_image(shape_for(ndim), seed=3) + torch.rand(1, 1, *shape_for(ndim), dtype=torch.float64)
+    img = textured_image(shape_for(ndim), seed=3) + torch.rand(
+        1, 1, *shape_for(ndim), dtype=torch.float64
+    )
     ours = gaussian_smooth(img, sigma=2.0, kernel_size=9).numpy()[0, 0]
     # scipy truncates at truncate*sigma = 4 voxels -> a 9-tap kernel, same normalisation
     ref = gaussian_filter(img.numpy()[0, 0], sigma=2.0, mode="nearest", truncate=2.0)
@@ -30,8 +37,8 @@ def test_gaussian_smooth_matches_scipy(ndim):
 
 
 @pytest.mark.parametrize("a, b", [(2.0, 0.3), (-0.5, 1.0), (1.0, 0.0)])
-def test_lcc_of_affine_intensity_map_is_one(ndim, a, b):
-    img = textured_image(shape_for(ndim), seed=4)
+def test_lcc_of_affine_intensity_map_is_one(ndim, a, b, device):
+    img = textured_image(shape_for(ndim), seed=4).to(device)
     value = lcc(img, a * img + b, eps=1e-9)
     assert value.item() == pytest.approx(1.0, abs=1e-3)
 
@@ -81,7 +88,8 @@ def test_symmetric_lcc_is_symmetric_and_finds_the_true_velocity():
     f = warp(m, exponentiate(v_true, 4), padding_mode="border")
     # swapping the images and negating v gives the same value
     assert symmetric_lcc(f, m, v_true).item() == pytest.approx(
-        symmetric_lcc(m, f, -v_true).item(), abs=1e-10)
+        symmetric_lcc(m, f, -v_true).item(), abs=1e-10
+    )
     # the true velocity scores better than none, and its gradient points downhill
     assert symmetric_lcc(f, m, v_true) > symmetric_lcc(f, m, torch.zeros_like(v_true)) + 0.02
     v = torch.zeros_like(v_true, requires_grad=True)

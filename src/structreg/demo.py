@@ -36,21 +36,30 @@ def demo_table(rows: list[dict[str, Any]]) -> list[str]:
     lines += [f"| HD95 {s} (mm) | {cells(metrics.hd95_key(s))} |" for s in DEMO_STRUCTURES]
     lines.append(f"| RMSE | {cells(metrics.RMSE)} |")
     folded = values(rows, "ours", metrics.FOLDING)
-    lines.append(f"| non-positive det J (%) | 0 (identity) | {np.mean(folded):.3f} "
-                 f"(max {np.max(folded):.3f}) |")
+    lines.append(
+        f"| non-positive det J (%) | 0 (identity) | {np.mean(folded):.3f} "
+        f"(max {np.max(folded):.3f}) |"
+    )
     return lines
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, subjects: int = 250,
-             steps: int | None = None, device: str | None = None) -> Path:
+def run_demo(
+    out: str | os.PathLike,
+    seed: int = 0,
+    subjects: int = 250,
+    steps: int | None = None,
+    device: str | None = None,
+) -> Path:
     """Train (or reuse) the demo model, evaluate it and write ``out/report.md``."""
     from .configs import resolve_config
     from .data import CARDIAC_STRUCTURES
     from .data.spec import load_pairs
     from .evaluation import metrics
     from .evaluation.evaluate import evaluate, panel_rows, values
+    from .methods.base import Registrar
     from .methods.identity import Identity
     from .methods.ours import CVAERegistrar
+    from .models.cvae import ModelConfig
     from .training.checkpoint import load_model
     from .training.config import load_config
     from .training.engine import train
@@ -63,28 +72,42 @@ def run_demo(out: str | os.PathLike, seed: int = 0, subjects: int = 250,
     overrides += [f"train.steps={steps}"] if steps is not None else []
     overrides += [f"train.device={device}"] if device is not None else []
     config = load_config(resolve_config("demo"), overrides)
+    assert isinstance(config.model, ModelConfig)  # demo.toml describes our CVAE
     size = tuple(config.model.image_size)
     train_pairs, val_pairs, test_pairs = (
         load_pairs("phantom:cardiac", split=split, seed=seed, size=size, n_subjects=subjects)
-        for split in ("train", "val", "test"))
-    print(f"cardiac phantom: {len(train_pairs)} training, {len(val_pairs)} validation, "
-          f"{len(test_pairs)} test pairs ({size[0]}x{size[1]} at {train_pairs[0].spacing[0]:g} mm)")
+        for split in ("train", "val", "test")
+    )
+    print(
+        f"cardiac phantom: {len(train_pairs)} training, {len(val_pairs)} validation, "
+        f"{len(test_pairs)} test pairs ({size[0]}x{size[1]} at {train_pairs[0].spacing[0]:g} mm)"
+    )
 
     run_dir = out / "model"
     t0 = time.perf_counter()
-    train(config.model, config.train, train_pairs, val_pairs, run_dir,
-          resume=RunFolder(run_dir).holds_run())
+    train(
+        config.model,
+        config.train,
+        train_pairs,
+        val_pairs,
+        run_dir,
+        resume=RunFolder(run_dir).holds_run(),
+    )
     train_seconds = time.perf_counter() - t0
     model, _ = load_model(run_dir, config.train.device)
 
-    methods = [Identity(), CVAERegistrar(model)]
+    methods: list[Registrar] = [Identity(), CVAERegistrar(model)]
     shown = pick_pairs(test_pairs, 4)
-    rows, kept = evaluate(test_pairs, methods, dict(CARDIAC_STRUCTURES), progress=False,
-                          keep=[p.id for p in shown])
+    rows, kept = evaluate(
+        test_pairs, methods, dict(CARDIAC_STRUCTURES), progress=False, keep=[p.id for p in shown]
+    )
     seconds = values(rows, "ours", metrics.SECONDS)
     per_pair_ms = 1e3 * float(seconds.mean())
-    registration_panel(panel_rows(shown, kept, ["ours"]), out / "registration.png",
-                       title="Cardiac phantom, held-out ED→ES pairs")
+    registration_panel(
+        panel_rows(shown, kept, ["ours"]),
+        out / "registration.png",
+        title="Cardiac phantom, held-out ED→ES pairs",
+    )
 
     lines = [
         "# structreg demo: CVAE registration on the built-in cardiac phantom",

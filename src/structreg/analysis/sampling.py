@@ -11,21 +11,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..layers import evaluating
 from ..data.defaults import DEFAULT_SPACING
 from ..evaluation import metrics
+from ..layers import evaluating
 from ..methods.base import RegistrationResult
+from ..models.cvae import CVAERegistration
 from .transport import as_batch, decode_code
 
 
-def sample_deformations(model, moving: torch.Tensor, n: int, scale: float = 1.0,
-                        generator: torch.Generator | None = None) -> RegistrationResult:
+def sample_deformations(
+    model: CVAERegistration,
+    moving: torch.Tensor,
+    n: int,
+    scale: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> RegistrationResult:
     """Decode ``n`` codes ``z ~ N(0, scale² I)`` conditioned on one image.
 
     Args:
@@ -49,8 +56,13 @@ def sample_deformations(model, moving: torch.Tensor, n: int, scale: float = 1.0,
     return decode_code(model, z * float(scale), moving)
 
 
-def posterior_spread(model, moving: torch.Tensor, fixed: torch.Tensor, n: int = 16,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def posterior_spread(
+    model: CVAERegistration,
+    moving: torch.Tensor,
+    fixed: torch.Tensor,
+    n: int = 16,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Per-pixel standard deviation of ``|u(x)|`` (voxels) over ``n`` codes
     ``z ~ q(z | M, F) = N(μ, σ²)``: where the registration is uncertain.
 
@@ -68,16 +80,21 @@ def posterior_spread(model, moving: torch.Tensor, fixed: torch.Tensor, n: int = 
         mu, logvar = model.encode(moving.to(device), fixed.to(device))
     maps = []
     for i in range(moving.shape[0]):
-        mu_i = mu[i:i + 1].expand(int(n), -1)
-        z = model.reparameterize(mu_i, logvar[i:i + 1].expand(int(n), -1), generator)
-        res = decode_code(model, z, moving[i:i + 1])
+        mu_i = mu[i : i + 1].expand(int(n), -1)
+        z = model.reparameterize(mu_i, logvar[i : i + 1].expand(int(n), -1), generator)
+        res = decode_code(model, z, moving[i : i + 1])
         magnitude = res.disp.norm(dim=1, keepdim=True)  # (n, 1, *S)
         maps.append(magnitude.std(dim=0, keepdim=True).cpu())
     return torch.cat(maps)
 
 
-def interpolate_codes(model, z_a: torch.Tensor, z_b: torch.Tensor, moving: torch.Tensor,
-                      steps: int = 5) -> tuple[np.ndarray, RegistrationResult]:
+def interpolate_codes(
+    model: CVAERegistration,
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    moving: torch.Tensor,
+    steps: int = 5,
+) -> tuple[np.ndarray, RegistrationResult]:
     """Decode ``z(t) = (1 - t) z_a + t z_b`` for ``steps`` values of ``t`` in [0, 1]
     conditioned on one image. Returns ``(t, result)`` with ``steps`` entries."""
     if int(steps) < 2:
@@ -91,19 +108,24 @@ def interpolate_codes(model, z_a: torch.Tensor, z_b: torch.Tensor, moving: torch
     return t.numpy(), decode_code(model, z, as_batch(moving, "moving"))
 
 
-def strip_figure(images: Sequence[np.ndarray], titles: Sequence[str], out: str | os.PathLike,
-                 *, jacobians: Sequence[np.ndarray] | None = None,
-                 suptitle: str | None = None) -> Path:
+def strip_figure(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    jacobians: Sequence[np.ndarray | None] | None = None,
+    suptitle: str | None = None,
+) -> Path:
     """A row of 2-D images (and, when given, a second row of Jacobian maps)."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import show_image, figure_format, save_figure
+    from ..viz.figures import figure_format, save_figure, show_image
 
     figure_format(out)
     n = len(images)
     rows = 2 if jacobians is not None else 1
     fig = Figure(figsize=(1.8 * n, 2.0 * rows + (0.3 if suptitle else 0)))
-    for i, (image, title) in enumerate(zip(images, titles)):
+    for i, (image, title) in enumerate(zip(images, titles, strict=True)):
         show_image(fig.add_subplot(rows, n, i + 1), np.asarray(image), None, None, title)
     if jacobians is not None:
         for i, det in enumerate(jacobians):
@@ -111,8 +133,7 @@ def strip_figure(images: Sequence[np.ndarray], titles: Sequence[str], out: str |
                 fig.add_subplot(rows, n, n + i + 1).set_axis_off()
                 continue
             ax = fig.add_subplot(rows, n, n + i + 1)
-            ax.imshow(np.asarray(det), cmap="RdBu_r", vmin=0.0, vmax=2.0,
-                           interpolation="nearest")
+            ax.imshow(np.asarray(det), cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")
             ax.set_title(f"det J min {np.min(det):.2f}", fontsize=7)
             ax.set_axis_off()
     if suptitle:
@@ -121,18 +142,25 @@ def strip_figure(images: Sequence[np.ndarray], titles: Sequence[str], out: str |
     return save_figure(fig, out)
 
 
-def interpolation_figure(t: np.ndarray, result: RegistrationResult,
-                         out: str | os.PathLike) -> Path:
+def interpolation_figure(t: np.ndarray, result: RegistrationResult, out: str | os.PathLike) -> Path:
     """Strip of the moved images along an interpolation, with Jacobian maps."""
     images = [result.moved[i, 0].detach().cpu().numpy() for i in range(len(t))]
     dets = [result.jacobian_det[i, 0].detach().cpu().numpy() for i in range(len(t))]
     return strip_figure(images, [f"t = {v:.2f}" for v in t], out, jacobians=dets)
 
 
-def sample_files(model, moving_path: str | os.PathLike, out_dir: str | os.PathLike, n: int, *,
-                 scale: float = 1.0, seed: int = 0, spacing: Sequence[float] = DEFAULT_SPACING,
-                 fixed_path: str | os.PathLike | None = None,
-                 posterior_samples: int = 16) -> dict[str, Any]:
+def sample_files(
+    model: CVAERegistration,
+    moving_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    n: int,
+    *,
+    scale: float = 1.0,
+    seed: int = 0,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    fixed_path: str | os.PathLike | None = None,
+    posterior_samples: int = 16,
+) -> dict[str, Any]:
     """Sample ``n`` deformations of a 2-D NIfTI image and write ``sample_000.nii.gz``...
     (the image warped at its own resolution, on its own grid) and ``samples.png``.
 
@@ -158,37 +186,51 @@ def sample_files(model, moving_path: str | os.PathLike, out_dir: str | os.PathLi
         files.append(name)
         folding.append(metrics.folding_percent(back["disp"]))
     shown = min(int(n), 8)
-    images = [image.processed[0, 0].numpy()] + [result.moved[i, 0].cpu().numpy()
-                                                 for i in range(shown)]
+    images = [image.processed[0, 0].numpy()] + [
+        result.moved[i, 0].cpu().numpy() for i in range(shown)
+    ]
     dets = [None] + [result.jacobian_det[i, 0].cpu().numpy() for i in range(shown)]
     titles = ["moving"] + [f"sample {i}" for i in range(shown)]
-    strip_figure(images, titles, out / "samples.png", jacobians=dets,
-                 suptitle=f"z ~ N(0, {scale:g}² I)")
+    strip_figure(
+        images, titles, out / "samples.png", jacobians=dets, suptitle=f"z ~ N(0, {scale:g}² I)"
+    )
     files.append("samples.png")
     summary: dict[str, Any] = {"out": str(out), "files": files, metrics.FOLDING: folding}
     if fixed_path is not None:
         from ..data.preprocess import to_original
 
-        spread = posterior_spread(model, image.processed, image.fixed, n=posterior_samples,
-                                  generator=torch.Generator().manual_seed(int(seed) + 1))
+        spread = posterior_spread(
+            model,
+            image.processed,
+            image.fixed,
+            n=posterior_samples,
+            generator=torch.Generator().manual_seed(int(seed) + 1),
+        )
         # processed voxels are isotropic at the target spacing: voxels -> mm
         spread_mm = spread[0, 0].numpy().astype(np.float64) * float(image.record.target_spacing[0])
-        write_image(out / "uncertainty.nii.gz",
-                    to_original(spread_mm, image.record, kind="image").astype(np.float32),
-                    affine=image.volume.affine)
-        uncertainty_figure(image.processed[0, 0].numpy(), image.fixed[0, 0].numpy(), spread_mm,
-                           out / "uncertainty.png")
+        write_image(
+            out / "uncertainty.nii.gz",
+            to_original(spread_mm, image.record, kind="image").astype(np.float32),
+            affine=image.volume.affine,
+        )
+        uncertainty_figure(
+            image.processed[0, 0].numpy(),
+            image.fixed[0, 0].numpy(),
+            spread_mm,
+            out / "uncertainty.png",
+        )
         files += ["uncertainty.nii.gz", "uncertainty.png"]
         summary["uncertainty_max_mm"] = float(spread_mm.max())
     return summary
 
 
-def uncertainty_figure(moving: np.ndarray, fixed: np.ndarray, spread_mm: np.ndarray,
-                       out: str | os.PathLike) -> Path:
+def uncertainty_figure(
+    moving: np.ndarray, fixed: np.ndarray, spread_mm: np.ndarray, out: str | os.PathLike
+) -> Path:
     """Moving, fixed and the posterior spread map (mm) side by side."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import show_image, save_figure
+    from ..viz.figures import save_figure, show_image
 
     fig = Figure(figsize=(6.6, 2.4))
     show_image(fig.add_subplot(1, 3, 1), moving, None, None, "moving")
@@ -202,9 +244,15 @@ def uncertainty_figure(moving: np.ndarray, fixed: np.ndarray, spread_mm: np.ndar
     return save_figure(fig, out)
 
 
-def interpolate_files(model, moving_path: str | os.PathLike, fixed_path: str | os.PathLike,
-                      out_dir: str | os.PathLike, steps: int = 6, *,
-                      spacing: Sequence[float] = DEFAULT_SPACING) -> dict[str, Any]:
+def interpolate_files(
+    model: CVAERegistration,
+    moving_path: str | os.PathLike,
+    fixed_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    steps: int = 6,
+    *,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+) -> dict[str, Any]:
     """Decode codes along the line from "no motion" to the pair's own deformation.
 
     ``z_a`` is the code of ``(M, M)`` (the identity pair), ``z_b`` that of ``(M, F)``;

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..layers import evaluating
 from ..data.defaults import DEFAULT_SPACING
 from ..evaluation import metrics
+from ..layers import evaluating
 from ..methods.base import RegistrationResult, result_from_velocity
 from ..methods.ours import CVAERegistrar
+from ..models.cvae import CVAERegistration
 
 
 def as_batch(image: torch.Tensor, name: str) -> torch.Tensor:
@@ -36,8 +38,12 @@ def as_batch(image: torch.Tensor, name: str) -> torch.Tensor:
     return image[None] if image.dim() == 3 else image
 
 
-def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
-              target_moving: torch.Tensor) -> RegistrationResult:
+def transport(
+    model: CVAERegistration,
+    source_moving: torch.Tensor,
+    source_fixed: torch.Tensor,
+    target_moving: torch.Tensor,
+) -> RegistrationResult:
     """Transport the deformation ``source_moving -> source_fixed`` onto ``target_moving``.
 
     Encodes the source pair (``z = μ``, eval mode), decodes ``z`` conditioned on
@@ -55,8 +61,10 @@ def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
     sm, sf = as_batch(source_moving, "source_moving"), as_batch(source_fixed, "source_fixed")
     tm = as_batch(target_moving, "target_moving")
     if sm.shape[0] not in (1, tm.shape[0]):
-        raise ValueError(f"transport: {sm.shape[0]} source pairs for {tm.shape[0]} targets "
-                         "(give one source pair or one per target)")
+        raise ValueError(
+            f"transport: {sm.shape[0]} source pairs for {tm.shape[0]} targets "
+            "(give one source pair or one per target)"
+        )
     device = next(model.parameters()).device
     with evaluating(model):
         mu, _ = model.encode(sm.to(device), sf.to(device))
@@ -66,7 +74,9 @@ def transport(model, source_moving: torch.Tensor, source_fixed: torch.Tensor,
         return result_from_velocity(tm, velocity, steps=model.config.steps, z=z)
 
 
-def decode_code(model, z: torch.Tensor, moving: torch.Tensor) -> RegistrationResult:
+def decode_code(
+    model: CVAERegistration, z: torch.Tensor, moving: torch.Tensor
+) -> RegistrationResult:
     """Decode codes ``z (N, d)`` conditioned on ``moving (N, 1, *S)`` (eval mode,
     no gradients) and warp it: the common step of transport, sampling and interpolation."""
     moving = as_batch(moving, "moving")
@@ -81,6 +91,7 @@ def decode_code(model, z: torch.Tensor, moving: torch.Tensor) -> RegistrationRes
 
 
 # ---------------------------------------------------------------------------- files
+
 
 @dataclass
 class PreparedImage:
@@ -100,14 +111,21 @@ def _read_2d(path: str | os.PathLike):
     if vol.ndim == 3 and vol.shape[-1] == 1:
         vol = Volume(vol.data[..., 0], vol.affine, tuple(vol.spacing[:2]), vol.path)
     if vol.ndim != 2:
-        raise DataError(f"{Path(path).name}: shape {vol.shape}: 2-D only (give a single "
-                        "slice; 3-D volumes are not supported by this command)")
+        raise DataError(
+            f"{Path(path).name}: shape {vol.shape}: 2-D only (give a single "
+            "slice; 3-D volumes are not supported by this command)"
+        )
     return vol
 
 
-def prepare_images(model, moving_path: str | os.PathLike,
-                   fixed_path: str | os.PathLike | None = None, *,
-                   spacing: Sequence[float] = DEFAULT_SPACING, pair_id: str = "image") -> PreparedImage:
+def prepare_images(
+    model: CVAERegistration,
+    moving_path: str | os.PathLike,
+    fixed_path: str | os.PathLike | None = None,
+    *,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    pair_id: str = "image",
+) -> PreparedImage:
     """Read a 2-D moving image (and optional fixed partner on the same grid) and
     preprocess them to the model grid like ``structreg register``."""
     from ..data.io import DataError
@@ -116,40 +134,64 @@ def prepare_images(model, moving_path: str | os.PathLike,
     moving = _read_2d(moving_path)
     fixed = _read_2d(fixed_path) if fixed_path is not None else moving
     if fixed.shape != moving.shape:
-        raise DataError(f"{Path(moving_path).name} {moving.shape} and {Path(fixed_path).name} "
-                        f"{fixed.shape}: moving and fixed must share one grid (same array shape)")
-    (pair,) = preprocess_pair(moving, fixed, pair_id=pair_id, size=tuple(model.config.image_size),
-                              spacing=tuple(spacing), n_slices=None)
+        raise DataError(
+            f"{Path(moving_path).name} {moving.shape} and {Path(str(fixed_path)).name} "
+            f"{fixed.shape}: moving and fixed must share one grid (same array shape)"
+        )
+    (pair,) = preprocess_pair(
+        moving,
+        fixed,
+        pair_id=pair_id,
+        size=tuple(model.config.image_size),
+        spacing=tuple(spacing),
+        n_slices=None,
+    )
     record = PreprocessRecord.from_dict(pair.meta["preprocess"])
     dtype = next(model.parameters()).dtype
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(array))[None, None].to(dtype)
 
-    return PreparedImage(volume=moving, processed=tensor(pair.moving), fixed=tensor(pair.fixed),
-                         record=record)
+    return PreparedImage(
+        volume=moving, processed=tensor(pair.moving), fixed=tensor(pair.fixed), record=record
+    )
 
 
-def to_image_grid(result: RegistrationResult, index: int, image: PreparedImage
-                  ) -> dict[str, np.ndarray]:
+def to_image_grid(
+    result: RegistrationResult, index: int, image: PreparedImage
+) -> dict[str, np.ndarray]:
     """Map one result back to the image's own grid: displacement (source voxels),
     the original image warped at its own resolution, and the Jacobian determinant."""
     from ..data.preprocess import to_original
     from ..ops import jacobian_det, warp
 
-    disp = to_original(result.disp[index].detach().cpu().numpy().astype(np.float64),
-                       image.record, kind="field").astype(np.float64)
+    disp = to_original(
+        result.disp[index].detach().cpu().numpy().astype(np.float64), image.record, kind="field"
+    ).astype(np.float64)
     disp_t = torch.from_numpy(disp)[None]
-    moved = warp(torch.from_numpy(image.volume.data.astype(np.float64))[None, None], disp_t,
-                 padding_mode="border")[0, 0].numpy().astype(np.float32)
+    moved = (
+        warp(
+            torch.from_numpy(image.volume.data.astype(np.float64))[None, None],
+            disp_t,
+            padding_mode="border",
+        )[0, 0]
+        .numpy()
+        .astype(np.float32)
+    )
     det = jacobian_det(disp_t)[0, 0].numpy().astype(np.float32)
     return {"disp": disp, "moved": moved, "jacobian_det": det}
 
 
-def transport_files(model, source_moving: str | os.PathLike, source_fixed: str | os.PathLike,
-                    target: str | os.PathLike, out_dir: str | os.PathLike, *,
-                    target_fixed: str | os.PathLike | None = None,
-                    spacing: Sequence[float] = DEFAULT_SPACING) -> dict[str, Any]:
+def transport_files(
+    model: CVAERegistration,
+    source_moving: str | os.PathLike,
+    source_fixed: str | os.PathLike,
+    target: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    target_fixed: str | os.PathLike | None = None,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+) -> dict[str, Any]:
     """Transport the deformation of a source NIfTI pair onto a target image and write:
 
     ``transported.nii.gz`` (target warped, original intensities, target grid),
@@ -168,8 +210,7 @@ def transport_files(model, source_moving: str | os.PathLike, source_fixed: str |
     result = transport(model, src.processed, src.fixed, tgt.processed)
     registrar = CVAERegistrar(model)
     own_source = registrar.register(src.processed, src.fixed)
-    own_target = (registrar.register(tgt.processed, tgt.fixed) if target_fixed is not None
-                  else None)
+    own_target = registrar.register(tgt.processed, tgt.fixed) if target_fixed is not None else None
     back = to_image_grid(result, 0, tgt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,34 +218,63 @@ def transport_files(model, source_moving: str | os.PathLike, source_fixed: str |
     write_image(out / "transported.nii.gz", back["moved"], affine=affine)
     write_itk_displacement(out / "disp.nii.gz", back["disp"], affine)
     write_image(out / "jacobian_det.nii.gz", back["jacobian_det"], affine=affine)
+    assert result.z is not None
     z = [round(float(v), 6) for v in result.z[0].cpu()]
-    atomic_write_text(out / "z.json", json.dumps({"source_moving": str(source_moving),
-                                                  "source_fixed": str(source_fixed),
-                                                  "target": str(target), "z": z}, indent=1))
+    atomic_write_text(
+        out / "z.json",
+        json.dumps(
+            {
+                "source_moving": str(source_moving),
+                "source_fixed": str(source_fixed),
+                "target": str(target),
+                "z": z,
+            },
+            indent=1,
+        ),
+    )
     transport_figure(src, own_source, tgt, own_target, result, out / "transport.png")
-    return {"out": str(out), "files": ["transported.nii.gz", "disp.nii.gz",
-                                       "jacobian_det.nii.gz", "z.json", "transport.png"],
-            metrics.FOLDING: metrics.folding_percent(back["disp"])}
+    return {
+        "out": str(out),
+        "files": [
+            "transported.nii.gz",
+            "disp.nii.gz",
+            "jacobian_det.nii.gz",
+            "z.json",
+            "transport.png",
+        ],
+        metrics.FOLDING: metrics.folding_percent(back["disp"]),
+    }
 
 
-def transport_figure(src: PreparedImage, own_source: RegistrationResult, tgt: PreparedImage,
-                     own_target: RegistrationResult | None, transported: RegistrationResult,
-                     out: str | os.PathLike) -> Path:
+def transport_figure(
+    src: PreparedImage,
+    own_source: RegistrationResult,
+    tgt: PreparedImage,
+    own_target: RegistrationResult | None,
+    transported: RegistrationResult,
+    out: str | os.PathLike,
+) -> Path:
     """One row per image set, on the model grid: source moving, source fixed, source
     registered; target, target fixed and its own registration (when known),
     transported result and its Jacobian determinant."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import show_image, save_figure
+    from ..viz.figures import save_figure, show_image
 
     def img(t: torch.Tensor) -> np.ndarray:
         return t[0, 0].detach().cpu().numpy()
 
-    panels = [(img(src.processed), "source moving"), (img(src.fixed), "source fixed"),
-              (img(own_source.moved), "source registered"), (img(tgt.processed), "target")]
+    panels = [
+        (img(src.processed), "source moving"),
+        (img(src.fixed), "source fixed"),
+        (img(own_source.moved), "source registered"),
+        (img(tgt.processed), "target"),
+    ]
     if own_target is not None:
-        panels += [(img(tgt.fixed), "target fixed"),
-                   (img(own_target.moved), "target: own deformation")]
+        panels += [
+            (img(tgt.fixed), "target fixed"),
+            (img(own_target.moved), "target: own deformation"),
+        ]
     panels += [(img(transported.moved), "target: transported deformation")]
     n = len(panels) + 1
     fig = Figure(figsize=(2.0 * n, 2.3))

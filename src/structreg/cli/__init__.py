@@ -22,11 +22,31 @@ from types import ModuleType
 from typing import Any
 
 from .. import __version__
-from . import (classify, data_preview, demo, embed, evaluate, interpolate, register, sample,
-               train, transport)
+from . import (
+    classify,
+    data_preview,
+    demo,
+    embed,
+    evaluate,
+    interpolate,
+    register,
+    sample,
+    train,
+    transport,
+)
 
-COMMANDS: tuple[ModuleType, ...] = (demo, train, register, evaluate, data_preview, embed,
-                                    classify, transport, sample, interpolate)
+COMMANDS: tuple[ModuleType, ...] = (
+    demo,
+    train,
+    register,
+    evaluate,
+    data_preview,
+    embed,
+    classify,
+    transport,
+    sample,
+    interpolate,
+)
 GROUPS = {"data": "look at and check data sets"}
 
 
@@ -37,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learned diffeomorphic registration with a structured deformation encoding.",
     )
     parser.add_argument("--version", action="version", version=f"structreg {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of one line")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error instead of one line"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, Any] = {}
     for module in COMMANDS:

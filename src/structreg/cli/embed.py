@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (add_data_options, add_device, add_model, data_summary,
-                      load_pairs_from_args, positive)
+from .options import (
+    add_data_options,
+    add_device,
+    add_model,
+    data_summary,
+    load_pairs_from_args,
+    positive,
+)
 
 NAME = "embed"
 HELP = "encode the pairs of a data set into latent codes (mu, sigma) in a CSV file"
@@ -29,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_model(args.model, args.device, method="ours")
     model_size = tuple(model.config.image_size)
     if args.size is not None and tuple(args.size) != model_size:
-        raise UsageError(f"--size {'x'.join(map(str, args.size))} differs from the model's image "
-                         f"size {'x'.join(map(str, model_size))}; leave --size out")
+        raise UsageError(
+            f"--size {'x'.join(map(str, args.size))} differs from the model's image "
+            f"size {'x'.join(map(str, model_size))}; leave --size out"
+        )
     spacing = tuple(args.spacing) if args.spacing else model_spacing(args.model)
     pairs = load_pairs_from_args(args, size=model_size, spacing=spacing)
     if not pairs:

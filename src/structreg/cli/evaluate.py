@@ -12,10 +12,14 @@ HELP = "compare methods on a data set: per-pair CSV, Table-1 markdown, figures"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_options(p, split="test")
-    p.add_argument("--methods", required=True, action="append",
-                   help="comma-separated method specs: ours:RUN_DIR, voxelmorph:RUN_DIR, "
-                        "lcc-demons[:key=value,...], identity; options batch_size=N and "
-                        "label=NAME on any (repeatable)")
+    p.add_argument(
+        "--methods",
+        required=True,
+        action="append",
+        help="comma-separated method specs: ours:RUN_DIR, voxelmorph:RUN_DIR, "
+        "lcc-demons[:key=value,...], identity; options batch_size=N and "
+        "label=NAME on any (repeatable)",
+    )
     add_out(p)
     add_device(p)
     p.add_argument("--figure-pairs", type=int, default=4, help="pairs in the panel (default: 4)")
@@ -35,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"no pairs in {args.data} ({args.split} split)")
     summary = run_evaluation(pairs, methods, args.out, n_figure=args.figure_pairs)
     print(summary["table"])
-    print(f"wrote {args.out}/table.md, pairs.csv and figures ({len(pairs)} pairs, "
-          f"{summary['failed']} failed runs)")
+    print(
+        f"wrote {args.out}/table.md, pairs.csv and figures ({len(pairs)} pairs, "
+        f"{summary['failed']} failed runs)"
+    )
     return 1 if summary["failed"] else 0

@@ -27,8 +27,11 @@ def run(args: argparse.Namespace) -> int:
 
     positive("--steps", args.steps, minimum=2)
     model, _ = load_model(args.model, args.device, method="ours")
-    summary = interpolate_files(model, args.moving, args.fixed, args.out, args.steps,
-                                spacing=model_spacing(args.model))
-    print(f"{len(summary['t'])} frames, worst {max(summary[metrics.FOLDING]):.3f} % "
-          f"non-positive Jacobian -> {summary['out']}")
+    summary = interpolate_files(
+        model, args.moving, args.fixed, args.out, args.steps, spacing=model_spacing(args.model)
+    )
+    print(
+        f"{len(summary['t'])} frames, worst {max(summary[metrics.FOLDING]):.3f} % "
+        f"non-positive Jacobian -> {summary['out']}"
+    )
     return 0

@@ -22,7 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device(p)
 
 
-def _jobs(args: argparse.Namespace) -> list[tuple[str, str, str, str | None]]:
+Job = tuple[str, str | Path, str | Path, str | Path | None]
+
+
+def _jobs(args: argparse.Namespace) -> list[Job]:
     from ..errors import UsageError
 
     if args.data is None and not (args.moving and args.fixed):
@@ -35,8 +38,10 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str, str, str | None]]:
     spec = parse_data_spec(args.data)
     if spec.kind != "pairs":
         raise UsageError(f"register --data takes pairs:FILE.csv, got {args.data}")
-    return [(row.id or f"pair{i:04d}", row.moving, row.fixed, row.moving_labels)
-            for i, row in enumerate(read_pairs_csv(spec.path))]
+    return [
+        (row.id or f"pair{i:04d}", row.moving, row.fixed, row.moving_labels)
+        for i, row in enumerate(read_pairs_csv(spec.path))
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,14 +59,17 @@ def run(args: argparse.Namespace) -> int:
     for name, moving, fixed, labels in jobs:
         out = Path(args.out) / name if batch else Path(args.out)
         try:
-            summary = write_registration(model, moving, fixed, out, moving_labels_path=labels,
-                                     spacing=spacing, pair_id=name)
+            summary = write_registration(
+                model, moving, fixed, out, moving_labels_path=labels, spacing=spacing, pair_id=name
+            )
         except (StructregError, OSError) as exc:
             if not batch:
                 raise
             failures += 1
             print(f"structreg: error: {name}: {' '.join(str(exc).split())}", file=sys.stderr)
             continue
-        print(f"{name}: {summary['slices']} slice(s), {summary[metrics.FOLDING]:.3f} % "
-              f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}")
+        print(
+            f"{name}: {summary['slices']} slice(s), {summary[metrics.FOLDING]:.3f} % "
+            f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}"
+        )
     return 1 if failures else 0

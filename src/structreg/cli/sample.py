@@ -14,13 +14,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
     p.add_argument("--moving", required=True, help="image to deform (2-D NIfTI)")
     p.add_argument("--n", type=int, default=8, help="number of samples (default: 8)")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="standard deviation of the prior codes (default: 1)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="standard deviation of the prior codes (default: 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--fixed", help="fixed image of the pair: also write the registration "
-                                   "uncertainty map (spread over z ~ q(z | M, F))")
-    p.add_argument("--posterior-samples", type=int, default=16,
-                   help="codes drawn for the uncertainty map (default: 16)")
+    p.add_argument(
+        "--fixed",
+        help="fixed image of the pair: also write the registration "
+        "uncertainty map (spread over z ~ q(z | M, F))",
+    )
+    p.add_argument(
+        "--posterior-samples",
+        type=int,
+        default=16,
+        help="codes drawn for the uncertainty map (default: 16)",
+    )
     add_out(p)
     add_device(p)
 
@@ -39,9 +50,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--scale must be a finite number >= 0, got {args.scale}")
     positive("--posterior-samples", args.posterior_samples, minimum=2)
     model, _ = load_model(args.model, args.device, method="ours")
-    summary = sample_files(model, args.moving, args.out, args.n, scale=args.scale,
-                           seed=args.seed, spacing=model_spacing(args.model),
-                           fixed_path=args.fixed, posterior_samples=args.posterior_samples)
+    summary = sample_files(
+        model,
+        args.moving,
+        args.out,
+        args.n,
+        scale=args.scale,
+        seed=args.seed,
+        spacing=model_spacing(args.model),
+        fixed_path=args.fixed,
+        posterior_samples=args.posterior_samples,
+    )
     worst = max(summary[metrics.FOLDING])
     print(f"{args.n} samples, worst {worst:.3f} % non-positive Jacobian -> {summary['out']}")
     if "uncertainty_max_mm" in summary:

@@ -27,9 +27,16 @@ def run(args: argparse.Namespace) -> int:
     from ..training.run import model_spacing
 
     model, _ = load_model(args.model, args.device, method="ours")
-    summary = transport_files(model, args.source_moving, args.source_fixed, args.target,
-                              args.out, target_fixed=args.target_fixed,
-                              spacing=model_spacing(args.model))
-    print(f"transported: {summary[metrics.FOLDING]:.3f} % non-positive Jacobian -> "
-          f"{summary['out']}")
+    summary = transport_files(
+        model,
+        args.source_moving,
+        args.source_fixed,
+        args.target,
+        args.out,
+        target_fixed=args.target_fixed,
+        spacing=model_spacing(args.model),
+    )
+    print(
+        f"transported: {summary[metrics.FOLDING]:.3f} % non-positive Jacobian -> {summary['out']}"
+    )
     return 0

@@ -10,9 +10,10 @@ and phantoms are imported inside :func:`load_pairs`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import DataError, InputError
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
@@ -55,16 +56,25 @@ def parse_data_spec(text: str | DataSpec) -> DataSpec:
     if not target:
         raise InputError(f"bad data spec {text!r}: nothing after '{kind}:'")
     if kind == "phantom" and target.lower() not in PHANTOMS:
-        raise InputError(f"bad data spec {text!r}: unknown phantom {target!r} "
-                         f"(choose {', '.join(PHANTOMS)})")
+        raise InputError(
+            f"bad data spec {text!r}: unknown phantom {target!r} (choose {', '.join(PHANTOMS)})"
+        )
     return DataSpec(kind, target.lower() if kind == "phantom" else target)
 
 
-def load_pairs(spec: str | DataSpec, *, split: str = "train", seed: int = 0,
-               size: Sequence[int] = DEFAULT_SIZE, spacing: Sequence[float] = DEFAULT_SPACING,
-               n_subjects: int | None = None, n_slices: int | None = None,
-               val_fraction: float = DEFAULT_VAL_FRACTION,
-               test_fraction: float = DEFAULT_TEST_FRACTION, volumes: bool = False) -> list[Any]:
+def load_pairs(
+    spec: str | DataSpec,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    n_subjects: int | None = None,
+    n_slices: int | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    volumes: bool = False,
+) -> list[Any]:
     """Load, preprocess and split the pairs of a data spec.
 
     Args:
@@ -89,36 +99,59 @@ def load_pairs(spec: str | DataSpec, *, split: str = "train", seed: int = 0,
         raise InputError(f"--subjects must be >= 1, got {n_subjects}")
     if n_slices is not None and n_slices < 1:
         raise InputError(f"--slices must be >= 1, got {n_slices}")
-    pairs = _load_all(spec, seed=seed, size=tuple(size), spacing=tuple(spacing),
-                      n_subjects=n_subjects, n_slices=n_slices, volumes=volumes)
+    pairs = _load_all(
+        spec,
+        seed=seed,
+        size=tuple(size),
+        spacing=tuple(spacing),
+        n_subjects=n_subjects,
+        n_slices=n_slices,
+        volumes=volumes,
+    )
     if not pairs:
         raise DataError(f"{spec}: no pairs found")
     if split == "all":
         return pairs
     from .dataset import split_by_subject
 
-    return split_by_subject(pairs, seed=seed, val_fraction=val_fraction,
-                            test_fraction=test_fraction)[split]
+    return split_by_subject(
+        pairs, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    )[split]
 
 
-def _load_all(spec: DataSpec, *, seed: int, size: tuple, spacing: tuple,
-              n_subjects: int | None, n_slices: int | None, volumes: bool) -> list[Any]:
+def _load_all(
+    spec: DataSpec,
+    *,
+    seed: int,
+    size: tuple,
+    spacing: tuple,
+    n_subjects: int | None,
+    n_slices: int | None,
+    volumes: bool,
+) -> list[Any]:
     if spec.kind == "phantom":
         generate = _phantom(spec)
-        return generate(n_subjects or DEFAULT_PHANTOM_SUBJECTS, seed=seed,
-                        slices_per_subject=n_slices or 1, size=size, spacing=spacing)
+        return generate(
+            n_subjects or DEFAULT_PHANTOM_SUBJECTS,
+            seed=seed,
+            slices_per_subject=n_slices or 1,
+            size=size,
+            spacing=spacing,
+        )
     from .preprocess import DEFAULT_SLICES
 
     slices = None if volumes else (n_slices or DEFAULT_SLICES)
     if spec.kind == "acdc":
         from .acdc import load_acdc
 
-        return load_acdc(spec.path, size=size, spacing=spacing, n_slices=slices,
-                         n_subjects=n_subjects)
+        return load_acdc(
+            spec.path, size=size, spacing=spacing, n_slices=slices, n_subjects=n_subjects
+        )
     from .pairs import load_pairs_csv
 
-    return load_pairs_csv(spec.path, size=size, spacing=spacing, n_slices=slices,
-                          n_subjects=n_subjects)
+    return load_pairs_csv(
+        spec.path, size=size, spacing=spacing, n_slices=slices, n_subjects=n_subjects
+    )
 
 
 def _phantom(spec: DataSpec) -> Any:
@@ -130,14 +163,18 @@ def _phantom(spec: DataSpec) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
-            raise DataError(f"{spec}: the built-in phantom is not available in this "
-                             f"installation ({module_name} missing)") from None
-        raise DataError(f"{spec}: the built-in phantom needs the package "
-                         f"'{exc.name}' (pip install it)") from None
+            raise DataError(
+                f"{spec}: the built-in phantom is not available in this "
+                f"installation ({module_name} missing)"
+            ) from None
+        raise DataError(
+            f"{spec}: the built-in phantom needs the package '{exc.name}' (pip install it)"
+        ) from None
     return getattr(module, f"{spec.target}_phantom")
 
 
 # ---------------------------------------------------------------------------- grid options
+
 
 def _parts(text: str) -> list[str]:
     parts = [p for p in text.lower().replace("x", ",").split(",")]

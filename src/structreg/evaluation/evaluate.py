@@ -5,8 +5,8 @@
 
 | file | content |
 |---|---|
-| ``pairs.csv`` | one row per (pair, method): every metric (keys of :mod:`.metrics`), or the error that stopped it |
-| ``table.md`` | Table-1 layout: mean ± std per method, best in bold, and a paired Wilcoxon signed-rank test of ours against each baseline |
+| ``pairs.csv`` | a row per (pair, method): every metric (:mod:`.metrics` keys), or the error |
+| ``table.md`` | Table 1: mean ± std per method, best in bold; Wilcoxon tests of ours vs each |
 | ``registration.png`` | Figure-2-like panels: moving, fixed, moved per method, det J per method |
 | ``dice_boxplot.png`` | Dice per structure and method |
 
@@ -43,8 +43,13 @@ def structures_for(pairs: Sequence[Pair]) -> Structures:
     return dict(CARDIAC_STRUCTURES)
 
 
-def pair_metrics(pair: Pair, result: RegistrationResult, i: int,
-                 moved_labels: torch.Tensor | None, structures: Structures) -> dict[str, Any]:
+def pair_metrics(
+    pair: Pair,
+    result: RegistrationResult,
+    i: int,
+    moved_labels: torch.Tensor | None,
+    structures: Structures,
+) -> dict[str, Any]:
     """Every metric of entry ``i`` of ``result`` (the registration of ``pair``)."""
     row: dict[str, Any] = {}
     disp = result.disp[i].detach().cpu().double()
@@ -58,16 +63,21 @@ def pair_metrics(pair: Pair, result: RegistrationResult, i: int,
     if pair.disp is not None:
         # over the pair's mask (heart region / brain) when it has one: outside the
         # organ the true motion of a phantom's background texture is not meaningful
-        row[metrics.EPE] = metrics.endpoint_error(disp.numpy(), pair.disp, pair.spacing,
-                                                  mask=pair.mask)
+        row[metrics.EPE] = metrics.endpoint_error(
+            disp.numpy(), pair.disp, pair.spacing, mask=pair.mask
+        )
     if moved_labels is not None and pair.fixed_labels is not None:
-        row.update(metrics.structure_metrics(moved_labels[i, 0].numpy(), pair.fixed_labels,
-                                             structures, pair.spacing))
+        row.update(
+            metrics.structure_metrics(
+                moved_labels[i, 0].numpy(), pair.fixed_labels, structures, pair.spacing
+            )
+        )
     return row
 
 
-def _run_chunk(method: Registrar, chunk: Sequence[Pair], structures: Structures
-               ) -> list[dict[str, Any]]:
+def _run_chunk(
+    method: Registrar, chunk: Sequence[Pair], structures: Structures
+) -> list[dict[str, Any]]:
     batch = collate_pairs(chunk)
     t0 = time.perf_counter()
     result = method.register(batch["moving"], batch["fixed"], mask=batch["mask"])
@@ -77,7 +87,12 @@ def _run_chunk(method: Registrar, chunk: Sequence[Pair], structures: Structures
         moved_labels = result.warp_labels(batch["moving_labels"].to(result.disp.device)).cpu()
     rows = []
     for i, pair in enumerate(chunk):
-        row = {"id": pair.id, "group": pair.group, "method": method.name, "error": ""}
+        row: dict[str, Any] = {
+            "id": pair.id,
+            "group": pair.group,
+            "method": method.name,
+            "error": "",
+        }
         row.update(pair_metrics(pair, result, i, moved_labels, structures))
         row[metrics.SECONDS] = seconds
         rows.append(row)
@@ -89,14 +104,15 @@ def _error_row(pair: Pair, method: Registrar, exc: Exception) -> dict[str, Any]:
     return {"id": pair.id, "group": pair.group, "method": method.name, "error": message}
 
 
-def _run_method(method: Registrar, pairs: Sequence[Pair], structures: Structures,
-                bar: Any) -> list[dict[str, Any]]:
+def _run_method(
+    method: Registrar, pairs: Sequence[Pair], structures: Structures, bar: Any
+) -> list[dict[str, Any]]:
     """Rows of one method on every pair, chunk by chunk. A chunk that fails with an
     expected error is retried pair by pair; a pair that still fails gets an error row.
     Any other exception is a bug and propagates."""
     rows: list[dict[str, Any]] = []
     for start in range(0, len(pairs), method.batch_size):
-        chunk = pairs[start:start + method.batch_size]
+        chunk = pairs[start : start + method.batch_size]
         try:
             rows += _run_chunk(method, chunk, structures)
         except StructregError:
@@ -115,13 +131,19 @@ def _kept_images(method: Registrar, pair: Pair) -> dict[str, np.ndarray] | None:
         result = method.register(batch["moving"], batch["fixed"], mask=batch["mask"])
     except StructregError:
         return None
-    return {"moved": result.moved[0, 0].cpu().numpy(),
-            "jacobian": result.jacobian_det[0, 0].cpu().numpy()}
+    return {
+        "moved": result.moved[0, 0].cpu().numpy(),
+        "jacobian": result.jacobian_det[0, 0].cpu().numpy(),
+    }
 
 
-def evaluate(pairs: Sequence[Pair], methods: Sequence[Registrar],
-             structures: Structures | None = None, progress: bool = True,
-             keep: Sequence[str] = ()) -> tuple[list[dict], dict]:
+def evaluate(
+    pairs: Sequence[Pair],
+    methods: Sequence[Registrar],
+    structures: Structures | None = None,
+    progress: bool = True,
+    keep: Sequence[str] = (),
+) -> tuple[list[dict], dict]:
     """Run every method on every pair.
 
     A chunk that fails (an expected error) is retried pair by pair; a pair that
@@ -137,8 +159,7 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Registrar],
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, dict[str, np.ndarray]]] = {k: {} for k in keep}
     by_id = {p.id: p for p in pairs}
-    bar = tqdm(total=len(pairs) * len(methods), desc="evaluate", unit="pair",
-               disable=not progress)
+    bar = tqdm(total=len(pairs) * len(methods), desc="evaluate", unit="pair", disable=not progress)
     for method in methods:
         rows += _run_method(method, pairs, structures, bar)
         for pid in keep:
@@ -151,10 +172,17 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Registrar],
 
 def values(rows: Sequence[dict], method: str, key: str) -> np.ndarray:
     """The finite values of ``key`` in ``method``'s rows (float64)."""
-    return np.array([r[key] for r in rows if r["method"] == method and key in r
-                     and r[key] is not None
-                     and not (isinstance(r[key], float) and math.isnan(r[key]))],
-                    dtype=np.float64)
+    return np.array(
+        [
+            r[key]
+            for r in rows
+            if r["method"] == method
+            and key in r
+            and r[key] is not None
+            and not (isinstance(r[key], float) and math.isnan(r[key]))
+        ],
+        dtype=np.float64,
+    )
 
 
 def mean_std(v: np.ndarray, fmt: str) -> str:
@@ -166,14 +194,24 @@ def mean_std(v: np.ndarray, fmt: str) -> str:
 
 def table_keys(structures: Structures) -> list[str]:
     """Table-1 rows: generic metrics, then Dice (higher better) and HD95 per structure."""
-    head = [metrics.RMSE, metrics.FOLDING, metrics.VELOCITY_MAGNITUDE, metrics.VELOCITY_GRADIENT,
-            metrics.LOG_JACOBIAN_STD]
-    return (head + [metrics.dice_key(s) for s in structures]
-            + [metrics.hd95_key(s) for s in structures] + [metrics.EPE, metrics.SECONDS])
+    head = [
+        metrics.RMSE,
+        metrics.FOLDING,
+        metrics.VELOCITY_MAGNITUDE,
+        metrics.VELOCITY_GRADIENT,
+        metrics.LOG_JACOBIAN_STD,
+    ]
+    return (
+        head
+        + [metrics.dice_key(s) for s in structures]
+        + [metrics.hd95_key(s) for s in structures]
+        + [metrics.EPE, metrics.SECONDS]
+    )
 
 
-def significance(rows: Sequence[dict], methods: Sequence[str], key: str,
-                 ours: str = "ours") -> dict[str, float]:
+def significance(
+    rows: Sequence[dict], methods: Sequence[str], key: str, ours: str = "ours"
+) -> dict[str, float]:
     """Paired Wilcoxon signed-rank p-value of ``ours`` vs each other method on ``key``."""
     from scipy.stats import wilcoxon
 
@@ -199,9 +237,11 @@ def _best(key: str, means: dict[str, float]) -> set[str]:
     nor velocity: it has none)."""
     if key == metrics.SECONDS or len(means) < 2:
         return set()
-    candidates = {m: x for m, x in means.items()
-                  if not (m == "identity" and (key == metrics.FOLDING
-                                               or key.startswith("velocity")))}
+    candidates = {
+        m: x
+        for m, x in means.items()
+        if not (m == "identity" and (key == metrics.FOLDING or key.startswith("velocity")))
+    }
     if not candidates:
         return set()
     lower = metrics.structure_info(key).lower_is_better
@@ -209,24 +249,37 @@ def _best(key: str, means: dict[str, float]) -> set[str]:
     return {m for m, x in candidates.items() if np.isclose(x, target)}
 
 
-def _significance_lines(rows: Sequence[dict], methods: Sequence[str],
-                        structures: Structures) -> list[str]:
+def _significance_lines(
+    rows: Sequence[dict], methods: Sequence[str], structures: Structures
+) -> list[str]:
     if "ours" not in methods or len(methods) < 2:
         return []
     others = [m for m in methods if m != "ours"]
-    keys = ([metrics.RMSE] + [metrics.dice_key(s) for s in structures]
-            + [metrics.hd95_key(s) for s in structures])
+    keys = (
+        [metrics.RMSE]
+        + [metrics.dice_key(s) for s in structures]
+        + [metrics.hd95_key(s) for s in structures]
+    )
     tests = []
     for key in keys:
         p = significance(rows, methods, key)
         if not all(math.isnan(x) for x in p.values()):
-            tests.append(f"| {key} | " + " | ".join("–" if math.isnan(p[m]) else f"{p[m]:.2g}"
-                                                   for m in others) + " |")
+            tests.append(
+                f"| {key} | "
+                + " | ".join("–" if math.isnan(p[m]) else f"{p[m]:.2g}" for m in others)
+                + " |"
+            )
     if not tests:
         return []
-    return ["", "Paired Wilcoxon signed-rank test of ours against each method "
-            "(p-values over the pairs where both succeeded):", "",
-            "| metric | " + " | ".join(others) + " |", "|---|" + "---|" * len(others), *tests]
+    return [
+        "",
+        "Paired Wilcoxon signed-rank test of ours against each method "
+        "(p-values over the pairs where both succeeded):",
+        "",
+        "| metric | " + " | ".join(others) + " |",
+        "|---|" + "---|" * len(others),
+        *tests,
+    ]
 
 
 def format_table(rows: list[dict], methods: Sequence[str], structures: Structures) -> str:
@@ -266,8 +319,9 @@ def write_rows_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def dice_boxplot(rows: list[dict], methods: Sequence[str], structures: Structures,
-                 out: Path) -> Path:
+def dice_boxplot(
+    rows: list[dict], methods: Sequence[str], structures: Structures, out: Path
+) -> Path:
     """Box plot of Dice per structure (groups) and method (colours)."""
     from matplotlib.figure import Figure
 
@@ -281,8 +335,13 @@ def dice_boxplot(rows: list[dict], methods: Sequence[str], structures: Structure
     for j, m in enumerate(methods):
         data = [values(rows, m, metrics.dice_key(s)) for s in names]
         pos = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(names))]
-        parts = ax.boxplot([d if len(d) else [np.nan] for d in data], positions=pos,
-                           widths=width * 0.9, patch_artist=True, showfliers=False)
+        parts = ax.boxplot(
+            [d if len(d) else [np.nan] for d in data],
+            positions=pos,
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=False,
+        )
         for patch in parts["boxes"]:
             patch.set_facecolor(colours[j % len(colours)])
         ax.plot([], [], color=colours[j % len(colours)], lw=6, label=m)
@@ -301,15 +360,27 @@ def panel_rows(shown: Sequence[Pair], kept: dict, names: Sequence[str]) -> list[
         ok = [m for m in names if m in entry]
         if not ok:
             continue
-        panel.append({"moving": pair.moving, "fixed": pair.fixed,
-                      "fixed_labels": pair.fixed_labels, "title": f"({pair.group})",
-                      "moved": {m: entry[m]["moved"] for m in ok},
-                      "jacobian": {m: entry[m]["jacobian"] for m in ok}})
+        panel.append(
+            {
+                "moving": pair.moving,
+                "fixed": pair.fixed,
+                "fixed_labels": pair.fixed_labels,
+                "title": f"({pair.group})",
+                "moved": {m: entry[m]["moved"] for m in ok},
+                "jacobian": {m: entry[m]["jacobian"] for m in ok},
+            }
+        )
     return panel
 
 
-def run_evaluation(pairs: Sequence[Pair], methods: Sequence[Registrar], out_dir: str | Path, *,
-                   n_figure: int = 4, progress: bool = True) -> dict[str, Any]:
+def run_evaluation(
+    pairs: Sequence[Pair],
+    methods: Sequence[Registrar],
+    out_dir: str | Path,
+    *,
+    n_figure: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Evaluate, then write ``pairs.csv``, ``table.md`` and the figures into ``out_dir``."""
     from ..viz.figures import pick_pairs, registration_panel
 
@@ -317,18 +388,18 @@ def run_evaluation(pairs: Sequence[Pair], methods: Sequence[Registrar], out_dir:
     out.mkdir(parents=True, exist_ok=True)
     structures = structures_for(pairs)
     shown = pick_pairs(list(pairs), n_figure)
-    rows, kept = evaluate(pairs, methods, structures, progress=progress,
-                          keep=[p.id for p in shown])
+    rows, kept = evaluate(pairs, methods, structures, progress=progress, keep=[p.id for p in shown])
     names = [m.name for m in methods]
     write_rows_csv(out / "pairs.csv", rows)
     table = format_table(rows, names, structures)
     atomic_write_text(out / "table.md", table)
     panel = panel_rows(shown, kept, names)
     # identity adds nothing to the panel: its moved image is the moving image, det J = 1
-    panel_methods = [m for m in names if m != "identity" and all(m in row["moved"] for row in panel)]
+    panel_methods = [
+        m for m in names if m != "identity" and all(m in row["moved"] for row in panel)
+    ]
     if panel and panel_methods:
         registration_panel(panel, out / "registration.png", methods=panel_methods)
     if any(k.startswith("dice ") for r in rows for k in r):
         dice_boxplot(rows, names, structures, out / "dice_boxplot.png")
-    return {"rows": rows, "table": table,
-            "failed": sum(1 for r in rows if r.get("error"))}
+    return {"rows": rows, "table": table, "failed": sum(1 for r in rows if r.get("error"))}

@@ -9,13 +9,13 @@ Conventions: label maps and images are NumPy arrays or tensors of spatial shape
 
 | metric | key | function | unit |
 |---|---|---|---|
-| intensity RMSE | ``rmse`` | :func:`rmse` | intensity units (images normalised to [0, 1]) |
+| intensity RMSE | ``rmse`` | :func:`rmse` | intensity (images normalised to [0, 1]) |
 | non-positive Jacobian | ``folding_pct`` | :func:`folding_percent` | % of voxels |
-| velocity magnitude | ``velocity_magnitude_mm`` | :func:`velocity_stats` | mm per unit time (voxels if spacing None) |
-| velocity gradient | ``velocity_gradient`` | :func:`velocity_stats` | 1 per unit time (mm/mm) |
+| velocity magnitude | ``velocity_magnitude_mm`` | :func:`velocity_stats` | mm per unit time |
+| velocity gradient | ``velocity_gradient`` | :func:`velocity_stats` | 1 per unit time |
 | Dice | ``dice <structure>`` | :func:`dice` | fraction in [0, 1] |
 | 95 % Hausdorff | ``hd95 <structure>`` | :func:`hausdorff95` | mm |
-| endpoint error | ``epe_mm`` | :func:`endpoint_error` | mm (mean over voxels or a mask) |
+| endpoint error | ``epe_mm`` | :func:`endpoint_error` | mm (mean over a mask) |
 | std of log det J | ``log_jacobian_std`` | :func:`log_jacobian_std` | dimensionless |
 | time per pair | ``seconds_per_pair`` | (measured by ``evaluate``) | s |
 
@@ -85,7 +85,7 @@ def structure_info(key: str) -> MetricInfo:
     raise KeyError(key)
 
 
-def _np(x) -> np.ndarray:
+def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
@@ -95,7 +95,7 @@ def _region(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
     return np.isin(labels, np.asarray(values))
 
 
-def dice(labels_a, labels_b, values: Sequence[int]) -> float:
+def dice(labels_a: Any, labels_b: Any, values: Sequence[int]) -> float:
     """Dice overlap ``2|A∩B| / (|A| + |B|)`` of the structure made of label ``values``.
 
     Returns NaN when the structure is absent from both maps (undefined).
@@ -109,12 +109,15 @@ def dice(labels_a, labels_b, values: Sequence[int]) -> float:
 
 def _surface(mask: np.ndarray) -> np.ndarray:
     """Boundary voxels of a binary mask (mask minus its face-connected erosion)."""
-    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(mask.ndim, 1),
-                                    border_value=0)
+    eroded = ndimage.binary_erosion(
+        mask, structure=ndimage.generate_binary_structure(mask.ndim, 1), border_value=0
+    )
     return mask & ~eroded
 
 
-def hausdorff95(labels_a, labels_b, values: Sequence[int], spacing=None) -> float:
+def hausdorff95(
+    labels_a: Any, labels_b: Any, values: Sequence[int], spacing: Sequence[float] | None = None
+) -> float:
     """Symmetric 95th-percentile Hausdorff distance (mm) between the structure's surfaces.
 
     The 95th percentile of the distances from every surface voxel of A to the
@@ -134,7 +137,7 @@ def hausdorff95(labels_a, labels_b, values: Sequence[int], spacing=None) -> floa
     return float(max(np.percentile(dist_to_b[sa], 95), np.percentile(dist_to_a[sb], 95)))
 
 
-def rmse(image_a, image_b, mask=None) -> float:
+def rmse(image_a: Any, image_b: Any, mask: Any = None) -> float:
     """Root mean square intensity difference (over ``mask`` when given)."""
     a, b = _np(image_a).astype(np.float64), _np(image_b).astype(np.float64)
     if a.shape != b.shape:
@@ -162,7 +165,11 @@ def folding_percent(disp: Any, mask: Any = None) -> float:
 
     from ..ops import folding_fraction
 
-    m = None if mask is None else torch.from_numpy(np.asarray(_np(mask), dtype=np.float64))[None, None]
+    m = (
+        None
+        if mask is None
+        else torch.from_numpy(np.asarray(_np(mask), dtype=np.float64))[None, None]
+    )
     return 100.0 * float(folding_fraction(_torch_field(disp), m))
 
 
@@ -173,7 +180,7 @@ def batch_folding_percent(disp: Any) -> np.ndarray:
     return 100.0 * folding_fraction(disp.detach()).double().cpu().numpy()
 
 
-def log_jacobian_std(disp) -> float:
+def log_jacobian_std(disp: Any) -> float:
     """Standard deviation of ``log det J`` (dimensionless; folded voxels clipped at 1e-9)."""
     from ..ops import jacobian_det
 
@@ -181,7 +188,7 @@ def log_jacobian_std(disp) -> float:
     return float(det.log().std())
 
 
-def velocity_stats(velocity, spacing=None) -> dict[str, float]:
+def velocity_stats(velocity: Any, spacing: Sequence[float] | None = None) -> dict[str, float]:
     """Mean velocity magnitude and mean velocity-gradient (Frobenius) magnitude.
 
     Args:
@@ -192,24 +199,32 @@ def velocity_stats(velocity, spacing=None) -> dict[str, float]:
     from ..ops import velocity_gradient_magnitude, velocity_magnitude
 
     v = _torch_field(velocity)
-    return {"velocity_magnitude": float(velocity_magnitude(v, spacing)),
-            "velocity_gradient": float(velocity_gradient_magnitude(v, spacing))}
+    return {
+        "velocity_magnitude": float(velocity_magnitude(v, spacing)),
+        "velocity_gradient": float(velocity_gradient_magnitude(v, spacing)),
+    }
 
 
-def endpoint_error(disp, disp_true, spacing=None, mask=None) -> float:
+def endpoint_error(
+    disp: Any, disp_true: Any, spacing: Sequence[float] | None = None, mask: Any = None
+) -> float:
     """Mean Euclidean distance (mm) between two displacements ``(ndim, *S)`` in voxels."""
     d, t = _np(disp).astype(np.float64), _np(disp_true).astype(np.float64)
     if d.shape != t.shape:
         raise ShapeError(f"endpoint_error: fields differ in shape: {d.shape} vs {t.shape}")
-    spacing = np.ones(d.shape[0]) if spacing is None else np.asarray(spacing, dtype=np.float64)
-    err = np.sqrt((((d - t) * spacing.reshape(-1, *([1] * (d.ndim - 1)))) ** 2).sum(0))
+    mm = np.ones(d.shape[0]) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    err = np.sqrt((((d - t) * mm.reshape(-1, *([1] * (d.ndim - 1)))) ** 2).sum(0))
     if mask is not None:
         err = err[_np(mask).astype(bool)]
     return float(err.mean())
 
 
-def structure_metrics(moved_labels, fixed_labels, structures: Mapping[str, Sequence[int]],
-                      spacing=None) -> dict[str, float]:
+def structure_metrics(
+    moved_labels: Any,
+    fixed_labels: Any,
+    structures: Mapping[str, Sequence[int]],
+    spacing: Sequence[float] | None = None,
+) -> dict[str, float]:
     """Dice and HD95 per structure: keys ``"dice <name>"`` and ``"hd95 <name>"``."""
     out: dict[str, float] = {}
     for name, values in structures.items():

@@ -7,9 +7,27 @@ into a registrar; :func:`add_method` registers a new one.
 
 from . import identity, lcc_demons, ours, voxelmorph  # noqa: F401  (register the built-ins)
 from .base import Registrar, RegistrationResult, result_from_velocity
-from .registry import (MethodSpec, add_method, build_method, build_methods, method_help,
-                       method_names, parse_method_spec, parse_methods)
+from .registry import (
+    MethodSpec,
+    add_method,
+    build_method,
+    build_methods,
+    method_help,
+    method_names,
+    parse_method_spec,
+    parse_methods,
+)
 
-__all__ = ["MethodSpec", "Registrar", "RegistrationResult", "add_method", "build_method",
-           "build_methods", "method_help", "method_names", "parse_method_spec", "parse_methods",
-           "result_from_velocity"]
+__all__ = [
+    "MethodSpec",
+    "Registrar",
+    "RegistrationResult",
+    "add_method",
+    "build_method",
+    "build_methods",
+    "method_help",
+    "method_names",
+    "parse_method_spec",
+    "parse_methods",
+    "result_from_velocity",
+]

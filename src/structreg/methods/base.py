@@ -47,9 +47,14 @@ class RegistrationResult:
         return moved.round().to(labels.dtype)
 
 
-def result_from_velocity(moving: torch.Tensor, velocity: torch.Tensor, steps: int = 4,
-                         z: torch.Tensor | None = None, seconds: float = float("nan"),
-                         padding_mode: str = "border") -> RegistrationResult:
+def result_from_velocity(
+    moving: torch.Tensor,
+    velocity: torch.Tensor,
+    steps: int = 4,
+    z: torch.Tensor | None = None,
+    seconds: float = float("nan"),
+    padding_mode: str = "border",
+) -> RegistrationResult:
     """Build a :class:`RegistrationResult` from a stationary velocity field.
 
     ``disp = exp(v)``, ``inverse_disp = exp(-v)`` (both by scaling and squaring).
@@ -57,9 +62,15 @@ def result_from_velocity(moving: torch.Tensor, velocity: torch.Tensor, steps: in
     both = exponentiate(torch.cat([velocity, -velocity]), steps)
     n = velocity.shape[0]
     disp, inverse = both[:n], both[n:]
-    return RegistrationResult(moved=warp(moving, disp, padding_mode=padding_mode), disp=disp,
-                              inverse_disp=inverse, velocity=velocity,
-                              jacobian_det=jacobian_det(disp), z=z, seconds=seconds)
+    return RegistrationResult(
+        moved=warp(moving, disp, padding_mode=padding_mode),
+        disp=disp,
+        inverse_disp=inverse,
+        velocity=velocity,
+        jacobian_det=jacobian_det(disp),
+        z=z,
+        seconds=seconds,
+    )
 
 
 @runtime_checkable
@@ -76,8 +87,9 @@ class Registrar(Protocol):
     name: str
     batch_size: int
 
-    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
-                 mask: torch.Tensor | None = None) -> RegistrationResult:
+    def register(
+        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> RegistrationResult:
         """Register ``moving`` onto ``fixed``.
 
         Args:

@@ -19,8 +19,9 @@ class Identity:
     def __init__(self, batch_size: int = 256) -> None:
         self.batch_size = batch_size
 
-    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
-                 mask: torch.Tensor | None = None) -> RegistrationResult:
+    def register(
+        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> RegistrationResult:
         """``moving``, ``fixed``: ``(N, C, *S)`` images (``mask`` is not used)."""
         t0 = time.perf_counter()
         ndim = check_image("identity", "moving", moving, finite=False)
@@ -30,9 +31,14 @@ class Identity:
         shape = moving.shape[2:]
         zero = torch.zeros(n, ndim, *shape, device=moving.device, dtype=moving.dtype)
         ones = torch.ones(n, 1, *shape, device=moving.device, dtype=moving.dtype)
-        return RegistrationResult(moved=moving.expand(n, *moving.shape[1:]).clone(), disp=zero,
-                                  inverse_disp=zero.clone(), velocity=None, jacobian_det=ones,
-                                  seconds=time.perf_counter() - t0)
+        return RegistrationResult(
+            moved=moving.expand(n, *moving.shape[1:]).clone(),
+            disp=zero,
+            inverse_disp=zero.clone(),
+            velocity=None,
+            jacobian_det=ones,
+            seconds=time.perf_counter() - t0,
+        )
 
 
 @add_method("identity", "no registration (the paper's BL)")

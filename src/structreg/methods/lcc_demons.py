@@ -61,8 +61,10 @@ class LCCDemonsConfig:
 
     def __post_init__(self) -> None:
         if self.levels < 1 or len(self.iterations) != self.levels:
-            raise ConfigError(f"LCCDemonsConfig: iterations must list one count per level "
-                             f"({self.levels}), got {self.iterations}")
+            raise ConfigError(
+                f"LCCDemonsConfig: iterations must list one count per level "
+                f"({self.levels}), got {self.iterations}"
+            )
         for name in ("sigma_sim", "sigma_fluid", "sigma_diffusion", "max_step"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"LCCDemonsConfig: {name} must be > 0")
@@ -82,8 +84,13 @@ def _downsample(image: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(smoothed, size=size, mode=mode, align_corners=True)
 
 
-def _symmetric_force(fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.Tensor,
-                     config: LCCDemonsConfig, window: torch.Tensor) -> torch.Tensor:
+def _symmetric_force(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    velocity: torch.Tensor,
+    config: LCCDemonsConfig,
+    window: torch.Tensor,
+) -> torch.Tensor:
     """Gradient of Σ LCC(F∘exp(-v/2)∘(id-δ), M∘exp(v/2)∘(id+δ)) w.r.t. δ at 0."""
     n = velocity.shape[0]
     with torch.no_grad():
@@ -97,9 +104,13 @@ def _symmetric_force(fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.
     return force
 
 
-def lcc_demons(moving: torch.Tensor, fixed: torch.Tensor,
-               config: LCCDemonsConfig | None = None, mask: torch.Tensor | None = None,
-               initial_velocity: torch.Tensor | None = None) -> torch.Tensor:
+def lcc_demons(
+    moving: torch.Tensor,
+    fixed: torch.Tensor,
+    config: LCCDemonsConfig | None = None,
+    mask: torch.Tensor | None = None,
+    initial_velocity: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Estimate the stationary velocity ``v`` with ``M ∘ exp(v) ≈ F`` by LCC-Demons.
 
     Args:
@@ -118,8 +129,11 @@ def lcc_demons(moving: torch.Tensor, fixed: torch.Tensor,
     moving = moving.expand(n, *moving.shape[1:])
     fixed = fixed.expand(n, *fixed.shape[1:])
     shape = moving.shape[2:]
-    velocity = (torch.zeros(n, ndim, *shape, device=moving.device, dtype=moving.dtype)
-                if initial_velocity is None else initial_velocity.detach().clone())
+    velocity = (
+        torch.zeros(n, ndim, *shape, device=moving.device, dtype=moving.dtype)
+        if initial_velocity is None
+        else initial_velocity.detach().clone()
+    )
     window = _kernel(config.sigma_sim, moving)
     for level in range(config.levels):
         factor = 2 ** (config.levels - 1 - level)
@@ -155,14 +169,16 @@ class LCCDemons:
 
     name = "lcc-demons"
 
-    def __init__(self, config: LCCDemonsConfig | None = None, device: str = "cpu",
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, config: LCCDemonsConfig | None = None, device: str = "cpu", batch_size: int = 16
+    ) -> None:
         self.config = config or LCCDemonsConfig()
         self.device = device
         self.batch_size = batch_size
 
-    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
-                 mask: torch.Tensor | None = None) -> RegistrationResult:
+    def register(
+        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> RegistrationResult:
         """Register ``moving`` ``(N, 1, *S)`` onto ``fixed``; the update is zeroed
         outside ``mask`` when given. The result holds the velocity, ``exp(v)``,
         ``exp(-v)``, the moved image and the Jacobian determinant."""
@@ -171,14 +187,20 @@ class LCCDemons:
         mask = None if mask is None else mask.to(self.device)
         with torch.no_grad():
             velocity = lcc_demons(moving, fixed, self.config, mask=mask)
-            result = result_from_velocity(moving.expand(velocity.shape[0], *moving.shape[1:]),
-                                          velocity, steps=self.config.steps)
+            result = result_from_velocity(
+                moving.expand(velocity.shape[0], *moving.shape[1:]),
+                velocity,
+                steps=self.config.steps,
+            )
         result.seconds = time.perf_counter() - t0
         return result
 
 
-@add_method("lcc-demons", "LCC-Demons (symmetric log-domain demons, LCC forces); options: "
-                          "the LCCDemonsConfig fields, e.g. sigma_fluid=1.5,iterations=40/30/20")
+@add_method(
+    "lcc-demons",
+    "LCC-Demons (symmetric log-domain demons, LCC forces); options: "
+    "the LCCDemonsConfig fields, e.g. sigma_fluid=1.5,iterations=40/30/20",
+)
 def _build(spec: MethodSpec, device: str) -> LCCDemons:
     spec.refuse_target()
     options = spec.converted({**dataclass_defaults(LCCDemonsConfig), "batch_size": 16})

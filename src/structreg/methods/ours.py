@@ -28,8 +28,9 @@ class CVAERegistrar:
         self.model = model
         self.batch_size = batch_size
 
-    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
-                 mask: torch.Tensor | None = None) -> RegistrationResult:
+    def register(
+        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> RegistrationResult:
         """Register in one forward pass per ``batch_size`` pairs (``z = μ``, eval mode).
 
         Args:
@@ -50,7 +51,10 @@ class CVAERegistrar:
             net = inference_copy(model)
             velocities, codes = [], []
             for start in range(0, moving.shape[0], self.batch_size):
-                m, f = moving[start:start + self.batch_size], fixed[start:start + self.batch_size]
+                m, f = (
+                    moving[start : start + self.batch_size],
+                    fixed[start : start + self.batch_size],
+                )
                 mu, _ = net.encode(m, f)
                 velocities.append(net.decode(mu, m))
                 codes.append(mu)

@@ -28,8 +28,15 @@ from typing import Any
 from ..errors import InputError
 from .base import Registrar
 
-__all__ = ["MethodSpec", "add_method", "build_method", "build_methods", "method_names",
-           "parse_method_spec", "parse_methods"]
+__all__ = [
+    "MethodSpec",
+    "add_method",
+    "build_method",
+    "build_methods",
+    "method_names",
+    "parse_method_spec",
+    "parse_methods",
+]
 
 COMMON_OPTIONS = ("batch_size", "label")
 
@@ -55,8 +62,10 @@ class MethodSpec:
     def refuse_target(self) -> None:
         """Raise :class:`InputError` when the spec names a target the method does not take."""
         if self.target is not None:
-            raise InputError(f"method {self.name} takes no run folder or file, got {self.target!r}"
-                             f" (options are written key=value)")
+            raise InputError(
+                f"method {self.name} takes no run folder or file, got {self.target!r}"
+                f" (options are written key=value)"
+            )
 
     def require_target(self, what: str = "a run folder") -> str:
         """The target, or :class:`InputError` naming what the method needs."""
@@ -116,8 +125,9 @@ def _convert(method: str, key: str, text: str, default: Any) -> Any:
             return type(default)(values)
         return text
     except ValueError:
-        raise InputError(f"method {method}: option {key}={text!r} is not a valid "
-                         f"{type(default).__name__}") from None
+        raise InputError(
+            f"method {method}: option {key}={text!r} is not a valid {type(default).__name__}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -130,14 +140,17 @@ class _Entry:
 _METHODS: dict[str, _Entry] = {}
 
 
-def add_method(name: str, help: str) -> Callable[[Callable[[MethodSpec, str], Any]],
-                                                  Callable[[MethodSpec, str], Any]]:
+def add_method(
+    name: str, help: str
+) -> Callable[[Callable[[MethodSpec, str], Any]], Callable[[MethodSpec, str], Any]]:
     """Register ``build(spec, device) -> Registrar`` as the builder of method ``name``."""
+
     def decorate(build: Callable[[MethodSpec, str], Any]) -> Callable[[MethodSpec, str], Any]:
         if name in _METHODS:
             raise InputError(f"method {name!r} is registered twice")
         _METHODS[name] = _Entry(name, help, build)
         return build
+
     return decorate
 
 
@@ -203,15 +216,19 @@ def build_method(spec: str | MethodSpec, device: str = "cpu") -> Registrar:
     return registrar
 
 
-def build_methods(specs: str | Sequence[str | MethodSpec], device: str = "cpu"
-                  ) -> list[Registrar]:
+def build_methods(specs: str | Sequence[str | MethodSpec], device: str = "cpu") -> list[Registrar]:
     """Registrars of several specs; names (labels) must be unique."""
-    parsed = parse_methods(specs) if isinstance(specs, str) else [
-        parse_method_spec(s) if isinstance(s, str) else s for s in specs]
+    parsed = (
+        parse_methods(specs)
+        if isinstance(specs, str)
+        else [parse_method_spec(s) if isinstance(s, str) else s for s in specs]
+    )
     registrars = [build_method(s, device) for s in parsed]
     names = [r.name for r in registrars]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise InputError(f"method name(s) {', '.join(repeated)} given twice; tell them apart "
-                         f"with label=..., e.g. ours:RUN_A,label=ours-a")
+        raise InputError(
+            f"method name(s) {', '.join(repeated)} given twice; tell them apart "
+            f"with label=..., e.g. ours:RUN_A,label=ours-a"
+        )
     return registrars

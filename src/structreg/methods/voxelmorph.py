@@ -24,22 +24,30 @@ class VoxelMorphRegistrar:
         self.model = model
         self.batch_size = batch_size
 
-    def register(self, moving: torch.Tensor, fixed: torch.Tensor, *,
-                 mask: torch.Tensor | None = None) -> RegistrationResult:
+    def register(
+        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> RegistrationResult:
         """``moving``, ``fixed``: ``(N, 1, *S)``; ``mask`` is not used."""
         t0 = time.perf_counter()
         device = next(self.model.parameters()).device
         moving, fixed = moving.to(device), fixed.to(device)
         with evaluating(self.model):
             disp = self.model(moving, fixed)
-            result = RegistrationResult(moved=warp(moving, disp), disp=disp, inverse_disp=None,
-                                        velocity=None, jacobian_det=jacobian_det(disp))
+            result = RegistrationResult(
+                moved=warp(moving, disp),
+                disp=disp,
+                inverse_disp=None,
+                velocity=None,
+                jacobian_det=jacobian_det(disp),
+            )
         result.seconds = time.perf_counter() - t0
         return result
 
 
-@add_method("voxelmorph", "VoxelMorph-2 (the voxelmorph package's U-Net) of a trained run: "
-                          "voxelmorph:RUN_DIR")
+@add_method(
+    "voxelmorph",
+    "VoxelMorph-2 (the voxelmorph package's U-Net) of a trained run: voxelmorph:RUN_DIR",
+)
 def _build(spec: MethodSpec, device: str) -> VoxelMorphRegistrar:
     from ..training.checkpoint import load_model
 

@@ -42,8 +42,9 @@ class VoxelMorphConfig:
         try:
             features = tuple(int(v) for v in self.nb_features)
         except (TypeError, ValueError):
-            raise ConfigError(f"VoxelMorphConfig: nb_features must be a list of ints, "
-                              f"got {self.nb_features!r}") from None
+            raise ConfigError(
+                f"VoxelMorphConfig: nb_features must be a list of ints, got {self.nb_features!r}"
+            ) from None
         if not features or min(features) < 1:
             raise ConfigError(f"VoxelMorphConfig: nb_features must be positive, got {features}")
         object.__setattr__(self, "nb_features", features)
@@ -70,8 +71,10 @@ def _require_voxelmorph() -> Any:
     try:
         import voxelmorph
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("the VoxelMorph baseline needs the 'voxelmorph' package: "
-                          "pip install 'structreg[baselines]'") from exc
+        raise MissingDependencyError(
+            "the VoxelMorph baseline needs the 'voxelmorph' package: "
+            "pip install 'structreg[baselines]'"
+        ) from exc
     return voxelmorph
 
 
@@ -86,8 +89,12 @@ class VoxelMorph2(nn.Module):
         self.config = config or VoxelMorphConfig()
         vxm = _require_voxelmorph()
         self.net = vxm.nn.models.VxmPairwise(
-            ndim=self.config.ndim, source_channels=1, target_channels=1,
-            nb_features=list(self.config.nb_features), integration_steps=0)
+            ndim=self.config.ndim,
+            source_channels=1,
+            target_channels=1,
+            nb_features=list(self.config.nb_features),
+            integration_steps=0,
+        )
         self.multiple = 2 ** len(self.config.nb_features)
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
@@ -101,13 +108,16 @@ class VoxelMorph2(nn.Module):
         else:
             moving_p, fixed_p = moving, fixed
         disp = self.net(moving_p, fixed_p, return_field_type="displacement")
-        crop = tuple(slice(pad[2 * (len(shape) - 1 - i)], pad[2 * (len(shape) - 1 - i)] + s)
-                     for i, s in enumerate(shape))
+        crop = tuple(
+            slice(pad[2 * (len(shape) - 1 - i)], pad[2 * (len(shape) - 1 - i)] + s)
+            for i, s in enumerate(shape)
+        )
         return disp[(slice(None), slice(None)) + crop]
 
 
-def voxelmorph_loss(model: VoxelMorph2, moving: torch.Tensor, fixed: torch.Tensor
-                    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+def voxelmorph_loss(
+    model: VoxelMorph2, moving: torch.Tensor, fixed: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """VoxelMorph's unsupervised loss: ``-NCC(F, M∘φ) + λ · mean ‖∇u‖²``.
 
     NCC is neurite's windowed squared correlation (the one ``voxelmorph`` uses);
@@ -122,6 +132,9 @@ def voxelmorph_loss(model: VoxelMorph2, moving: torch.Tensor, fixed: torch.Tenso
     moved = warp(moving, disp)
     ncc = ne.nn.modules.NCC(window_size=model.config.ncc_window)(fixed, moved).mean()
     grads = [torch.diff(disp, dim=d) for d in range(2, disp.dim())]
-    smooth = sum(g.pow(2).mean() for g in grads) / len(grads)
+    total = grads[0].pow(2).mean()
+    for g in grads[1:]:
+        total = total + g.pow(2).mean()
+    smooth = total / len(grads)
     loss = -ncc + model.config.smoothness * smooth
     return loss, {"loss": loss.item(), "ncc": ncc.item(), "smooth": float(smooth.detach())}, disp

@@ -8,7 +8,23 @@ from .engine import Engine, Hook, log_columns, train
 from .run import DataSettings, RunFolder
 from .tasks import LossParts, registration_loss, train_step
 
-__all__ = ["CheckpointError", "ConfigError", "DataSettings", "Engine", "Hook", "LossParts",
-           "RunConfig", "RunFolder", "TrainConfig", "load_config", "load_model", "log_columns",
-           "read_checkpoint", "registration_loss", "save_checkpoint", "save_config", "train",
-           "train_step"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataSettings",
+    "Engine",
+    "Hook",
+    "LossParts",
+    "RunConfig",
+    "RunFolder",
+    "TrainConfig",
+    "load_config",
+    "load_model",
+    "log_columns",
+    "read_checkpoint",
+    "registration_loss",
+    "save_checkpoint",
+    "save_config",
+    "train",
+    "train_step",
+]

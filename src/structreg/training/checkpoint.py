@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
-
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
@@ -33,17 +33,29 @@ from ..io_utils import atomic_write
 from .config import RunConfig
 from .run import RunFolder
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "read_checkpoint",
-           "load_model", "find_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_model",
+    "find_checkpoint",
+]
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "state_dict", "optimizer", "step", "rng")
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: RunConfig, *,
-                    optimizer: torch.optim.Optimizer | None = None, step: int = 0,
-                    rng: dict[str, Any] | None = None,
-                    loop: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    config: RunConfig,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    rng: dict[str, Any] | None = None,
+    loop: dict[str, Any] | None = None,
+) -> Path:
     """Atomically write a checkpoint of ``model`` (tensors moved to the CPU).
 
     Args:
@@ -94,30 +106,37 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" on foreign pickles
             warnings.simplefilter("ignore", UserWarning)
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not a checkpoint we accept"
+    except Exception as exc:
         # torch's own message suggests weights_only=False, which must never be
         # done with an untrusted file: report the cause without that advice.
-        raise CheckpointError(f"{path}: not a structreg checkpoint: not a PyTorch file, or it "
-                              f"holds objects other than tensors and plain data, which are "
-                              f"refused for safety ({type(exc).__name__})") from None
+        raise CheckpointError(
+            f"{path}: not a structreg checkpoint: not a PyTorch file, or it "
+            f"holds objects other than tensors and plain data, which are "
+            f"refused for safety ({type(exc).__name__})"
+        ) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: not a structreg checkpoint (holds a "
-                              f"{type(data).__name__}, expected a dict)")
+        raise CheckpointError(
+            f"{path}: not a structreg checkpoint (holds a {type(data).__name__}, expected a dict)"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
-        raise CheckpointError(f"{path}: not a structreg checkpoint (missing key(s) "
-                              f"{', '.join(missing)})")
+        raise CheckpointError(
+            f"{path}: not a structreg checkpoint (missing key(s) {', '.join(missing)})"
+        )
     version = data["format_version"]
     if version != FORMAT_VERSION or isinstance(version, bool):
-        raise CheckpointError(f"{path}: unsupported checkpoint format_version {version!r} "
-                              f"(this structreg reads {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: unsupported checkpoint format_version {version!r} "
+            f"(this structreg reads {FORMAT_VERSION})"
+        )
     try:
         config = RunConfig.from_dict(data["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{path}: invalid config in checkpoint ({exc})") from None
     state = data["state_dict"]
     if not isinstance(state, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise CheckpointError(f"{path}: state_dict must map parameter names to tensors")
     step = data["step"]
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -143,16 +162,20 @@ def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> nn.Modul
         if missing:
             parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
         if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}"
-                         f"{' ...' if len(unexpected) > 3 else ''}")
-        raise CheckpointError(f"{path}: state_dict does not match the model of its config "
-                              f"({'; '.join(parts)})")
+            parts.append(
+                f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+            )
+        raise CheckpointError(
+            f"{path}: state_dict does not match the model of its config ({'; '.join(parts)})"
+        )
     for name, tensor in state.items():
         want = expected[name]
         if tensor.shape != want.shape or tensor.dtype != want.dtype:
-            raise CheckpointError(f"{path}: state_dict entry {name} is {tuple(tensor.shape)} "
-                                  f"{tensor.dtype}, the config's model needs "
-                                  f"{tuple(want.shape)} {want.dtype}")
+            raise CheckpointError(
+                f"{path}: state_dict entry {name} is {tuple(tensor.shape)} "
+                f"{tensor.dtype}, the config's model needs "
+                f"{tuple(want.shape)} {want.dtype}"
+            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: state_dict entry {name} holds NaN or inf")
     model.load_state_dict(state, strict=True)
@@ -169,8 +192,11 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu",
-               method: str | None = "ours") -> tuple[Any, RunConfig]:
+def load_model(
+    run_dir_or_file: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    method: str | None = "ours",
+) -> tuple[Any, RunConfig]:
     """Load a trained model for registration.
 
     Args:
@@ -192,8 +218,9 @@ def load_model(run_dir_or_file: str | os.PathLike, device: str | torch.device = 
     checkpoint = read_checkpoint(path)
     trained = checkpoint["config"].method
     if method is not None and trained != method:
-        raise CheckpointError(f"{path}: a {trained} run, not a {method} one (use "
-                              f"{trained}:{run_dir_or_file})")
+        raise CheckpointError(
+            f"{path}: a {trained} run, not a {method} one (use {trained}:{run_dir_or_file})"
+        )
     model = build_model(checkpoint, path)
     device = resolve_device(device) if isinstance(device, str) else device
     return model.to(device), checkpoint["config"]

@@ -23,11 +23,12 @@ import json
 import math
 import os
 import re
-import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import tomllib
 import torch
 
 from ..errors import ConfigError
@@ -35,8 +36,18 @@ from ..io_utils import atomic_write_text
 from ..models.cvae import ModelConfig
 from ..models.voxelmorph import VoxelMorphConfig
 
-__all__ = ["ConfigError", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
-           "save_config", "resolve_device", "RESUMABLE_CHANGES", "MODEL_CONFIGS", "TRAINABLE"]
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "RunConfig",
+    "load_config",
+    "apply_overrides",
+    "save_config",
+    "resolve_device",
+    "RESUMABLE_CHANGES",
+    "MODEL_CONFIGS",
+    "TRAINABLE",
+]
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -97,6 +108,11 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        self._check_types()
+        self._check_ranges()
+
+    def _check_types(self) -> None:
+        """Each value of its field's type (ints accepted and stored as floats for floats)."""
         for f in fields(self):
             value = getattr(self, f.name)
             default = f.default
@@ -113,12 +129,22 @@ class TrainConfig:
             if not ok:
                 kind = type(default).__name__
                 raise ConfigError(f"train.{f.name} must be a {kind}, got {value!r}")
-        positive = ("lr", "batch_size", "lam", "lcc_sigma")
-        for name in positive:
+
+    def _check_ranges(self) -> None:
+        for name in ("lr", "batch_size", "lam", "lcc_sigma"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "steps", "epochs", "kl_weight", "mask_weight", "val_every",
-                     "checkpoint_every", "num_threads", "seed"):
+        for name in (
+            "weight_decay",
+            "steps",
+            "epochs",
+            "kl_weight",
+            "mask_weight",
+            "val_every",
+            "checkpoint_every",
+            "num_threads",
+            "seed",
+        ):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
                 raise ConfigError(f"train.{name} must be >= 0, got {value!r}")
@@ -127,21 +153,24 @@ class TrainConfig:
         if self.lcc_kernel < 1 or self.lcc_kernel % 2 == 0:
             raise ConfigError(f"train.lcc_kernel must be a positive odd int, got {self.lcc_kernel}")
         if not _DEVICE_RE.match(self.device):
-            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, "
-                              f"got {self.device!r}")
+            raise ConfigError(
+                f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         _check_keys("train", data, cls)
         return cls(**data)
 
 
 # The network settings of each trainable method: the [model] table of its config.
 MODEL_CONFIGS: dict[str, type[ModelConfig] | type[VoxelMorphConfig]] = {
-    "ours": ModelConfig, "voxelmorph": VoxelMorphConfig}
+    "ours": ModelConfig,
+    "voxelmorph": VoxelMorphConfig,
+}
 TRAINABLE = tuple(MODEL_CONFIGS)
 
 
@@ -164,8 +193,9 @@ class RunConfig:
         if self.method not in MODEL_CONFIGS:
             raise ConfigError(f"method must be one of {', '.join(TRAINABLE)}, got {self.method!r}")
         if not isinstance(self.model, MODEL_CONFIGS[self.method]):
-            raise ConfigError(f"method {self.method} needs a "
-                              f"{MODEL_CONFIGS[self.method].__name__} in [model]")
+            raise ConfigError(
+                f"method {self.method} needs a {MODEL_CONFIGS[self.method].__name__} in [model]"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists only (TOML-, JSON- and ``weights_only``-safe)."""
@@ -179,8 +209,9 @@ class RunConfig:
         """Build from ``{"method": ..., "model": {...}, "train": {...}}`` (all optional;
         the method defaults to ``"ours"``)."""
         if not isinstance(data, dict):
-            raise ConfigError(f"config must be a table with [model] and [train], got "
-                              f"{type(data).__name__}")
+            raise ConfigError(
+                f"config must be a table with [model] and [train], got {type(data).__name__}"
+            )
         unknown = sorted(set(data) - {"model", "train", "method"})
         if unknown:
             raise ConfigError(f"unknown config section(s) {unknown}; expected [model] and [train]")
@@ -196,8 +227,9 @@ class RunConfig:
             raise
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
-        return cls(model=model_config, train=TrainConfig.from_dict(data.get("train", {})),
-                   method=method)
+        return cls(
+            model=model_config, train=TrainConfig.from_dict(data.get("train", {})), method=method
+        )
 
     def to_toml(self) -> str:
         """TOML text that :func:`load_config` reads back to an equal config."""
@@ -213,18 +245,21 @@ class RunConfig:
 
 # Train settings that may differ when resuming without changing the result
 # (more steps, other logging/checkpoint cadence, another device).
-RESUMABLE_CHANGES = frozenset({"steps", "epochs", "val_every", "checkpoint_every", "device",
-                               "num_threads", "tensorboard"})
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "epochs", "val_every", "checkpoint_every", "device", "num_threads", "tensorboard"}
+)
 
 
-def _check_keys(section: str, data: Any, cls) -> None:
+def _check_keys(section: str, data: Any, cls: type) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"[{section}] must be a table, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown key(s) in [{section}]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
 
 
 def _toml_value(value: Any) -> str:
@@ -266,19 +301,26 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
         if "." in key:
             section, name = key.split(".", 1)
             if section not in sections:
-                raise ConfigError(f"override {item!r}: unknown section {section!r} "
-                                  f"(use model. or train.)")
+                raise ConfigError(
+                    f"override {item!r}: unknown section {section!r} (use model. or train.)"
+                )
             if name not in data[section]:
-                raise ConfigError(f"override {item!r}: unknown key {name!r} in [{section}] "
-                                  f"(known: {', '.join(sorted(data[section]))})")
+                raise ConfigError(
+                    f"override {item!r}: unknown key {name!r} in [{section}] "
+                    f"(known: {', '.join(sorted(data[section]))})"
+                )
         else:
             owners = [s for s in sections if key in data[s]]
             if not owners:
-                raise ConfigError(f"override {item!r}: unknown key {key!r} (known: "
-                                  f"{', '.join(sorted(set(data['model']) | set(data['train'])))})")
+                raise ConfigError(
+                    f"override {item!r}: unknown key {key!r} (known: "
+                    f"{', '.join(sorted(set(data['model']) | set(data['train'])))})"
+                )
             if len(owners) > 1:
-                raise ConfigError(f"override {item!r}: key {key!r} is ambiguous; write "
-                                  f"{' or '.join(f'{s}.{key}' for s in owners)}")
+                raise ConfigError(
+                    f"override {item!r}: key {key!r} is ambiguous; write "
+                    f"{' or '.join(f'{s}.{key}' for s in owners)}"
+                )
             section, name = owners[0], key
         default = getattr(getattr(config, section), name)
         try:
@@ -291,8 +333,7 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
         raise ConfigError(f"after overrides {list(overrides)}: {exc}") from None
 
 
-def load_config(path: str | os.PathLike | None = None,
-                overrides: Sequence[str] = ()) -> RunConfig:
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a TOML config (or the defaults when ``path`` is None) and apply overrides.
 
     Raises:
@@ -333,8 +374,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    if device == "mps" and not (getattr(torch.backends, "mps", None)
-                                and torch.backends.mps.is_available()):
+    if device == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         raise ConfigError("device 'mps' requested but MPS is not available")
     return torch.device(device)
 

@@ -29,8 +29,14 @@ import torch
 from torch import nn
 
 from ..data.pair import Pair, collate_pairs
-from ..errors import (CheckpointError, DataError, InputError, NonFiniteError, RunExistsError,
-                      TrainingError)
+from ..errors import (
+    CheckpointError,
+    DataError,
+    InputError,
+    NonFiniteError,
+    RunExistsError,
+    TrainingError,
+)
 from ..models.cvae import ModelConfig
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, RunConfig, TrainConfig, resolve_device, save_config
@@ -43,9 +49,18 @@ __all__ = ["Engine", "Hook", "LoopState", "log_columns", "train"]
 
 def log_columns(task: TrainingTask) -> tuple[str, ...]:
     """The columns of ``train_log.csv`` for a method."""
-    return ("step", "epoch", "loss", *task.terms, "val_loss",
-            *(f"val_{t}" for t in task.val_terms), "val_dice", "val_dice_before",
-            "val_folding_pct", "step_time_s")
+    return (
+        "step",
+        "epoch",
+        "loss",
+        *task.terms,
+        "val_loss",
+        *(f"val_{t}" for t in task.val_terms),
+        "val_dice",
+        "val_dice_before",
+        "val_folding_pct",
+        "step_time_s",
+    )
 
 
 @dataclass
@@ -61,8 +76,12 @@ class LoopState:
 
     def loop_dict(self) -> dict[str, Any]:
         """The checkpoint's ``loop`` entry."""
-        return {"epoch": self.epoch, "position": self.position, "perm": self.perm,
-                "best": self.best}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "perm": self.perm,
+            "best": self.best,
+        }
 
 
 class Hook:
@@ -85,37 +104,45 @@ class Hook:
         """Called once at the end, also after a failure."""
 
 
-def _prepare(pairs: Sequence[Pair], size: tuple[int, ...] | None, what: str,
-             device: torch.device) -> dict[str, Any]:
+def _prepare(
+    pairs: Sequence[Pair], size: tuple[int, ...] | None, what: str, device: torch.device
+) -> dict[str, Any]:
     if not pairs:
         raise DataError(f"train: no {what} pairs")
     for p in pairs:
         if not isinstance(p, Pair):
-            raise InputError(f"train: {what} pairs must be structreg.data.Pair, "
-                             f"got {type(p).__name__}")
+            raise InputError(
+                f"train: {what} pairs must be structreg.data.Pair, got {type(p).__name__}"
+            )
         if size is not None and tuple(p.moving.shape) != size:
-            raise DataError(f"train: {what} pair {p.id} has shape {tuple(p.moving.shape)} but "
-                            f"the model is built for image_size {size} (resample the data or "
-                            f"set model.image_size)")
+            raise DataError(
+                f"train: {what} pair {p.id} has shape {tuple(p.moving.shape)} but "
+                f"the model is built for image_size {size} (resample the data or "
+                f"set model.image_size)"
+            )
     batch = collate_pairs(pairs)
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def _check_resume(saved: RunConfig, current: RunConfig, path: Path) -> None:
     if saved.method != current.method:
-        raise CheckpointError(f"cannot resume from {path}: it trains {saved.method}, "
-                              f"not {current.method}")
+        raise CheckpointError(
+            f"cannot resume from {path}: it trains {saved.method}, not {current.method}"
+        )
     if saved.model != current.model:
         now, then = current.model.to_dict(), saved.model.to_dict()
         diff = [k for k, v in now.items() if then.get(k) != v]
-        raise CheckpointError(f"cannot resume from {path}: model settings differ "
-                              f"({', '.join(diff)})")
+        raise CheckpointError(
+            f"cannot resume from {path}: model settings differ ({', '.join(diff)})"
+        )
     s, c = saved.train.to_dict(), current.train.to_dict()
     diff = [k for k in c if s[k] != c[k] and k not in RESUMABLE_CHANGES]
     if diff:
-        raise CheckpointError(f"cannot resume from {path}: train settings differ "
-                              f"({', '.join(f'{k}: {s[k]!r} -> {c[k]!r}' for k in diff)}); only "
-                              f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
+        raise CheckpointError(
+            f"cannot resume from {path}: train settings differ "
+            f"({', '.join(f'{k}: {s[k]!r} -> {c[k]!r}' for k in diff)}); only "
+            f"{', '.join(sorted(RESUMABLE_CHANGES))} may change"
+        )
 
 
 class Engine:
@@ -128,19 +155,22 @@ class Engine:
         hooks: called in order (see :class:`Hook`).
     """
 
-    def __init__(self, config: RunConfig, train_pairs: Sequence[Pair],
-                 val_pairs: Sequence[Pair] | None, run: RunFolder,
-                 hooks: Sequence[Hook] = ()) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        train_pairs: Sequence[Pair],
+        val_pairs: Sequence[Pair] | None,
+        run: RunFolder,
+        hooks: Sequence[Hook] = (),
+    ) -> None:
         self.config = config
         self.run_folder = run
         self.hooks = list(hooks)
         self.task = task_for(config.method)
         self.device = resolve_device(config.train.device)
-        size = (tuple(config.model.image_size) if isinstance(config.model, ModelConfig)
-                else None)
+        size = tuple(config.model.image_size) if isinstance(config.model, ModelConfig) else None
         self.train_data = _prepare(train_pairs, size, "training", self.device)
-        self.val_data = (_prepare(val_pairs, size, "validation", self.device)
-                         if val_pairs else None)
+        self.val_data = _prepare(val_pairs, size, "validation", self.device) if val_pairs else None
         self.n = self.train_data["moving"].shape[0]
         self.batch_size = min(config.train.batch_size, self.n)
         self.per_epoch = self.n // self.batch_size
@@ -148,8 +178,11 @@ class Engine:
         self.max_steps = t.steps if t.steps > 0 else t.epochs * self.per_epoch
         for key in self.task.batch_keys(t):
             if self.train_data.get(key) is None:
-                raise DataError(f"train: mask_weight > 0 but the training pairs have no "
-                                f"{key}s" if key == "mask" else f"train: no {key} in the data")
+                raise DataError(
+                    f"train: mask_weight > 0 but the training pairs have no {key}s"
+                    if key == "mask"
+                    else f"train: no {key} in the data"
+                )
         self.state = LoopState()
         self.rows: list[dict[str, Any]] = []
         self.step_started = 0.0
@@ -182,12 +215,18 @@ class Engine:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         restore_rng(ckpt["rng"], self.shuffle, self.noise)
         loop = ckpt["loop"]
-        self.state = LoopState(step=ckpt["step"], epoch=loop["epoch"], position=loop["position"],
-                               perm=loop["perm"], best=loop["best"])
+        self.state = LoopState(
+            step=ckpt["step"],
+            epoch=loop["epoch"],
+            position=loop["position"],
+            perm=loop["perm"],
+            best=loop["best"],
+        )
         perm = self.state.perm
         if perm is not None and perm.numel() != self.n:
-            raise CheckpointError(f"cannot resume from {path}: it was trained on {perm.numel()} "
-                                  f"pairs, now {self.n}")
+            raise CheckpointError(
+                f"cannot resume from {path}: it was trained on {perm.numel()} pairs, now {self.n}"
+            )
 
     def training_state(self) -> dict[str, Any]:
         """The checkpoint's ``rng`` and ``loop`` entries, for exact resumption."""
@@ -196,21 +235,30 @@ class Engine:
     def save(self, path: Path, *, with_state: bool) -> None:
         """Checkpoint the model (and, ``with_state``, the optimiser and training state)."""
         if with_state:
-            save_checkpoint(path, self.model, self.config, optimizer=self.optimizer,
-                            step=self.state.step, **self.training_state())
+            save_checkpoint(
+                path,
+                self.model,
+                self.config,
+                optimizer=self.optimizer,
+                step=self.state.step,
+                **self.training_state(),
+            )
         else:
-            save_checkpoint(path, self.model, self.config, step=self.state.step, rng=None,
-                            loop=None)
+            save_checkpoint(
+                path, self.model, self.config, step=self.state.step, rng=None, loop=None
+            )
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         s = self.state
         if s.position == 0 or s.perm is None:
             s.perm = torch.randperm(self.n, generator=self.shuffle)
             s.position = 0
-        idx = s.perm[s.position * self.batch_size:(s.position + 1) * self.batch_size]
+        idx = s.perm[s.position * self.batch_size : (s.position + 1) * self.batch_size]
         idx = idx.to(self.device)
-        return {k: self.train_data[k].index_select(0, idx)
-                for k in self.task.batch_keys(self.train_config)}
+        return {
+            k: self.train_data[k].index_select(0, idx)
+            for k in self.task.batch_keys(self.train_config)
+        }
 
     def step(self) -> dict[str, Any]:
         """One optimisation step on the next batch; returns its log row."""
@@ -220,13 +268,16 @@ class Engine:
         batch = self._next_batch()
         row_epoch = s.epoch
         try:
-            parts = self.task.train_step(self.model, self.optimizer, batch, self.train_config,
-                                         self.noise)
+            parts = self.task.train_step(
+                self.model, self.optimizer, batch, self.train_config, self.noise
+            )
         except NonFiniteError:  # an op saw NaN/Inf before the loss did
             parts = {"total": math.nan}
         if not math.isfinite(parts["total"]):
-            raise TrainingError(f"training diverged at step {s.step + 1} (loss "
-                                f"{parts['total']}); try a smaller train.lr")
+            raise TrainingError(
+                f"training diverged at step {s.step + 1} (loss "
+                f"{parts['total']}); try a smaller train.lr"
+            )
         s.step += 1
         s.position += 1
         if s.position == self.per_epoch:
@@ -258,9 +309,16 @@ class Engine:
         return self.rows
 
 
-def train(model_config: Any, train_config: TrainConfig, train_pairs: Sequence[Pair],
-          val_pairs: Sequence[Pair] | None, out_dir: str | os.PathLike, resume: bool = False,
-          progress: bool = True, method: str = "ours") -> list[dict[str, Any]]:
+def train(
+    model_config: Any,
+    train_config: TrainConfig,
+    train_pairs: Sequence[Pair],
+    val_pairs: Sequence[Pair] | None,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    method: str = "ours",
+) -> list[dict[str, Any]]:
     """Train a method and write its run folder.
 
     Args:
@@ -288,8 +346,10 @@ def train(model_config: Any, train_config: TrainConfig, train_pairs: Sequence[Pa
 
     run = RunFolder(out_dir)
     if not resume and run.holds_run():
-        raise RunExistsError(f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
-                            f"it or choose another output folder")
+        raise RunExistsError(
+            f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
+            f"it or choose another output folder"
+        )
     if resume and not run.checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
     config = RunConfig(model=model_config, train=train_config, method=method)

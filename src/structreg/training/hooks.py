@@ -26,8 +26,14 @@ from .engine import Engine, Hook, log_columns
 from .logger import TrainLogger, read_log
 from .tasks import TrainingTask
 
-__all__ = ["CheckpointHook", "LogHook", "ProgressHook", "ValidationHook", "default_hooks",
-           "validate"]
+__all__ = [
+    "CheckpointHook",
+    "LogHook",
+    "ProgressHook",
+    "ValidationHook",
+    "default_hooks",
+    "validate",
+]
 
 
 def _nanmean(x: torch.Tensor) -> float:
@@ -45,13 +51,20 @@ def _label_values(data: dict[str, Any]) -> list[int]:
 def _dice_table(moved: torch.Tensor, fixed: torch.Tensor, labels: list[int]) -> torch.Tensor:
     """``(N, len(labels))`` float64 Dice per pair and label value (NaN where absent)."""
     a, b = moved.cpu().numpy(), fixed.cpu().numpy()
-    return torch.tensor([[metrics.dice(a[i], b[i], [value]) for value in labels]
-                         for i in range(a.shape[0])], dtype=torch.float64)
+    return torch.tensor(
+        [[metrics.dice(a[i], b[i], [value]) for value in labels] for i in range(a.shape[0])],
+        dtype=torch.float64,
+    )
 
 
 @torch.no_grad()
-def validate(task: TrainingTask, model: nn.Module, data: dict[str, Any], config: TrainConfig,
-             batch_size: int | None = None) -> dict[str, float]:
+def validate(
+    task: TrainingTask,
+    model: nn.Module,
+    data: dict[str, Any],
+    config: TrainConfig,
+    batch_size: int | None = None,
+) -> dict[str, float]:
     """Deterministic registration (eval mode) of a validation set.
 
     Args:
@@ -103,8 +116,7 @@ class ValidationHook(Hook):
             return
         result = validate(engine.task, engine.model, engine.val_data, cfg, engine.batch_size)
         row.update(result)
-        score = (result["val_dice"] if math.isfinite(result["val_dice"])
-                 else -result["val_loss"])
+        score = result["val_dice"] if math.isfinite(result["val_dice"]) else -result["val_loss"]
         if engine.state.best is None or score > engine.state.best:
             engine.state.best, engine.improved = score, True
 
@@ -119,8 +131,7 @@ class LogHook(Hook):
         run = engine.run_folder
         engine.rows = read_log(run.log_file, engine.state.step) if engine.state.step else []
         tensorboard = run.tensorboard if engine.train_config.tensorboard else None
-        self.logger = TrainLogger(run.log_file, log_columns(engine.task), engine.rows,
-                                  tensorboard)
+        self.logger = TrainLogger(run.log_file, log_columns(engine.task), engine.rows, tensorboard)
 
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
         row["step_time_s"] = time.perf_counter() - engine.step_started
@@ -163,8 +174,14 @@ class ProgressHook(Hook):
         if stream.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=engine.max_steps, initial=engine.state.step,
-                            dynamic_ncols=True, desc="train", unit="step", file=stream)
+            self.bar = tqdm(
+                total=engine.max_steps,
+                initial=engine.state.step,
+                dynamic_ncols=True,
+                desc="train",
+                unit="step",
+                file=stream,
+            )
 
     @staticmethod
     def _summary(row: dict[str, Any]) -> dict[str, str]:
@@ -181,8 +198,11 @@ class ProgressHook(Hook):
         elif engine.state.step % self.every == 0 or engine.last_step:
             text = ", ".join(f"{k} {v}" for k, v in self._summary(row).items())
             assert self.stream is not None
-            print(f"train: step {engine.state.step}/{engine.max_steps}: {text}",
-                  file=self.stream, flush=True)
+            print(
+                f"train: step {engine.state.step}/{engine.max_steps}: {text}",
+                file=self.stream,
+                flush=True,
+            )
 
     def close(self, engine: Engine) -> None:
         if self.bar is not None:

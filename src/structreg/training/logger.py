@@ -56,12 +56,20 @@ class TrainLogger:
     checkpoint's step, dropping any logged after it), then appended to row by row.
     """
 
-    def __init__(self, path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]],
-                 tensorboard_dir: Path | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        columns: Sequence[str],
+        rows: Sequence[dict[str, Any]],
+        tensorboard_dir: Path | None,
+    ) -> None:
         self.path = path
         self.columns = tuple(columns)
-        text = ",".join(self.columns) + "\n" + "".join(
-            ",".join(_fmt(r.get(c)) for c in self.columns) + "\n" for r in rows)
+        text = (
+            ",".join(self.columns)
+            + "\n"
+            + "".join(",".join(_fmt(r.get(c)) for c in self.columns) + "\n" for r in rows)
+        )
         atomic_write_text(self.path, text)
         self.fh = self.path.open("a", newline="", encoding="utf-8")
         self.writer = csv.writer(self.fh)
@@ -69,8 +77,9 @@ class TrainLogger:
         if tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.tb = SummaryWriter(log_dir=str(tensorboard_dir))
-            except Exception:  # noqa: BLE001 - TensorBoard is optional
+            except Exception:
                 self.tb = None
 
     def log(self, row: dict[str, Any]) -> None:

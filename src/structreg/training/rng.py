@@ -28,13 +28,17 @@ def seed_everything(seed: int) -> tuple[torch.Generator, torch.Generator]:
 
 def capture_rng(shuffle: torch.Generator, noise: torch.Generator) -> dict[str, Any]:
     """Every RNG state as tensors and plain containers (``weights_only``-loadable)."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state(legacy=True)
     py_state = random.getstate()
-    state = {
+    state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
         "shuffle": shuffle.get_state(),
         "noise": noise.get_state(),
@@ -48,8 +52,15 @@ def restore_rng(state: dict[str, Any], shuffle: torch.Generator, noise: torch.Ge
     """Put back the states :func:`capture_rng` returned."""
     torch.set_rng_state(state["torch"])
     npy = state["numpy"]
-    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
-                         npy["has_gauss"], npy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            npy["name"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     shuffle.set_state(state["shuffle"])

@@ -51,16 +51,26 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists for tuples)."""
-        return {"data": self.data, "size": list(self.size), "spacing": list(self.spacing),
-                "seed": self.seed, "subjects": self.subjects, "slices": self.slices}
+        return {
+            "data": self.data,
+            "size": list(self.size),
+            "spacing": list(self.spacing),
+            "seed": self.seed,
+            "subjects": self.subjects,
+            "slices": self.slices,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSettings:
         """Inverse of :meth:`to_dict`; missing keys keep their defaults."""
-        return cls(size=tuple(int(v) for v in data.get("size", DEFAULT_SIZE)),
-                   spacing=tuple(float(v) for v in data.get("spacing", DEFAULT_SPACING)),
-                   data=data.get("data"), seed=data.get("seed"), subjects=data.get("subjects"),
-                   slices=data.get("slices"))
+        return cls(
+            size=tuple(int(v) for v in data.get("size", DEFAULT_SIZE)),
+            spacing=tuple(float(v) for v in data.get("spacing", DEFAULT_SPACING)),
+            data=data.get("data"),
+            seed=data.get("seed"),
+            subjects=data.get("subjects"),
+            slices=data.get("slices"),
+        )
 
 
 class RunFolder:
@@ -127,8 +137,9 @@ class RunFolder:
         try:
             return DataSettings.from_dict(json.loads(self.data_file.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{self.data_file}: unreadable run data settings "
-                                  f"({' '.join(str(exc).split())})") from None
+            raise CheckpointError(
+                f"{self.data_file}: unreadable run data settings ({' '.join(str(exc).split())})"
+            ) from None
 
     def write_data_settings(self, settings: DataSettings) -> Path:
         """Atomically write ``data.json``."""

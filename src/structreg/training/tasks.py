@@ -67,8 +67,16 @@ from ..models.cvae import CVAERegistration, ModelConfig
 from ..models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss
 from .config import TrainConfig
 
-__all__ = ["CVAETask", "LossParts", "TASKS", "TrainingTask", "VoxelMorphTask", "registration_loss",
-           "task_for", "train_step"]
+__all__ = [
+    "CVAETask",
+    "LossParts",
+    "TASKS",
+    "TrainingTask",
+    "VoxelMorphTask",
+    "registration_loss",
+    "task_for",
+    "train_step",
+]
 
 
 class TrainingTask(Protocol):
@@ -97,15 +105,25 @@ class TrainingTask(Protocol):
         """The collated data keys a training batch needs."""
         ...
 
-    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   batch: dict[str, torch.Tensor], train: TrainConfig,
-                   noise: torch.Generator) -> dict[str, float]:
+    def train_step(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: dict[str, torch.Tensor],
+        train: TrainConfig,
+        noise: torch.Generator,
+    ) -> dict[str, float]:
         """One optimisation step; returns ``total`` and each of :attr:`terms`."""
         ...
 
-    def evaluate(self, model: nn.Module, moving: torch.Tensor, fixed: torch.Tensor,
-                 mask: torch.Tensor | None, train: TrainConfig
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    def evaluate(
+        self,
+        model: nn.Module,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        mask: torch.Tensor | None,
+        train: TrainConfig,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Deterministic registration of a batch in eval mode, without gradients:
         ``(disp (N, ndim, *S) in voxels, {"loss": ..., term: ...})`` (batch means)."""
         ...
@@ -132,11 +150,21 @@ class LossParts:
         return {k: float(getattr(self, k).detach()) for k in ("total", "lcc", "kl", "penalty")}
 
 
-def registration_loss(mu: torch.Tensor, logvar: torch.Tensor, velocity: torch.Tensor,
-                      moving: torch.Tensor, fixed: torch.Tensor, *, lam: float,
-                      kl_weight: float = 1.0, mask: torch.Tensor | None = None,
-                      mask_weight: float = 0.0, steps: int = 4, sigma: float = 2.0,
-                      kernel_size: int = 9) -> LossParts:
+def registration_loss(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    velocity: torch.Tensor,
+    moving: torch.Tensor,
+    fixed: torch.Tensor,
+    *,
+    lam: float,
+    kl_weight: float = 1.0,
+    mask: torch.Tensor | None = None,
+    mask_weight: float = 0.0,
+    steps: int = 4,
+    sigma: float = 2.0,
+    kernel_size: int = 9,
+) -> LossParts:
     """Eq. 1: ``lam · (1 − LCC_sym) + kl_weight · KL + mask_weight · P``.
 
     Args:
@@ -147,13 +175,16 @@ def registration_loss(mu: torch.Tensor, logvar: torch.Tensor, velocity: torch.Te
             ``mask_weight > 0``).
         steps: squarings used for the half transforms ``exp(±v/2)``.
     """
-    similarity = symmetric_lcc(fixed, moving, velocity, steps=steps, sigma=sigma,
-                               kernel_size=kernel_size)
+    similarity = symmetric_lcc(
+        fixed, moving, velocity, steps=steps, sigma=sigma, kernel_size=kernel_size
+    )
     kl = kl_divergence(mu, logvar, reduction="mean")
     if mask_weight > 0:
         if mask is None:
-            raise InputError("registration_loss: mask_weight > 0 needs masks in the data "
-                             "(set train.mask_weight=0 or provide masks)")
+            raise InputError(
+                "registration_loss: mask_weight > 0 needs masks in the data "
+                "(set train.mask_weight=0 or provide masks)"
+            )
         penalty = outside_mask_penalty(velocity, mask)
     else:
         penalty = velocity.new_zeros(())
@@ -161,29 +192,59 @@ def registration_loss(mu: torch.Tensor, logvar: torch.Tensor, velocity: torch.Te
     return LossParts(total=total, lcc=similarity, kl=kl, penalty=penalty)
 
 
-def _loss_of(model: CVAERegistration, mu: torch.Tensor, logvar: torch.Tensor,
-             velocity: torch.Tensor, moving: torch.Tensor, fixed: torch.Tensor,
-             mask: torch.Tensor | None, config: TrainConfig) -> LossParts:
-    return registration_loss(mu, logvar, velocity, moving, fixed, lam=config.lam,
-                             kl_weight=config.kl_weight, mask=mask,
-                             mask_weight=config.mask_weight if mask is not None else 0.0,
-                             steps=model.config.steps, sigma=config.lcc_sigma,
-                             kernel_size=config.lcc_kernel)
+def _loss_of(
+    model: CVAERegistration,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    velocity: torch.Tensor,
+    moving: torch.Tensor,
+    fixed: torch.Tensor,
+    mask: torch.Tensor | None,
+    config: TrainConfig,
+) -> LossParts:
+    return registration_loss(
+        mu,
+        logvar,
+        velocity,
+        moving,
+        fixed,
+        lam=config.lam,
+        kl_weight=config.kl_weight,
+        mask=mask,
+        mask_weight=config.mask_weight if mask is not None else 0.0,
+        steps=model.config.steps,
+        sigma=config.lcc_sigma,
+        kernel_size=config.lcc_kernel,
+    )
 
 
-def train_step(model: CVAERegistration, optimizer: torch.optim.Optimizer,
-               batch: dict[str, torch.Tensor], config: TrainConfig,
-               generator: torch.Generator | None = None) -> LossParts:
+def train_step(
+    model: CVAERegistration,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    generator: torch.Generator | None = None,
+) -> LossParts:
     """One optimisation step of our CVAE on ``batch`` (``moving``, ``fixed``, optional
     ``mask``), with ``z`` sampled by the reparameterisation trick from ``generator``."""
     model.train()
-    mu, logvar, _, velocity = model.sample_velocity(batch["moving"], batch["fixed"], True,
-                                                    generator)
-    parts = registration_loss(mu, logvar, velocity, batch["moving"], batch["fixed"],
-                              lam=config.lam, kl_weight=config.kl_weight,
-                              mask=batch.get("mask"), mask_weight=config.mask_weight,
-                              steps=model.config.steps, sigma=config.lcc_sigma,
-                              kernel_size=config.lcc_kernel)
+    mu, logvar, _, velocity = model.sample_velocity(
+        batch["moving"], batch["fixed"], True, generator
+    )
+    parts = registration_loss(
+        mu,
+        logvar,
+        velocity,
+        batch["moving"],
+        batch["fixed"],
+        lam=config.lam,
+        kl_weight=config.kl_weight,
+        mask=batch.get("mask"),
+        mask_weight=config.mask_weight,
+        steps=model.config.steps,
+        sigma=config.lcc_sigma,
+        kernel_size=config.lcc_kernel,
+    )
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
     optimizer.step()
@@ -193,9 +254,9 @@ def train_step(model: CVAERegistration, optimizer: torch.optim.Optimizer,
 class CVAETask:
     """Our CVAE: Eq. 1, Adam with the config's weight decay."""
 
-    method = "ours"
-    terms = ("lcc", "kl", "penalty")
-    val_terms = ("lcc", "kl")
+    method: str = "ours"
+    terms: tuple[str, ...] = ("lcc", "kl", "penalty")
+    val_terms: tuple[str, ...] = ("lcc", "kl")
 
     def build(self, config: ModelConfig) -> CVAERegistration:
         return CVAERegistration(config)
@@ -206,30 +267,43 @@ class CVAETask:
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed", "mask") if train.mask_weight > 0 else ("moving", "fixed")
 
-    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   batch: dict[str, torch.Tensor], train: TrainConfig,
-                   noise: torch.Generator) -> dict[str, float]:
+    def train_step(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: dict[str, torch.Tensor],
+        train: TrainConfig,
+        noise: torch.Generator,
+    ) -> dict[str, float]:
         assert isinstance(model, CVAERegistration)
         return train_step(model, optimizer, batch, train, noise).as_floats()
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, moving: torch.Tensor, fixed: torch.Tensor,
-                 mask: torch.Tensor | None, train: TrainConfig
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    def evaluate(
+        self,
+        model: nn.Module,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        mask: torch.Tensor | None,
+        train: TrainConfig,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(model, CVAERegistration)
         out = model(moving, fixed, sample=False)
         parts = _loss_of(model, out.mu, out.logvar, out.velocity, moving, fixed, mask, train)
-        return out.disp, {"loss": float(parts.total), "lcc": float(parts.lcc),
-                          "kl": float(parts.kl)}
+        return out.disp, {
+            "loss": float(parts.total),
+            "lcc": float(parts.lcc),
+            "kl": float(parts.kl),
+        }
 
 
 class VoxelMorphTask:
     """VoxelMorph-2: its package's NCC + smoothness loss, Adam without weight decay
     (as VoxelMorph trains)."""
 
-    method = "voxelmorph"
-    terms = ("ncc", "smooth")
-    val_terms = ("ncc", "smooth")
+    method: str = "voxelmorph"
+    terms: tuple[str, ...] = ("ncc", "smooth")
+    val_terms: tuple[str, ...] = ("ncc", "smooth")
 
     def build(self, config: VoxelMorphConfig) -> VoxelMorph2:
         return VoxelMorph2(config)
@@ -240,9 +314,14 @@ class VoxelMorphTask:
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed")
 
-    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   batch: dict[str, torch.Tensor], train: TrainConfig,
-                   noise: torch.Generator) -> dict[str, float]:
+    def train_step(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch: dict[str, torch.Tensor],
+        train: TrainConfig,
+        noise: torch.Generator,
+    ) -> dict[str, float]:
         assert isinstance(model, VoxelMorph2)
         model.train()
         optimizer.zero_grad(set_to_none=True)
@@ -252,9 +331,14 @@ class VoxelMorphTask:
         return {"total": parts["loss"], "ncc": parts["ncc"], "smooth": parts["smooth"]}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, moving: torch.Tensor, fixed: torch.Tensor,
-                 mask: torch.Tensor | None, train: TrainConfig
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    def evaluate(
+        self,
+        model: nn.Module,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        mask: torch.Tensor | None,
+        train: TrainConfig,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(model, VoxelMorph2)
         _, parts, disp = voxelmorph_loss(model, moving, fixed)
         return disp, parts

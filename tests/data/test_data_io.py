@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 
 from data_fixtures import assert_one_line_error, save, truncate
-from structreg.data.io import (DataError, Volume, check_labels, check_same_ndim, read_image,
-                               read_labels, write_image, write_labels)
+from structreg.data.io import (
+    DataError,
+    Volume,
+    check_labels,
+    check_same_ndim,
+    read_image,
+    read_labels,
+    write_image,
+    write_labels,
+)
 
 
 @pytest.fixture

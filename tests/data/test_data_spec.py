@@ -7,17 +7,21 @@ import numpy as np
 import pytest
 
 from data_fixtures import write_acdc
+from structreg.cli.options import add_data_options, load_pairs_from_args
 from structreg.data.dataset import PairDataset, pair_loader, split_by_subject, split_counts
 from structreg.data.pair import Pair
-from structreg.cli.options import add_data_options, load_pairs_from_args
-from structreg.data.spec import (DataSpec, load_pairs,
-                                 parse_data_spec)
+from structreg.data.spec import DataSpec, load_pairs, parse_data_spec
 
 
 def toy_pairs(n_subjects=50, groups=("A", "B", "C", "D", "E"), slices=2):
     z = np.zeros((4, 4), np.float32)
-    return [Pair(z, z, (2.0, 2.0), id=f"s{i:03d}_{k}", subject=f"s{i:03d}",
-                 group=groups[i % len(groups)]) for i in range(n_subjects) for k in range(slices)]
+    return [
+        Pair(
+            z, z, (2.0, 2.0), id=f"s{i:03d}_{k}", subject=f"s{i:03d}", group=groups[i % len(groups)]
+        )
+        for i in range(n_subjects)
+        for k in range(slices)
+    ]
 
 
 def subjects(pairs):
@@ -35,8 +39,12 @@ def test_parse_data_spec():
     assert parse_data_spec("acdc:/data/ACDC/training") == DataSpec("acdc", "/data/ACDC/training")
     spec = parse_data_spec("pairs:C:/x/pairs.csv")  # only the first colon separates
     assert spec.kind == "pairs" and str(spec) == "pairs:C:/x/pairs.csv"
-    for bad, message in [("cardiac", "expected"), ("nifti:x.nii", "expected"),
-                         ("acdc:", "nothing after"), ("phantom:lung", "unknown phantom")]:
+    for bad, message in [
+        ("cardiac", "expected"),
+        ("nifti:x.nii", "expected"),
+        ("acdc:", "nothing after"),
+        ("phantom:lung", "unknown phantom"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_data_spec(bad)
 
@@ -46,8 +54,11 @@ def test_split_partitions_subjects_deterministically():
     a = split_by_subject(pairs, seed=3, val_fraction=0.1, test_fraction=0.2)
     assert [len(subjects(a[s])) for s in ("train", "val", "test")] == [35, 5, 10]
     assert sum(len(v) for v in a.values()) == len(pairs)
-    assert not (subjects(a["train"]) & subjects(a["test"]) or subjects(a["val"]) & subjects(a["test"])
-                or subjects(a["train"]) & subjects(a["val"]))
+    assert not (
+        subjects(a["train"]) & subjects(a["test"])
+        or subjects(a["val"]) & subjects(a["test"])
+        or subjects(a["train"]) & subjects(a["val"])
+    )
     shuffled = [pairs[i] for i in np.random.default_rng(1).permutation(len(pairs))]
     b = split_by_subject(shuffled, seed=3, val_fraction=0.1, test_fraction=0.2)
     assert all(subjects(a[s]) == subjects(b[s]) for s in a)
@@ -91,12 +102,18 @@ def test_dataset_and_loader_batch_pairs():
 def test_load_pairs_acdc_splits_by_patient(acdc):
     options = dict(size=(32, 32), n_slices=3, val_fraction=0.34, test_fraction=0.34)
     every = load_pairs(f"acdc:{acdc}", split="all", **options)
-    parts = {s: load_pairs(f"acdc:{acdc}", split=s, seed=1, **options) for s in ("train", "val", "test")}
+    parts = {
+        s: load_pairs(f"acdc:{acdc}", split=s, seed=1, **options) for s in ("train", "val", "test")
+    }
     assert len(every) == 9 and all(len(v) == 3 for v in parts.values())
     assert set().union(*(subjects(v) for v in parts.values())) == subjects(every)
-    assert [p.id for p in parts["test"]] == \
-        [p.id for p in load_pairs(f"acdc:{acdc}", split="test", seed=1, **options)]
-    assert load_pairs(f"acdc:{acdc}", split="all", n_subjects=1, size=(32, 32))[0].moving.shape == (32, 32)
+    assert [p.id for p in parts["test"]] == [
+        p.id for p in load_pairs(f"acdc:{acdc}", split="test", seed=1, **options)
+    ]
+    assert load_pairs(f"acdc:{acdc}", split="all", n_subjects=1, size=(32, 32))[0].moving.shape == (
+        32,
+        32,
+    )
 
 
 def test_load_pairs_errors(tmp_path):
@@ -119,10 +136,31 @@ def test_cli_data_arguments(acdc):
     parser = argparse.ArgumentParser()
     add_data_options(parser)
     args = parser.parse_args([])
-    assert (args.data, args.split, args.seed, args.size, args.spacing, args.subjects, args.slices) == \
-        ("phantom:cardiac", "train", 0, (100, 100), (2.0, 2.0), None, None)
-    args = parser.parse_args(["--data", f"acdc:{acdc}", "--split", "all", "--size", "24x28",
-                              "--spacing", "2.5", "--subjects", "2", "--slices", "2"])
+    assert (
+        args.data,
+        args.split,
+        args.seed,
+        args.size,
+        args.spacing,
+        args.subjects,
+        args.slices,
+    ) == ("phantom:cardiac", "train", 0, (100, 100), (2.0, 2.0), None, None)
+    args = parser.parse_args(
+        [
+            "--data",
+            f"acdc:{acdc}",
+            "--split",
+            "all",
+            "--size",
+            "24x28",
+            "--spacing",
+            "2.5",
+            "--subjects",
+            "2",
+            "--slices",
+            "2",
+        ]
+    )
     assert args.size == (24, 28) and args.spacing == (2.5, 2.5)
     pairs = load_pairs_from_args(args)
     assert len(pairs) == 4 and pairs[0].moving.shape == (24, 28) and pairs[0].spacing == (2.5, 2.5)
@@ -132,6 +170,7 @@ def test_cli_data_arguments(acdc):
 
 
 # ---------------------------------------------------------------------------- built-in phantoms
+
 
 @pytest.mark.parametrize("name", ["cardiac", "brain"])
 def test_phantom_specs(name):

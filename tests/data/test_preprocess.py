@@ -9,10 +9,18 @@ from scipy.ndimage import gaussian_filter, zoom
 
 from data_fixtures import assert_one_line_error
 from structreg.data.io import DataError, Volume
-from structreg.data.preprocess import (PreprocessRecord, central_slices, denormalise,
-                                       label_centroid, normalise_intensity, plan_geometry,
-                                       preprocess_pair, processed_region, to_original,
-                                       to_processed)
+from structreg.data.preprocess import (
+    PreprocessRecord,
+    central_slices,
+    denormalise,
+    label_centroid,
+    normalise_intensity,
+    plan_geometry,
+    preprocess_pair,
+    processed_region,
+    to_original,
+    to_processed,
+)
 
 
 def smooth_image(shape, seed=0, sigma=4.0):
@@ -22,7 +30,9 @@ def smooth_image(shape, seed=0, sigma=4.0):
 
 def blob_labels(shape, centre, radii=(6.0, 10.0, 14.0)):
     """Nested discs: 3 inside, 2 ring, 1 outer ring (voxel units)."""
-    r = np.hypot(*np.meshgrid(*(np.arange(n) - c for n, c in zip(shape, centre)), indexing="ij"))
+    r = np.hypot(
+        *np.meshgrid(*(np.arange(n) - c for n, c in zip(shape, centre, strict=True)), indexing="ij")
+    )
     labels = np.zeros(shape, np.int16)
     labels[r < radii[2]] = 1
     labels[r < radii[1]] = 2
@@ -64,15 +74,16 @@ def test_same_spacing_and_size_is_the_identity():
 
 def test_crop_is_an_exact_shift_centred_on_the_given_centre():
     labels = blob_labels((60, 50), centre=(40.0, 12.0))
-    record = plan_geometry(labels.shape, (2.0, 2.0), target_spacing=(2.0, 2.0), size=(20, 30),
-                           centre=(40.0, 12.0))
+    record = plan_geometry(
+        labels.shape, (2.0, 2.0), target_spacing=(2.0, 2.0), size=(20, 30), centre=(40.0, 12.0)
+    )
     out = to_processed(labels, record, "labels")
     assert out.dtype == np.int16 and out.shape == (20, 30)
     # the centre lands in the middle; outside the image it is padding (0)
     assert label_centroid(out, (3,)) == pytest.approx((9.5, 14.5), abs=0.51)
     oy, ox = record.offset
     assert ox < 0
-    np.testing.assert_array_equal(out[:, -ox:], labels[oy:oy + 20, 0:30 + ox])
+    np.testing.assert_array_equal(out[:, -ox:], labels[oy : oy + 20, 0 : 30 + ox])
     assert (out[:, :-ox] == 0).all()
 
 
@@ -128,7 +139,7 @@ def test_label_round_trip_with_resampling_has_high_dice():
 def test_field_vectors_are_rescaled_both_ways():
     record = plan_geometry((45, 36), (1.5, 1.2), size=(20, 20))
     field = np.zeros((2, 20, 20), np.float32)
-    field[0] = 2.0   # 2 processed voxels = 4 mm along axis 0
+    field[0] = 2.0  # 2 processed voxels = 4 mm along axis 0
     field[1] = -1.0  # -2 mm along axis 1
     back = to_original(field, record, "field")
     region = processed_region(record)
@@ -142,11 +153,19 @@ def test_field_vectors_are_rescaled_both_ways():
 def test_record_survives_json_and_maps_to_world_coordinates():
     angle = 0.3
     affine = np.eye(4)
-    affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
-                               [0, 0, 1]]) @ np.diag([1.5, 1.4, 10.0])
+    affine[:3, :3] = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    ) @ np.diag([1.5, 1.4, 10.0])
     affine[:3, 3] = (-30.0, 12.0, 7.0)
-    record = plan_geometry((50, 44, 9), (1.5, 1.4, 10.0), size=(32, 32), affine=affine,
-                           slice_axis=2, slice_index=4, centre=(20.0, 25.0))
+    record = plan_geometry(
+        (50, 44, 9),
+        (1.5, 1.4, 10.0),
+        size=(32, 32),
+        affine=affine,
+        slice_axis=2,
+        slice_index=4,
+        centre=(20.0, 25.0),
+    )
     again = PreprocessRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again == record
     assert again.source_shape == (50, 44) and again.axes == (0, 1)
@@ -178,10 +197,18 @@ def test_preprocess_pair_slices_volumes_and_centres_on_the_labels():
     labels = np.stack([blob_labels(shape[:2], (30.0, 14.0), (4.0, 7.0, 9.0))] * 7, axis=-1)
     labels[..., 0] = 0  # an empty slice does not move the centre
     image = smooth_image(shape, sigma=2.0) * 100 + labels * 50
-    pairs = preprocess_pair(_volume(image, spacing, "m.nii.gz"), _volume(image * 1.1, spacing, "f.nii.gz"),
-                            pair_id="s1", moving_labels=_volume(labels, spacing, "ml.nii.gz"),
-                            fixed_labels=_volume(labels, spacing, "fl.nii.gz"), subject="s1",
-                            group="G", size=(24, 24), n_slices=5, centre_labels=(2, 3))
+    pairs = preprocess_pair(
+        _volume(image, spacing, "m.nii.gz"),
+        _volume(image * 1.1, spacing, "f.nii.gz"),
+        pair_id="s1",
+        moving_labels=_volume(labels, spacing, "ml.nii.gz"),
+        fixed_labels=_volume(labels, spacing, "fl.nii.gz"),
+        subject="s1",
+        group="G",
+        size=(24, 24),
+        n_slices=5,
+        centre_labels=(2, 3),
+    )
     assert [p.id for p in pairs] == [f"s1_slice{k:02d}" for k in (1, 2, 3, 4, 5)]
     for p in pairs:
         assert p.spacing == (2.0, 2.0) and p.moving.shape == (24, 24)
@@ -196,8 +223,9 @@ def test_preprocess_pair_slices_volumes_and_centres_on_the_labels():
 
 def test_preprocess_pair_volume_mode_and_errors():
     vol = _volume(smooth_image((20, 20, 6)), (2.0, 2.0, 4.0), "v.nii.gz")
-    (pair,) = preprocess_pair(vol, vol, pair_id="v", size=(16, 16, 8), spacing=(2.0, 2.0, 2.0),
-                              n_slices=None)
+    (pair,) = preprocess_pair(
+        vol, vol, pair_id="v", size=(16, 16, 8), spacing=(2.0, 2.0, 2.0), n_slices=None
+    )
     assert pair.moving.shape == (16, 16, 8) and pair.spacing == (2.0, 2.0, 2.0)
     with pytest.raises(DataError, match="3 entries") as exc:
         preprocess_pair(vol, vol, pair_id="v", size=(16, 16), n_slices=None)
@@ -209,8 +237,14 @@ def test_preprocess_pair_volume_mode_and_errors():
     assert_one_line_error(exc, "v.nii.gz", "flat.nii.gz")
     other = _volume(smooth_image((20, 18, 6)), (2.0, 2.0, 4.0), "o.nii.gz")
     with pytest.raises(DataError, match="one voxel grid") as exc:
-        preprocess_pair(vol, vol, pair_id="v", moving_labels=Volume(
-            np.zeros((20, 18, 6), np.int16), np.eye(4), (2.0, 2.0, 4.0), "lab.nii.gz"))
+        preprocess_pair(
+            vol,
+            vol,
+            pair_id="v",
+            moving_labels=Volume(
+                np.zeros((20, 18, 6), np.int16), np.eye(4), (2.0, 2.0, 4.0), "lab.nii.gz"
+            ),
+        )
     assert_one_line_error(exc, "lab.nii.gz")
     with pytest.raises(DataError, match="one voxel grid"):
         preprocess_pair(vol, other, pair_id="v")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from structreg.models import CVAERegistration, ModelConfig, fold_batch_norm, inference_copy
 from structreg.methods.ours import CVAERegistrar
+from structreg.models import CVAERegistration, ModelConfig, fold_batch_norm, inference_copy
 
 
 def register(model, moving, fixed, **kwargs):
@@ -14,18 +14,22 @@ def register(model, moving, fixed, **kwargs):
 
 def _model(size):
     torch.manual_seed(0)
-    model = CVAERegistration(ModelConfig(image_size=size, latent_dim=16,
-                                         enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)))
+    model = CVAERegistration(
+        ModelConfig(
+            image_size=size, latent_dim=16, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+        )
+    )
     g = torch.Generator().manual_seed(1)
-    for m in model.modules():       # running statistics far from (0, 1), so folding matters
+    for m in model.modules():  # running statistics far from (0, 1), so folding matters
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 2 - 1)
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
             m.bias.data.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
-    with torch.no_grad():            # a velocity of a few voxels, not ~0
+    with torch.no_grad():  # a velocity of a few voxels, not ~0
         model.decoder.velocity.weight.copy_(
-            torch.randn(model.decoder.velocity.weight.shape, generator=g) * 0.3)
+            torch.randn(model.decoder.velocity.weight.shape, generator=g) * 0.3
+        )
     return model
 
 
@@ -41,7 +45,7 @@ def test_folded_network_matches_the_network(size):
     folded = fold_batch_norm(model)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    assert model.training                      # the original is left alone
+    assert model.training  # the original is left alone
     with torch.no_grad():
         out = model.predict(moving, fixed)
         mu, _ = folded.encode(moving, fixed)
@@ -70,15 +74,23 @@ def test_cached_copy_is_reused_until_the_weights_change():
     opt.step()
     second = inference_copy(model)
     assert second is not first
-    assert torch.allclose(register(model, moving, fixed).velocity,
-                          model.predict(moving, fixed).velocity, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(
+        register(model, moving, fixed).velocity,
+        model.predict(moving, fixed).velocity,
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
     # loading other weights (in place) is seen too
     model.load_state_dict(state)
     third = inference_copy(model)
     assert third is not second
-    assert torch.allclose(register(model, moving, fixed).velocity,
-                          model.predict(moving, fixed).velocity, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(
+        register(model, moving, fixed).velocity,
+        model.predict(moving, fixed).velocity,
+        atol=1e-4,
+        rtol=1e-4,
+    )
     # the cache never shows up in the state dict or the parameters
     assert set(model.state_dict()) == set(state)
     assert sum(p.numel() for p in model.parameters()) == model.num_parameters(False)

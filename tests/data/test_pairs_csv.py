@@ -1,4 +1,7 @@
-"""pairs.csv: columns, relative paths, preprocessing of 2-D and 3-D pairs, errors naming the line."""
+"""pairs.csv reading and loading.
+
+Columns, relative paths, preprocessing of 2-D and 3-D pairs, errors naming the line.
+"""
 
 import numpy as np
 import pytest
@@ -11,8 +14,10 @@ SIZE = (32, 32)
 
 
 def _disc(shape, centre, radius):
-    grids = np.meshgrid(*(np.arange(n) - c for n, c in zip(shape, centre)), indexing="ij")
-    return np.sqrt(sum(g ** 2 for g in grids)) < radius
+    grids = np.meshgrid(
+        *(np.arange(n) - c for n, c in zip(shape, centre, strict=True)), indexing="ij"
+    )
+    return np.sqrt(sum(g**2 for g in grids)) < radius
 
 
 @pytest.fixture
@@ -25,8 +30,16 @@ def folder(tmp_path):
     labels = np.where(_disc(shape3, (18, 15, 3), 8), 2, 0).astype(np.int16)
     labels[_disc(shape3, (18, 15, 3), 4)] = 1
     rng = np.random.default_rng(0)
-    save(data / "sub1" / "base.nii.gz", (labels * 100 + rng.normal(0, 5, shape3)).astype(np.float32), sp3)
-    save(data / "sub1" / "follow.nii.gz", (labels * 90 + rng.normal(0, 5, shape3)).astype(np.float32), sp3)
+    save(
+        data / "sub1" / "base.nii.gz",
+        (labels * 100 + rng.normal(0, 5, shape3)).astype(np.float32),
+        sp3,
+    )
+    save(
+        data / "sub1" / "follow.nii.gz",
+        (labels * 90 + rng.normal(0, 5, shape3)).astype(np.float32),
+        sp3,
+    )
     save(data / "sub1" / "base_seg.nii.gz", labels, sp3)
     save(data / "sub1" / "follow_seg.nii.gz", labels, sp3)
     save(data / "sub1" / "mask.nii.gz", _disc(shape3, (18, 15, 3), 12).astype(np.uint8), sp3)
@@ -42,10 +55,12 @@ def write_csv(folder, text, name="pairs.csv"):
     return path
 
 
-GOOD = ("moving,fixed,moving_labels,fixed_labels,mask,group,id\n"
-        "sub1/base.nii.gz,sub1/follow.nii.gz,sub1/base_seg.nii.gz,sub1/follow_seg.nii.gz,"
-        "sub1/mask.nii.gz,dementia,s1\n"
-        "sub2/a.nii,sub2/b.nii,,,,normal,\n")
+GOOD = (
+    "moving,fixed,moving_labels,fixed_labels,mask,group,id\n"
+    "sub1/base.nii.gz,sub1/follow.nii.gz,sub1/base_seg.nii.gz,sub1/follow_seg.nii.gz,"
+    "sub1/mask.nii.gz,dementia,s1\n"
+    "sub2/a.nii,sub2/b.nii,,,,normal,\n"
+)
 
 
 def test_pairs_are_read_resolved_and_preprocessed(folder, tmp_path, monkeypatch):
@@ -78,22 +93,31 @@ def test_volume_mode_keeps_3d_pairs(folder):
 
 
 def test_duplicate_ids_are_one_subject_and_n_subjects(folder):
-    csv_path = write_csv(folder, "id,moving,fixed\nA,sub2/a.nii,sub2/b.nii\nA,sub2/b.nii,sub2/a.nii\n"
-                                 "B,sub2/a.nii,sub2/a.nii\n")
+    csv_path = write_csv(
+        folder,
+        "id,moving,fixed\nA,sub2/a.nii,sub2/b.nii\nA,sub2/b.nii,sub2/a.nii\n"
+        "B,sub2/a.nii,sub2/a.nii\n",
+    )
     pairs = load_pairs_csv(csv_path, size=SIZE)
     assert [p.id for p in pairs] == ["A_row1", "A_row2", "B"]
     assert [p.subject for p in pairs] == ["A", "A", "B"]
     assert [p.subject for p in load_pairs_csv(csv_path, size=SIZE, n_subjects=1)] == ["A", "A"]
 
 
-@pytest.mark.parametrize("text, where, message", [
-    ("moving,labels\nsub2/a.nii,sub2/b.nii\n", "line 1", "missing column"),
-    ("moving,fixed\nsub2/a.nii,\n", "line 2", "empty 'fixed'"),
-    ("moving,fixed\nsub2/a.nii,sub2/b.nii\nsub2/a.nii,sub2/nope.nii.gz\n", "line 3",
-     "fixed file 'sub2/nope.nii.gz' not found"),
-    ("moving,fixed\nsub2/a.nii,sub2/b.nii,extra\n", "line 2", "3 fields"),
-    ("", "", "empty file"),
-])
+@pytest.mark.parametrize(
+    "text, where, message",
+    [
+        ("moving,labels\nsub2/a.nii,sub2/b.nii\n", "line 1", "missing column"),
+        ("moving,fixed\nsub2/a.nii,\n", "line 2", "empty 'fixed'"),
+        (
+            "moving,fixed\nsub2/a.nii,sub2/b.nii\nsub2/a.nii,sub2/nope.nii.gz\n",
+            "line 3",
+            "fixed file 'sub2/nope.nii.gz' not found",
+        ),
+        ("moving,fixed\nsub2/a.nii,sub2/b.nii,extra\n", "line 2", "3 fields"),
+        ("", "", "empty file"),
+    ],
+)
 def test_bad_csv_names_the_line(folder, text, where, message):
     csv_path = write_csv(folder, text)
     with pytest.raises(DataError, match=message) as exc:
@@ -111,8 +135,9 @@ def test_moving_and_fixed_of_different_dimensionality(folder):
     csv_path = write_csv(folder, "moving,fixed\nsub2/a.nii,sub1/follow.nii.gz\n")
     with pytest.raises(DataError, match="same dimensionality") as exc:
         load_pairs_csv(csv_path, size=SIZE)
-    assert_one_line_error(exc, f"{csv_path} line 2", folder / "sub2" / "a.nii",
-                          folder / "sub1" / "follow.nii.gz")
+    assert_one_line_error(
+        exc, f"{csv_path} line 2", folder / "sub2" / "a.nii", folder / "sub1" / "follow.nii.gz"
+    )
 
 
 def test_corrupt_files_are_named(folder):

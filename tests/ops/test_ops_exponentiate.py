@@ -6,10 +6,16 @@ from functools import partial
 import pytest
 import torch
 
-from conftest import shape_for, smooth_field
+from helpers import shape_for, smooth_field
 from structreg.layers import Exponentiation
-from structreg.ops import (compose, exponentiate, folding_fraction, half_transforms,
-                           identity_grid, integrate_velocity_rk4)
+from structreg.ops import (
+    compose,
+    exponentiate,
+    folding_fraction,
+    half_transforms,
+    identity_grid,
+    integrate_velocity_rk4,
+)
 
 # exp(v) ∘ exp(-v) = id up to this many voxels (max over the interior) for a smooth
 # field of max amplitude 3 voxels at N = 4 (measured ~0.02; bound leaves margin).
@@ -19,28 +25,30 @@ INVERSE_TOLERANCE_VOX = 0.06
 N4_MEAN_ERROR_BOUND_VOX = 0.05
 
 
-def test_zero_velocity_gives_identity(ndim):
-    v = torch.zeros(2, ndim, *shape_for(ndim), dtype=torch.float64)
+def test_zero_velocity_gives_identity(ndim, device):
+    v = torch.zeros(2, ndim, *shape_for(ndim), dtype=torch.float64, device=device)
     assert torch.equal(exponentiate(v, 4), v)
 
 
-def test_constant_velocity_gives_the_same_translation(ndim):
+def test_constant_velocity_gives_the_same_translation(ndim, device):
     shape = shape_for(ndim)
-    v = torch.zeros(1, ndim, *shape, dtype=torch.float64)
+    v = torch.zeros(1, ndim, *shape, dtype=torch.float64, device=device)
     for c, t in enumerate([1.5, -2.25, 0.75][:ndim]):
         v[:, c] = t
     for steps in (0, 1, 4, 7):
         assert torch.allclose(exponentiate(v, steps), v, atol=1e-12)
 
 
-def test_inverse_consistency(ndim):
+def test_inverse_consistency(ndim, device):
     shape = (40, 36) if ndim == 2 else (20, 18, 16)
-    v = smooth_field(shape, amplitude=3.0, seed=1, sigma=4.0)
+    v = smooth_field(shape, amplitude=3.0, seed=1, sigma=4.0).to(device)
     u, u_inv = exponentiate(v, 4), exponentiate(-v, 4)
     inner = (slice(None), slice(None)) + tuple(slice(5, -5) for _ in shape)
     err_fwd = compose(u, u_inv).norm(dim=1, keepdim=True)[inner].max().item()
     err_bwd = compose(u_inv, u).norm(dim=1, keepdim=True)[inner].max().item()
-    print(f"\n{ndim}-D |exp(v)∘exp(-v) - id| max interior = {err_fwd:.4f} vox, reverse {err_bwd:.4f}")
+    print(
+        f"\n{ndim}-D |exp(v)∘exp(-v) - id| max interior = {err_fwd:.4f} vox, reverse {err_bwd:.4f}"
+    )
     assert err_fwd < INVERSE_TOLERANCE_VOX and err_bwd < INVERSE_TOLERANCE_VOX
 
 
@@ -49,7 +57,7 @@ def _rotation_velocity(size: int, omega: float) -> torch.Tensor:
     grid = identity_grid((size, size), dtype=torch.float64)
     c = (size - 1) / 2
     y, x = grid[:, 0] - c, grid[:, 1] - c
-    r = torch.sqrt(x ** 2 + y ** 2)
+    r = torch.sqrt(x**2 + y**2)
     damp = torch.clamp(1 - r / (0.45 * size), min=0.0) ** 2
     return torch.stack([-omega * x * damp, omega * y * damp], dim=1)
 
@@ -67,7 +75,9 @@ def test_accuracy_against_runge_kutta_reference(kind):
     else:
         v = smooth_field((size, size), amplitude=6.0, seed=2, sigma=5.0)
     table = _accuracy_table(v)
-    print(f"\n{kind} SVF (max speed {v.norm(dim=1).max():.2f} vox): mean |exp_N(v) - RK4| in voxels")
+    print(
+        f"\n{kind} SVF (max speed {v.norm(dim=1).max():.2f} vox): mean |exp_N(v) - RK4| in voxels"
+    )
     for n, err in table.items():
         print(f"  N={n}: {err:.5f}")
     assert table[4] < N4_MEAN_ERROR_BOUND_VOX
@@ -133,12 +143,15 @@ def test_exponentiation_module():
         Exponentiation(steps=-1)
 
 
-@pytest.mark.parametrize("bad, kind", [
-    (torch.zeros(1, 2, 8), ValueError),
-    (torch.zeros(1, 3, 8, 8), ValueError),
-    (torch.zeros(1, 2, 8, 8, dtype=torch.int64), TypeError),
-    (torch.full((1, 2, 8, 8), math.nan), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad, kind",
+    [
+        (torch.zeros(1, 2, 8), ValueError),
+        (torch.zeros(1, 3, 8, 8), ValueError),
+        (torch.zeros(1, 2, 8, 8, dtype=torch.int64), TypeError),
+        (torch.full((1, 2, 8, 8), math.nan), ValueError),
+    ],
+)
 def test_bad_velocity_is_refused(bad, kind):
     with pytest.raises(kind, match=r"^exponentiate: "):
         exponentiate(bad, 4)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.ndimage import map_coordinates
 
-from conftest import shape_for, smooth_field, textured_image
+from helpers import shape_for, smooth_field, textured_image
 from structreg.layers import SpatialTransformer
 from structreg.ops import compose, identity_grid, resize_field, warp
 
@@ -19,10 +19,10 @@ def test_identity_grid_holds_voxel_indices():
     assert tuple(g3[0, :, 1, 2, 3].tolist()) == (1.0, 2.0, 3.0)
 
 
-def test_zero_field_is_identity(ndim):
+def test_zero_field_is_identity(ndim, device):
     shape = shape_for(ndim)
-    img = textured_image(shape)
-    disp = torch.zeros(1, ndim, *shape, dtype=torch.float64)
+    img = textured_image(shape).to(device)
+    disp = torch.zeros(1, ndim, *shape, dtype=torch.float64, device=device)
     assert torch.allclose(warp(img, disp), img, atol=1e-12)
     assert torch.equal(warp(img, disp, mode="nearest"), img)
 
@@ -36,12 +36,14 @@ def test_integer_shift_is_exact_in_the_interior(ndim):
         disp[:, c] = s
     moved = warp(img, disp)
     # moved(x) = img(x + shift): compare on the region where x + shift stays inside.
-    out_sl = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(shift, shape))
-    in_sl = tuple(slice(max(0, s), n - max(0, -s) if s < 0 else n) for s, n in zip(shift, shape))
+    out_sl = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(shift, shape, strict=True))
+    in_sl = tuple(
+        slice(max(0, s), n - max(0, -s) if s < 0 else n) for s, n in zip(shift, shape, strict=True)
+    )
     assert torch.allclose(moved[(0, 0) + out_sl], img[(0, 0) + in_sl], atol=1e-12)
     # outside the image: zeros padding
     if shift[0] > 0:
-        assert torch.all(moved[0, 0, -shift[0]:] == 0)
+        assert torch.all(moved[0, 0, -shift[0] :] == 0)
 
 
 def test_channel_c_moves_along_axis_c():
@@ -58,7 +60,7 @@ def test_matches_scipy_map_coordinates(ndim):
     img = textured_image(shape, seed=2)
     disp = smooth_field(shape, amplitude=2.5, seed=3)
     moved = warp(img, disp).numpy()[0, 0]
-    coords = (np.indices(shape) + disp.numpy()[0])
+    coords = np.indices(shape) + disp.numpy()[0]
     ref = map_coordinates(img.numpy()[0, 0], coords, order=1, mode="grid-constant", cval=0.0)
     np.testing.assert_allclose(moved, ref, atol=1e-10)
     moved_nn = warp(img, disp, mode="nearest").numpy()[0, 0]
@@ -84,7 +86,7 @@ def test_batch_of_one_broadcasts():
     moved = warp(img, disp)
     assert moved.shape == (3, 1, 10, 12)
     for i in range(3):
-        assert torch.allclose(moved[i:i + 1], warp(img, disp[i:i + 1]))
+        assert torch.allclose(moved[i : i + 1], warp(img, disp[i : i + 1]))
 
 
 def test_spatial_transformer_module_has_no_state():
@@ -99,16 +101,19 @@ def test_gradcheck_warp_wrt_image_and_disp(ndim):
     g = torch.Generator().manual_seed(0)
     img = torch.rand(1, 2, *shape, generator=g, dtype=torch.float64, requires_grad=True)
     # off the integer lattice: fractional parts well inside (0.1, 0.9)
-    disp = (torch.rand(1, ndim, *shape, generator=g, dtype=torch.float64) * 0.6 + 0.2
-            + torch.randint(-1, 2, (1, ndim, *shape), generator=g)).requires_grad_(True)
+    disp = (
+        torch.rand(1, ndim, *shape, generator=g, dtype=torch.float64) * 0.6
+        + 0.2
+        + torch.randint(-1, 2, (1, ndim, *shape), generator=g)
+    ).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda i, d: warp(i, d, padding_mode="border"), (img, disp))
 
 
-def test_compose_matches_sequential_warps(ndim):
+def test_compose_matches_sequential_warps(ndim, device):
     shape = shape_for(ndim)
-    img = textured_image(shape, seed=6)
-    u1 = smooth_field(shape, 1.5, seed=7)
-    u2 = smooth_field(shape, 1.5, seed=8)
+    img = textured_image(shape, seed=6).to(device)
+    u1 = smooth_field(shape, 1.5, seed=7).to(device)
+    u2 = smooth_field(shape, 1.5, seed=8).to(device)
     sequential = warp(warp(img, u1, padding_mode="border"), u2, padding_mode="border")
     composed = warp(img, compose(u1, u2), padding_mode="border")
     inner = (0, 0) + tuple(slice(3, -3) for _ in shape)
@@ -145,24 +150,55 @@ def test_resize_field_rescales_vectors():
     assert torch.allclose(up[:, 1], torch.full_like(up[:, 1], 2.0))
 
 
-@pytest.mark.parametrize("call, kind, words", [
-    (lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8)), ValueError, "(N, 2, H, W)"),
-    (lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 3, 8, 8)), ValueError, "one channel per"),
-    (lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 9)), ValueError, "spatial shape"),
-    (lambda: warp(torch.zeros(1, 1, 4, 8, 8), torch.zeros(1, 2, 8, 8)), ValueError, "(N, C, H, W)"),
-    (lambda: warp(torch.zeros(2, 1, 8, 8), torch.zeros(3, 2, 8, 8)), ValueError, "batch sizes"),
-    (lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8, dtype=torch.int64)), TypeError,
-     "floating-point"),
-    (lambda: warp(torch.zeros(1, 1, 8, 8, dtype=torch.int32), torch.zeros(1, 2, 8, 8)), TypeError,
-     "floating-point"),
-    (lambda: warp(torch.zeros(1, 1, 8, 8), torch.full((1, 2, 8, 8), float("nan"))), ValueError,
-     "NaN"),
-    (lambda: warp(np.zeros((1, 1, 8, 8)), torch.zeros(1, 2, 8, 8)), TypeError, "torch.Tensor"),
-    (lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8), mode="cubic"), ValueError,
-     "mode"),
-    (lambda: compose(torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 8, 8, 8)), ValueError, "compose"),
-    (lambda: resize_field(torch.zeros(1, 2, 8, 8), (4,)), ValueError, "resize_field"),
-])
+@pytest.mark.parametrize(
+    "call, kind, words",
+    [
+        (lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8)), ValueError, "(N, 2, H, W)"),
+        (
+            lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 3, 8, 8)),
+            ValueError,
+            "one channel per",
+        ),
+        (
+            lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 9)),
+            ValueError,
+            "spatial shape",
+        ),
+        (
+            lambda: warp(torch.zeros(1, 1, 4, 8, 8), torch.zeros(1, 2, 8, 8)),
+            ValueError,
+            "(N, C, H, W)",
+        ),
+        (lambda: warp(torch.zeros(2, 1, 8, 8), torch.zeros(3, 2, 8, 8)), ValueError, "batch sizes"),
+        (
+            lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8, dtype=torch.int64)),
+            TypeError,
+            "floating-point",
+        ),
+        (
+            lambda: warp(torch.zeros(1, 1, 8, 8, dtype=torch.int32), torch.zeros(1, 2, 8, 8)),
+            TypeError,
+            "floating-point",
+        ),
+        (
+            lambda: warp(torch.zeros(1, 1, 8, 8), torch.full((1, 2, 8, 8), float("nan"))),
+            ValueError,
+            "NaN",
+        ),
+        (lambda: warp(np.zeros((1, 1, 8, 8)), torch.zeros(1, 2, 8, 8)), TypeError, "torch.Tensor"),
+        (
+            lambda: warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8), mode="cubic"),
+            ValueError,
+            "mode",
+        ),
+        (
+            lambda: compose(torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 8, 8, 8)),
+            ValueError,
+            "compose",
+        ),
+        (lambda: resize_field(torch.zeros(1, 2, 8, 8), (4,)), ValueError, "resize_field"),
+    ],
+)
 def test_bad_input_is_refused_with_a_clear_message(call, kind, words):
     with pytest.raises(kind) as info:
         call()
@@ -175,13 +211,14 @@ def test_bad_input_is_refused_with_a_clear_message(call, kind, words):
 def test_finiteness_check_is_exact_with_overflowing_sums():
     from structreg.ops.checks import all_finite
 
-    big = torch.full((1, 2, 8, 8), 3e38)          # finite values whose float32 sum overflows
+    big = torch.full((1, 2, 8, 8), 3e38)  # finite values whose float32 sum overflows
     assert all_finite(big)
-    assert torch.equal(warp(torch.ones(1, 1, 8, 8), torch.zeros(1, 2, 8, 8)),
-                       torch.ones(1, 1, 8, 8))
+    assert torch.equal(
+        warp(torch.ones(1, 1, 8, 8), torch.zeros(1, 2, 8, 8)), torch.ones(1, 1, 8, 8)
+    )
     mixed = torch.zeros(1, 2, 8, 8)
     mixed[0, 1, 3, 4] = float("inf")
-    mixed[0, 0, 2, 2] = -float("inf")             # +inf and -inf: the sum is NaN, not a pass
+    mixed[0, 0, 2, 2] = -float("inf")  # +inf and -inf: the sum is NaN, not a pass
     assert not all_finite(mixed)
     one_nan = torch.zeros(1, 2, 8, 8, requires_grad=True).clone()
     with torch.no_grad():

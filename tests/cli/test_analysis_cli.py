@@ -5,28 +5,16 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from structreg.analysis.latent import read_codes_csv
 from structreg.cli import main
 from structreg.data.phantoms.cardiac import make_cardiac_pair
 
-TINY = ["--size", "32x32", "--spacing", "6", "--subjects", "12",
-        "--set", "train.steps=2", "--set", "train.batch_size=4", "--set", "train.val_every=0",
-        "--set", "model.latent_dim=8", "--set", "train.tensorboard=false"]
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A tiny trained run; its decoder bias is set to a known translation so the
-    outputs are visibly non-trivial."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", "--data", "phantom:cardiac", "--out", str(out), *TINY]) == 0
-    for name in ("best.pt", "checkpoint.pt"):
-        ckpt = torch.load(out / name, weights_only=True)
-        ckpt["state_dict"]["decoder.velocity.bias"] = torch.tensor([1.0, -0.5])
-        torch.save(ckpt, out / name)
-    return out
+def run_dir(tiny_run_factory):
+    """A tiny trained run whose decoder outputs a known translation plus a smooth part."""
+    return tiny_run_factory([1.0, -0.5])
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +29,9 @@ def niftis(tmp_path_factory):
             paths[f"{name}_{role}"] = folder / f"{name}_{role}.nii.gz"
             nib.save(nib.Nifti1Image(data, affine), str(paths[f"{name}_{role}"]))
     paths["volume"] = folder / "volume.nii.gz"
-    nib.save(nib.Nifti1Image(np.random.rand(20, 20, 4).astype(np.float32), affine),
-             str(paths["volume"]))
+    nib.save(
+        nib.Nifti1Image(np.random.rand(20, 20, 4).astype(np.float32), affine), str(paths["volume"])
+    )
     paths["text"] = folder / "broken.nii.gz"
     paths["text"].write_text("not a nifti")
     return paths
@@ -56,8 +45,21 @@ def one_line_error(capsys):
 
 def test_embed_and_classify(run_dir, tmp_path, capsys):
     codes_path = tmp_path / "codes.csv"
-    code = main(["embed", "--model", str(run_dir), "--data", "phantom:cardiac", "--subjects",
-                 "10", "--out", str(codes_path), "--device", "cpu"])
+    code = main(
+        [
+            "embed",
+            "--model",
+            str(run_dir),
+            "--data",
+            "phantom:cardiac",
+            "--subjects",
+            "10",
+            "--out",
+            str(codes_path),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     codes = read_codes_csv(codes_path)
     assert len(codes) == 10 and codes.mu.shape == (10, 8) and codes.sigma.shape == (10, 8)
@@ -76,8 +78,10 @@ def test_classify_errors(tmp_path, capsys):
     bad.write_text("id,group,mu_0\na,A,oops\n")
     assert main(["classify", "--codes", str(bad), "--out", str(tmp_path / "o")]) != 0
     assert "not a number" in one_line_error(capsys)
-    assert main(["classify", "--codes", str(tmp_path / "missing.csv"),
-                 "--out", str(tmp_path / "o")]) != 0
+    assert (
+        main(["classify", "--codes", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")])
+        != 0
+    )
     assert "no such codes file" in one_line_error(capsys)
     nogroup = tmp_path / "nogroup.csv"
     nogroup.write_text("id,group,mu_0\na,,1\nb,A,2\n")
@@ -87,9 +91,25 @@ def test_classify_errors(tmp_path, capsys):
 
 def test_transport_writes_outputs(run_dir, niftis, tmp_path, capsys):
     out = tmp_path / "transport"
-    code = main(["transport", "--model", str(run_dir), "--source-moving", str(niftis["a_ed"]),
-                 "--source-fixed", str(niftis["a_es"]), "--target", str(niftis["c_ed"]),
-                 "--target-fixed", str(niftis["c_es"]), "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "transport",
+            "--model",
+            str(run_dir),
+            "--source-moving",
+            str(niftis["a_ed"]),
+            "--source-fixed",
+            str(niftis["a_es"]),
+            "--target",
+            str(niftis["c_ed"]),
+            "--target-fixed",
+            str(niftis["c_es"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     target = nib.load(str(niftis["c_ed"]))
     moved = nib.load(str(out / "transported.nii.gz"))
@@ -105,24 +125,65 @@ def test_transport_writes_outputs(run_dir, niftis, tmp_path, capsys):
 
 
 def test_transport_errors(run_dir, niftis, tmp_path, capsys):
-    base = ["transport", "--model", str(run_dir), "--source-fixed", str(niftis["a_es"]),
-            "--target", str(niftis["c_ed"]), "--out", str(tmp_path / "o"), "--device", "cpu"]
+    base = [
+        "transport",
+        "--model",
+        str(run_dir),
+        "--source-fixed",
+        str(niftis["a_es"]),
+        "--target",
+        str(niftis["c_ed"]),
+        "--out",
+        str(tmp_path / "o"),
+        "--device",
+        "cpu",
+    ]
     assert main(base + ["--source-moving", str(niftis["volume"])]) != 0
     assert "2-D only" in one_line_error(capsys)
     assert main(base + ["--source-moving", str(niftis["text"])]) != 0
     one_line_error(capsys)
     assert main(base + ["--source-moving", str(tmp_path / "none.nii.gz")]) != 0
     one_line_error(capsys)
-    assert main(["transport", "--model", str(tmp_path / "norun"), "--source-moving",
-                 str(niftis["a_ed"]), "--source-fixed", str(niftis["a_es"]), "--target",
-                 str(niftis["c_ed"]), "--out", str(tmp_path / "o")]) != 0
+    assert (
+        main(
+            [
+                "transport",
+                "--model",
+                str(tmp_path / "norun"),
+                "--source-moving",
+                str(niftis["a_ed"]),
+                "--source-fixed",
+                str(niftis["a_es"]),
+                "--target",
+                str(niftis["c_ed"]),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        != 0
+    )
     one_line_error(capsys)
 
 
 def test_sample_writes_images_and_figure(run_dir, niftis, tmp_path, capsys):
     out = tmp_path / "samples"
-    code = main(["sample", "--model", str(run_dir), "--moving", str(niftis["c_ed"]), "--n", "3",
-                 "--scale", "0.5", "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "sample",
+            "--model",
+            str(run_dir),
+            "--moving",
+            str(niftis["c_ed"]),
+            "--n",
+            "3",
+            "--scale",
+            "0.5",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     target = nib.load(str(niftis["c_ed"]))
     for i in range(3):
@@ -143,19 +204,59 @@ def test_sample_errors(run_dir, niftis, tmp_path, capsys):
 
 
 def test_embed_errors(run_dir, tmp_path, capsys):
-    assert main(["embed", "--model", str(run_dir), "--data", "nonsense:xyz",
-                 "--out", str(tmp_path / "c.csv")]) != 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(run_dir),
+                "--data",
+                "nonsense:xyz",
+                "--out",
+                str(tmp_path / "c.csv"),
+            ]
+        )
+        != 0
+    )
     one_line_error(capsys)
-    assert main(["embed", "--model", str(tmp_path / "norun"), "--data", "phantom:cardiac",
-                 "--out", str(tmp_path / "c.csv")]) != 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(tmp_path / "norun"),
+                "--data",
+                "phantom:cardiac",
+                "--out",
+                str(tmp_path / "c.csv"),
+            ]
+        )
+        != 0
+    )
     one_line_error(capsys)
 
 
 def test_sample_with_fixed_writes_uncertainty_map(run_dir, niftis, tmp_path, capsys):
     out = tmp_path / "unc"
-    code = main(["sample", "--model", str(run_dir), "--moving", str(niftis["c_ed"]),
-                 "--fixed", str(niftis["c_es"]), "--n", "2", "--posterior-samples", "4",
-                 "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "sample",
+            "--model",
+            str(run_dir),
+            "--moving",
+            str(niftis["c_ed"]),
+            "--fixed",
+            str(niftis["c_es"]),
+            "--n",
+            "2",
+            "--posterior-samples",
+            "4",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     target = nib.load(str(niftis["c_ed"]))
     unc = nib.load(str(out / "uncertainty.nii.gz"))
@@ -167,25 +268,70 @@ def test_sample_with_fixed_writes_uncertainty_map(run_dir, niftis, tmp_path, cap
 
 
 def test_embed_refuses_another_size(run_dir, tmp_path, capsys):
-    assert main(["embed", "--model", str(run_dir), "--size", "48x48", "--subjects", "5",
-                 "--out", str(tmp_path / "c.csv")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(run_dir),
+                "--size",
+                "48x48",
+                "--subjects",
+                "5",
+                "--out",
+                str(tmp_path / "c.csv"),
+            ]
+        )
+        == 2
+    )
     assert "model's image size" in one_line_error(capsys)
 
 
 def test_interpolate_writes_frames_from_identity_to_the_pair(run_dir, niftis, tmp_path, capsys):
     out = tmp_path / "interp"
-    code = main(["interpolate", "--model", str(run_dir), "--moving", str(niftis["c_ed"]),
-                 "--fixed", str(niftis["c_es"]), "--steps", "4", "--out", str(out),
-                 "--device", "cpu"])
+    code = main(
+        [
+            "interpolate",
+            "--model",
+            str(run_dir),
+            "--moving",
+            str(niftis["c_ed"]),
+            "--fixed",
+            str(niftis["c_es"]),
+            "--steps",
+            "4",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     target = nib.load(str(niftis["c_ed"]))
-    frames = [np.asarray(nib.load(str(out / f"interpolation_{i:02d}.nii.gz")).dataobj)
-              for i in range(4)]
+    frames = [
+        np.asarray(nib.load(str(out / f"interpolation_{i:02d}.nii.gz")).dataobj) for i in range(4)
+    ]
     assert all(f.shape == target.shape for f in frames)
     # frames change progressively along the line
     d01 = np.abs(frames[1] - frames[0]).mean()
     d03 = np.abs(frames[3] - frames[0]).mean()
     assert d03 > d01 > 0
     assert (out / "interpolation.png").is_file()
-    assert main(["interpolate", "--model", str(run_dir), "--moving", str(niftis["c_ed"]),
-                 "--fixed", str(niftis["c_es"]), "--steps", "1", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "interpolate",
+                "--model",
+                str(run_dir),
+                "--moving",
+                str(niftis["c_ed"]),
+                "--fixed",
+                str(niftis["c_es"]),
+                "--steps",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )

@@ -6,14 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from structreg.evaluation.metrics import (dice, endpoint_error, folding_percent, hausdorff95,
-                                          log_jacobian_std, rmse, structure_metrics,
-                                          velocity_stats)
+from structreg.evaluation.metrics import (
+    dice,
+    endpoint_error,
+    folding_percent,
+    hausdorff95,
+    log_jacobian_std,
+    rmse,
+    structure_metrics,
+    velocity_stats,
+)
 
 
 def disc(shape, centre, radius, value=1):
     yy, xx = np.indices(shape)
-    return np.where((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2, value, 0)
+    return np.where((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2, value, 0)
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])
@@ -37,8 +44,10 @@ def test_hd95_matches_monai():
 
 
 def test_dice_known_overlaps():
-    a = np.zeros((10, 10), int); b = np.zeros((10, 10), int)
-    a[:, :5] = 1; b[:, 2:7] = 1  # overlap 30, sizes 50 + 50
+    a = np.zeros((10, 10), int)
+    b = np.zeros((10, 10), int)
+    a[:, :5] = 1
+    b[:, 2:7] = 1  # overlap 30, sizes 50 + 50
     assert dice(a, b, (1,)) == pytest.approx(0.6)
     assert dice(a, a, (1,)) == 1.0
     assert math.isnan(dice(a, b, (3,)))
@@ -53,18 +62,22 @@ def test_folding_percent_of_known_region():
     pct = folding_percent(disp)
     assert pct == pytest.approx(100 * 10 / 20)
     assert folding_percent(np.zeros((2, 8, 8))) == 0.0
-    top = np.zeros((20, 20)); top[:10] = 1
+    top = np.zeros((20, 20))
+    top[:10] = 1
     assert folding_percent(disp, mask=top) == 0.0
     assert log_jacobian_std(np.zeros((2, 8, 8))) == 0.0
 
 
 def test_rmse_velocity_and_endpoint():
     assert rmse(np.zeros((4, 4)), np.full((4, 4), 0.5)) == pytest.approx(0.5)
-    v = np.zeros((2, 6, 6)); v[0], v[1] = 3.0, 4.0
+    v = np.zeros((2, 6, 6))
+    v[0], v[1] = 3.0, 4.0
     stats = velocity_stats(v, spacing=(2.0, 2.0))
     assert stats["velocity_magnitude"] == pytest.approx(10.0)
     assert stats["velocity_gradient"] == pytest.approx(0.0)
-    assert endpoint_error(v, np.zeros_like(v), spacing=(2.0, 1.0)) == pytest.approx(math.hypot(6, 4))
+    assert endpoint_error(v, np.zeros_like(v), spacing=(2.0, 1.0)) == pytest.approx(
+        math.hypot(6, 4)
+    )
     with pytest.raises(ValueError, match="rmse"):
         rmse(np.zeros((3, 3)), np.zeros((4, 4)))
 

@@ -8,8 +8,9 @@ from structreg.models import CVAEOutput, CVAERegistration, ModelConfig
 
 
 def tiny_config(size=(32, 32), **kw) -> ModelConfig:
-    base = dict(image_size=size, latent_dim=16, enc_channels=(4, 8, 8, 2),
-                dec_channels=(8, 8, 8, 8))
+    base = dict(
+        image_size=size, latent_dim=16, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+    )
     base.update(kw)
     return ModelConfig(**base)
 
@@ -19,10 +20,17 @@ def images(n, size, seed=0):
     return torch.rand(n, 1, *size, generator=g), torch.rand(n, 1, *size, generator=g)
 
 
-@pytest.mark.parametrize("size, upsampling", [
-    ((32, 32), "linear"), ((30, 27), "linear"), ((30, 27), "deconv"), ((12, 10, 9), "linear"),
-    ((12, 10, 9), "deconv")], ids=["32x32", "odd-30x27", "odd-30x27-deconv", "3d-12x10x9",
-                                   "3d-12x10x9-deconv"])
+@pytest.mark.parametrize(
+    "size, upsampling",
+    [
+        ((32, 32), "linear"),
+        ((30, 27), "linear"),
+        ((30, 27), "deconv"),
+        ((12, 10, 9), "linear"),
+        ((12, 10, 9), "deconv"),
+    ],
+    ids=["32x32", "odd-30x27", "odd-30x27-deconv", "3d-12x10x9", "3d-12x10x9-deconv"],
+)
 def test_shapes_encode_decode_forward(size, upsampling):
     torch.manual_seed(0)
     model = CVAERegistration(tiny_config(size, upsampling=upsampling))
@@ -101,15 +109,18 @@ def test_bad_inputs_are_refused_with_clear_errors():
         model.encode(moving.long(), fixed.long())
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"image_size": (32,)}, "2 or 3"),
-    ({"image_size": (4, 32)}, ">= 8"),
-    ({"latent_dim": 0}, "latent_dim"),
-    ({"enc_channels": (4, 8, 8)}, "enc_channels"),
-    ({"steps": -1}, "steps"),
-    ({"condition": "yes"}, "condition"),
-    ({"upsampling": "nearest"}, "upsampling"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"image_size": (32,)}, "2 or 3"),
+        ({"image_size": (4, 32)}, ">= 8"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"enc_channels": (4, 8, 8)}, "enc_channels"),
+        ({"steps": -1}, "steps"),
+        ({"condition": "yes"}, "condition"),
+        ({"upsampling": "nearest"}, "upsampling"),
+    ],
+)
 def test_model_config_validation(kw, match):
     with pytest.raises(ValueError, match=match):
         tiny_config(**kw)

@@ -12,8 +12,13 @@ from structreg.training.checkpoint import read_checkpoint
 
 
 def tiny_run_config(**model_kw) -> RunConfig:
-    model = dict(image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2),
-                 dec_channels=(8, 8, 8, 8), velocity_init_std=0.1)
+    model = dict(
+        image_size=(32, 32),
+        latent_dim=16,
+        enc_channels=(4, 8, 8, 2),
+        dec_channels=(8, 8, 8, 8),
+        velocity_init_std=0.1,
+    )
     model.update(model_kw)
     return RunConfig(model=ModelConfig(**model), train=TrainConfig(steps=10, batch_size=4))
 

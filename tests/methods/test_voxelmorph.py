@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import smooth_field, textured_image
+from helpers import smooth_field, textured_image
 from structreg.methods.voxelmorph import VoxelMorphRegistrar
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss
 from structreg.ops import exponentiate, warp

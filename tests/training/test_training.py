@@ -8,31 +8,44 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import random_pairs
 from structreg.data import Pair
-from structreg.models import CVAERegistration, ModelConfig
-from structreg.ops import exponentiate, folding_fraction, gaussian_smooth, warp
-from structreg.training import (ConfigError, RunConfig, TrainConfig, load_config, load_model,
-                                registration_loss, save_config, train, train_step)
 from structreg.evaluation.metrics import dice
+from structreg.models import CVAERegistration, ModelConfig
+from structreg.ops import folding_fraction, gaussian_smooth, warp
+from structreg.training import (
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    load_model,
+    registration_loss,
+    save_config,
+    train,
+    train_step,
+)
 from structreg.training.engine import log_columns
 from structreg.training.tasks import CVAETask
 
 LOG_COLUMNS = log_columns(CVAETask())
 
-TINY = ModelConfig(image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2),
-                   dec_channels=(8, 8, 8, 8))
+TINY = ModelConfig(
+    image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+)
 
 
 # -- data ---------------------------------------------------------------------------
 
+
 def _grid(n=32):
-    return torch.meshgrid(torch.arange(n, dtype=torch.float32),
-                          torch.arange(n, dtype=torch.float32), indexing="ij")
+    return torch.meshgrid(
+        torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij"
+    )
 
 
 def disc(center, radius, n=32) -> torch.Tensor:
     yy, xx = _grid(n)
-    return ((yy - center[0]) ** 2 + (xx - center[1]) ** 2) < radius ** 2
+    return ((yy - center[0]) ** 2 + (xx - center[1]) ** 2) < radius**2
 
 
 def blur(mask: torch.Tensor) -> np.ndarray:
@@ -42,60 +55,60 @@ def blur(mask: torch.Tensor) -> np.ndarray:
 def disc_pair() -> Pair:
     """A disc (r = 6) and a shifted, enlarged disc (r = 8), with labels."""
     m, f = disc((15, 15), 6), disc((17, 18), 8)
-    return Pair(moving=blur(m), fixed=blur(f), spacing=(1.0, 1.0), id="disc",
-                moving_labels=m.numpy().astype(np.int16), fixed_labels=f.numpy().astype(np.int16))
-
-
-def random_pairs(n: int, seed: int) -> list[Pair]:
-    """Textured blobs and their warps by random smooth diffeomorphisms."""
-    g = torch.Generator().manual_seed(seed)
-    pairs = []
-    for i in range(n):
-        cy, cx = (10 + 12 * torch.rand(2, generator=g)).tolist()
-        lab = disc((cy, cx), 5 + 3 * float(torch.rand((), generator=g)))
-        img = 0.2 + 0.6 * lab.float() + 0.1 * torch.rand(32, 32, generator=g)
-        v = gaussian_smooth(torch.randn(1, 2, 32, 32, generator=g), 4.0, 17)
-        u = exponentiate(3.0 * v / v.abs().max(), 4)
-        fixed = warp(img[None, None], u, padding_mode="border")[0, 0]
-        flab = warp(lab.float()[None, None], u, mode="nearest")[0, 0]
-        pairs.append(Pair(moving=img.numpy(), fixed=fixed.numpy(), spacing=(1.0, 1.0),
-                          id=f"p{i}", moving_labels=lab.numpy().astype(np.int16),
-                          fixed_labels=flab.numpy().astype(np.int16)))
-    return pairs
+    return Pair(
+        moving=blur(m),
+        fixed=blur(f),
+        spacing=(1.0, 1.0),
+        id="disc",
+        moving_labels=m.numpy().astype(np.int16),
+        fixed_labels=f.numpy().astype(np.int16),
+    )
 
 
 # -- config -------------------------------------------------------------------------
 
+
 def test_config_toml_load_overrides_and_round_trip(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[model]\nimage_size = [64, 48]\nlatent_dim = 32\n\n'
-                    '[train]\nlam = 55\nbatch_size = 8\n', encoding="utf-8")
-    config = load_config(path, ["train.lr=1e-3", "latent_dim=8", "device=cpu",
-                                "model.condition=false", "train.seed = 3"])
+    path.write_text(
+        "[model]\nimage_size = [64, 48]\nlatent_dim = 32\n\n[train]\nlam = 55\nbatch_size = 8\n",
+        encoding="utf-8",
+    )
+    config = load_config(
+        path,
+        ["train.lr=1e-3", "latent_dim=8", "device=cpu", "model.condition=false", "train.seed = 3"],
+    )
     assert config.model.image_size == (64, 48) and config.model.latent_dim == 8
     assert config.model.condition is False
     assert config.train.lam == 55.0 and isinstance(config.train.lam, float)
-    assert (config.train.lr, config.train.batch_size, config.train.device,
-            config.train.seed) == (1e-3, 8, "cpu", 3)
+    assert (config.train.lr, config.train.batch_size, config.train.device, config.train.seed) == (
+        1e-3,
+        8,
+        "cpu",
+        3,
+    )
     assert config.train.weight_decay == 1e-4  # untouched default
     written = save_config(config, tmp_path)
     assert written.name == "config.toml"
     assert load_config(written) == config
 
 
-@pytest.mark.parametrize("override, match", [
-    ("lr", "key=value"),
-    ("train.bogus=1", "unknown key 'bogus'"),
-    ("bogus=1", "unknown key 'bogus'"),
-    ("optim.lr=1", "unknown section"),
-    ("steps=10", "ambiguous"),
-    ("train.lr=fast", "cannot read"),
-    ("train.batch_size=2.5", "batch_size must be a int"),
-    ("train.lr=-1", "lr must be > 0"),
-    ("model.latent_dim=0", "latent_dim"),
-    ("train.device=gpu", "device"),
-    ("train.lcc_kernel=8", "odd"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("lr", "key=value"),
+        ("train.bogus=1", "unknown key 'bogus'"),
+        ("bogus=1", "unknown key 'bogus'"),
+        ("optim.lr=1", "unknown section"),
+        ("steps=10", "ambiguous"),
+        ("train.lr=fast", "cannot read"),
+        ("train.batch_size=2.5", "batch_size must be a int"),
+        ("train.lr=-1", "lr must be > 0"),
+        ("model.latent_dim=0", "latent_dim"),
+        ("train.device=gpu", "device"),
+        ("train.lcc_kernel=8", "odd"),
+    ],
+)
 def test_bad_override_is_a_clear_error(override, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_config(None, [override])
@@ -126,6 +139,7 @@ def test_shipped_configs_load(name, lam):
 
 # -- loss ---------------------------------------------------------------------------
 
+
 def test_loss_scale_and_parts():
     g = torch.Generator().manual_seed(0)
     moving = torch.rand(2, 1, 32, 32, generator=g)
@@ -140,11 +154,13 @@ def test_loss_scale_and_parts():
     parts = registration_loss(mu, logvar, torch.zeros(2, 2, 32, 32), moving, moving, lam=1.0)
     assert parts.kl.item() == pytest.approx((0.5 + 4.5) / 2)
     with pytest.raises(ValueError, match="mask"):
-        registration_loss(mu, logvar, torch.zeros(2, 2, 32, 32), moving, moving, lam=1.0,
-                          mask_weight=1.0)
+        registration_loss(
+            mu, logvar, torch.zeros(2, 2, 32, 32), moving, moving, lam=1.0, mask_weight=1.0
+        )
     mask = torch.zeros(2, 1, 32, 32)
-    parts = registration_loss(mu, logvar, torch.ones(2, 2, 32, 32), moving, moving, lam=1.0,
-                              mask=mask, mask_weight=10.0)
+    parts = registration_loss(
+        mu, logvar, torch.ones(2, 2, 32, 32), moving, moving, lam=1.0, mask=mask, mask_weight=10.0
+    )
     assert parts.penalty.item() == pytest.approx(2.0)
 
 
@@ -157,11 +173,14 @@ def test_dice_metric_per_label():
 
 # -- learning -----------------------------------------------------------------------
 
+
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     pairs = random_pairs(8, seed=1)
-    batch = {k: torch.from_numpy(np.stack([getattr(p, k) for p in pairs]))[:, None]
-             for k in ("moving", "fixed")}
+    batch = {
+        k: torch.from_numpy(np.stack([getattr(p, k) for p in pairs]))[:, None]
+        for k in ("moving", "fixed")
+    }
     model = CVAERegistration(TINY)
     config = TrainConfig(lr=5e-3, lam=82.0)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -175,8 +194,15 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
 
 def test_overfitting_one_pair_registers_it_without_folding(tmp_path):
     pair = disc_pair()
-    config = TrainConfig(steps=100, lr=1e-2, batch_size=1, val_every=0, checkpoint_every=0,
-                         device="cpu", tensorboard=False)
+    config = TrainConfig(
+        steps=100,
+        lr=1e-2,
+        batch_size=1,
+        val_every=0,
+        checkpoint_every=0,
+        device="cpu",
+        tensorboard=False,
+    )
     rows = train(TINY, config, [pair], [pair], tmp_path / "run", progress=False)
     last = rows[-1]
     assert last["val_dice_before"] < 0.7
@@ -186,8 +212,11 @@ def test_overfitting_one_pair_registers_it_without_folding(tmp_path):
     model, _ = load_model(tmp_path / "run", "cpu")
     moving = torch.from_numpy(pair.moving)[None, None]
     out = model.predict(moving, torch.from_numpy(pair.fixed)[None, None])
-    moved = warp(torch.from_numpy(pair.moving_labels).float()[None, None], out.disp,
-                 mode="nearest").round().long()
+    moved = (
+        warp(torch.from_numpy(pair.moving_labels).float()[None, None], out.disp, mode="nearest")
+        .round()
+        .long()
+    )
     d = dice(moved[0, 0], torch.from_numpy(pair.fixed_labels).long(), [1])
     assert d == pytest.approx(last["val_dice"])
     assert folding_fraction(out.disp).item() == 0.0
@@ -195,9 +224,18 @@ def test_overfitting_one_pair_registers_it_without_folding(tmp_path):
 
 # -- run folder and resumption ------------------------------------------------------
 
+
 def _config(steps: int, **kw) -> TrainConfig:
-    base = dict(steps=steps, lr=5e-3, batch_size=4, val_every=2, checkpoint_every=100,
-                seed=7, device="cpu", tensorboard=False)
+    base = dict(
+        steps=steps,
+        lr=5e-3,
+        batch_size=4,
+        val_every=2,
+        checkpoint_every=100,
+        seed=7,
+        device="cpu",
+        tensorboard=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -216,11 +254,18 @@ def test_run_folder_outputs(tmp_path):
     with pytest.raises(FileExistsError, match="already holds a run"):
         train(TINY, _config(3), pairs[:4], pairs[4:], tmp_path, progress=False)
     with pytest.raises(ValueError, match="lr"):
-        train(TINY, _config(6, lr=1e-3), pairs[:4], pairs[4:], tmp_path, resume=True,
-              progress=False)
+        train(
+            TINY, _config(6, lr=1e-3), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False
+        )
     with pytest.raises(ValueError, match="image_size"):
-        train(ModelConfig(image_size=(40, 40)), _config(1), pairs, None, tmp_path / "x",
-              progress=False)
+        train(
+            ModelConfig(image_size=(40, 40)),
+            _config(1),
+            pairs,
+            None,
+            tmp_path / "x",
+            progress=False,
+        )
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -229,8 +274,9 @@ def test_resume_continues_exactly(tmp_path):
     train_pairs, val_pairs = pairs[:10], pairs[10:]
     straight = train(TINY, _config(6), train_pairs, val_pairs, tmp_path / "a", progress=False)
     train(TINY, _config(3), train_pairs, val_pairs, tmp_path / "b", progress=False)
-    resumed = train(TINY, _config(6), train_pairs, val_pairs, tmp_path / "b", resume=True,
-                    progress=False)
+    resumed = train(
+        TINY, _config(6), train_pairs, val_pairs, tmp_path / "b", resume=True, progress=False
+    )
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 6
@@ -241,9 +287,7 @@ def test_resume_continues_exactly(tmp_path):
         for name, value in state.items():
             assert torch.equal(value, b["optimizer"]["state"][key][name]), (key, name)
     assert [r["step"] for r in resumed] == list(range(1, 7))
-    assert [r["loss"] for r in straight] == pytest.approx([r["loss"] for r in resumed],
-                                                          rel=1e-5)
+    assert [r["loss"] for r in straight] == pytest.approx([r["loss"] for r in resumed], rel=1e-5)
     # a different seed gives different weights (the comparison above can fail)
-    other = train(TINY, _config(6, seed=8), train_pairs, val_pairs, tmp_path / "c",
-                  progress=False)
+    other = train(TINY, _config(6, seed=8), train_pairs, val_pairs, tmp_path / "c", progress=False)
     assert other[-1]["loss"] != straight[-1]["loss"]

@@ -8,35 +8,15 @@ import torch
 from structreg.data.spec import load_pairs
 from structreg.errors import InputError
 from structreg.evaluation.evaluate import format_table, run_evaluation
-from structreg.methods import MethodSpec, build_methods, parse_methods
+from structreg.methods import build_methods
 from structreg.methods.identity import Identity
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    return load_pairs("phantom:cardiac", split="all", seed=3, size=(40, 40), spacing=(5.0, 5.0),
-                      n_subjects=7)
-
-
-def test_parse_methods():
-    assert parse_methods("ours:runs/a, lcc-demons,identity") == [
-        MethodSpec("ours", "runs/a"), MethodSpec("lcc-demons"), MethodSpec("identity")]
-    specs = parse_methods("lcc-demons:levels=2,iterations=15/10,max_step=0.5,identity")
-    assert specs == [MethodSpec("lcc-demons", None, (("levels", "2"), ("iterations", "15/10"),
-                                                     ("max_step", "0.5"))),
-                     MethodSpec("identity")]
-    with pytest.raises(InputError, match="unknown method"):
-        parse_methods("elastix")
-    with pytest.raises(InputError, match="needs a run folder"):
-        build_methods("voxelmorph")
-    with pytest.raises(InputError, match="unknown option 'sigma'"):
-        build_methods("lcc-demons:sigma=2")
-    with pytest.raises(InputError, match="not a valid int"):
-        build_methods("lcc-demons:levels=two")
-    with pytest.raises(InputError, match="given twice"):
-        build_methods("identity,identity")
-    (labelled,) = build_methods("identity:label=none,batch_size=3")
-    assert labelled.name == "none" and labelled.batch_size == 3
+    return load_pairs(
+        "phantom:cardiac", split="all", seed=3, size=(40, 40), spacing=(5.0, 5.0), n_subjects=7
+    )
 
 
 def test_demons_beats_identity_and_files_are_written(pairs, tmp_path):
@@ -47,8 +27,10 @@ def test_demons_beats_identity_and_files_are_written(pairs, tmp_path):
         assert (tmp_path / name).is_file(), name
     rows = list(csv.DictReader((tmp_path / "pairs.csv").open()))
     assert len(rows) == 2 * len(pairs) and summary["failed"] == 0
-    dice = {m: [float(r["dice left heart"]) for r in rows if r["method"] == m]
-            for m in ("lcc-demons", "identity")}
+    dice = {
+        m: [float(r["dice left heart"]) for r in rows if r["method"] == m]
+        for m in ("lcc-demons", "identity")
+    }
     assert sum(dice["lcc-demons"]) / len(pairs) > sum(dice["identity"]) / len(pairs) + 0.02
     table = (tmp_path / "table.md").read_text()
     assert "| left heart Dice |" in table and "**" in table

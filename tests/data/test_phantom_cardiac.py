@@ -7,8 +7,13 @@ import torch
 from scipy import ndimage
 
 from structreg.data import CARDIAC_LABELS, Pair
-from structreg.data.phantoms.cardiac import (CARDIAC_GROUPS, EF_RANGES, cardiac_phantom,
-                                             ejection_fraction, make_cardiac_pair)
+from structreg.data.phantoms.cardiac import (
+    CARDIAC_GROUPS,
+    EF_RANGES,
+    cardiac_phantom,
+    ejection_fraction,
+    make_cardiac_pair,
+)
 from structreg.ops import folding_fraction, jacobian_det, warp
 
 CASES_PER_GROUP = 10
@@ -17,8 +22,7 @@ CASES_PER_GROUP = 10
 @pytest.fixture(scope="module")
 def pairs_by_group():
     """``CASES_PER_GROUP`` default-grid pairs (100×100 at 2 mm) per group, seed 0."""
-    return {g: [make_cardiac_pair(0, i, g) for i in range(CASES_PER_GROUP)]
-            for g in CARDIAC_GROUPS}
+    return {g: [make_cardiac_pair(0, i, g) for i in range(CASES_PER_GROUP)] for g in CARDIAC_GROUPS}
 
 
 def _disp(pair: Pair) -> torch.Tensor:
@@ -75,9 +79,9 @@ def _arrays(p: Pair) -> list[np.ndarray]:
 
 def test_same_seed_identical_different_seed_different():
     a, b = make_cardiac_pair(5, 3), make_cardiac_pair(5, 3)
-    assert all(np.array_equal(x, y) for x, y in zip(_arrays(a), _arrays(b)))
+    assert all(np.array_equal(x, y) for x, y in zip(_arrays(a), _arrays(b), strict=True))
     assert a.meta == b.meta
-    for other in (make_cardiac_pair(6, 3), make_cardiac_pair(5, 8)):   # other seed, same group
+    for other in (make_cardiac_pair(6, 3), make_cardiac_pair(5, 8)):  # other seed, same group
         assert not np.array_equal(a.moving, other.moving)
         assert not np.array_equal(a.disp, other.disp)
 
@@ -87,7 +91,9 @@ def test_data_set_balanced_and_equal_to_single_pairs():
     assert [p.group for p in pairs] == list(CARDIAC_GROUPS) + ["NOR"]
     assert len({p.id for p in pairs}) == 6
     single = make_cardiac_pair(2, 4)
-    assert all(np.array_equal(x, y) for x, y in zip(_arrays(pairs[4]), _arrays(single)))
+    assert all(
+        np.array_equal(x, y) for x, y in zip(_arrays(pairs[4]), _arrays(single), strict=True)
+    )
 
 
 def test_slices_of_a_subject_share_it_and_shrink_towards_the_apex():
@@ -97,7 +103,7 @@ def test_slices_of_a_subject_share_it_and_shrink_towards_the_apex():
     assert {p.group for p in pairs[4:]} == {CARDIAC_GROUPS[1]}
     for subject in (pairs[:4], pairs[4:]):
         lv = [np.count_nonzero(p.moving_labels == 3) for p in subject]
-        assert all(a > b for a, b in zip(lv, lv[1:])), lv
+        assert all(a > b for a, b in zip(lv, lv[1:], strict=False)), lv
         efs = [ejection_fraction(p.moving_labels, p.fixed_labels) for p in subject]
         assert max(efs) - min(efs) < 0.05
 
@@ -151,15 +157,15 @@ def test_disp_is_diffeomorphic_and_myocardium_incompressible(pairs_by_group):
         assert folding_fraction(disp).max().item() == 0.0, group
         det = jacobian_det(disp)[:, 0].numpy()
         assert det.min() > 0.3, group
-        for p, d in zip(pairs, det):
+        for p, d in zip(pairs, det, strict=True):
             ed, es = np.count_nonzero(p.moving_labels == 2), np.count_nonzero(p.fixed_labels == 2)
             assert abs(es / ed - 1.0) < 0.15, (group, p.id, ed, es)
-            inner = ndimage.binary_erosion(p.fixed_labels == 2)   # away from the kinks
+            inner = ndimage.binary_erosion(p.fixed_labels == 2)  # away from the kinks
             assert abs(d[inner].mean() - 1.0) < 0.03, (group, p.id)
 
 
 def test_motion_fades_to_zero_far_from_the_heart():
-    p = make_cardiac_pair(0, 2, size=(180, 180))     # 360 mm field of view
+    p = make_cardiac_pair(0, 2, size=(180, 180))  # 360 mm field of view
     ii, jj = np.meshgrid(np.arange(180), np.arange(180), indexing="ij")
     ci, cj = p.meta["lv_centre_vox"]
     dist_mm = 2.0 * np.hypot(ii - ci, jj - cj)
@@ -170,9 +176,9 @@ def test_motion_fades_to_zero_far_from_the_heart():
 
 def test_ejection_fraction_counts_the_blood_pool():
     ed = np.zeros((4, 10, 10), dtype=np.int16)
-    ed[:, 2:8, 2:7] = 3                      # 4 * 30 voxels
+    ed[:, 2:8, 2:7] = 3  # 4 * 30 voxels
     es = np.zeros_like(ed)
-    es[:, 3:6, 3:6] = 3                      # 4 * 9 voxels
+    es[:, 3:6, 3:6] = 3  # 4 * 9 voxels
     assert ejection_fraction(ed, es) == pytest.approx(21 / 30)
     assert ejection_fraction(ed * 0 + 5, es * 0 + 5, blood_pool_label=5) == 0.0
     with pytest.raises(ValueError, match="no voxel of label 3"):

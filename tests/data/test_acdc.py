@@ -6,8 +6,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from data_fixtures import (ACDC_PATIENTS, ACDC_SHAPE, ACDC_SPACING, assert_one_line_error, save,
-                           truncate, write_acdc)
+from data_fixtures import (
+    ACDC_PATIENTS,
+    ACDC_SHAPE,
+    ACDC_SPACING,
+    assert_one_line_error,
+    save,
+    truncate,
+    write_acdc,
+)
 from structreg.data.acdc import find_patients, load_acdc, load_acdc_patient, read_info
 from structreg.data.dataset import split_by_subject
 from structreg.data.io import DataError
@@ -43,10 +50,15 @@ def test_pairs_per_patient_groups_ids_and_slices(pairs):
         mine = [p for p in pairs if p.subject == name]
         assert [p.id for p in mine] == [f"{name}_slice{k:02d}" for k in (1, 2, 3, 4, 5)]
         assert {p.group for p in mine} == {group}
-        assert {(p.meta["ed_frame"], p.meta["es_frame"]) for p in mine} == \
-            {(ACDC_PATIENTS[name][1], ACDC_PATIENTS[name][2])}
-        assert mine[0].meta["moving_file"].endswith(f"{name}_frame{ACDC_PATIENTS[name][1]:02d}.nii.gz")
-        assert mine[0].meta["fixed_file"].endswith(f"{name}_frame{ACDC_PATIENTS[name][2]:02d}.nii.gz")
+        assert {(p.meta["ed_frame"], p.meta["es_frame"]) for p in mine} == {
+            (ACDC_PATIENTS[name][1], ACDC_PATIENTS[name][2])
+        }
+        assert (
+            mine[0].meta["moving_file"].endswith(f"{name}_frame{ACDC_PATIENTS[name][1]:02d}.nii.gz")
+        )
+        assert (
+            mine[0].meta["fixed_file"].endswith(f"{name}_frame{ACDC_PATIENTS[name][2]:02d}.nii.gz")
+        )
 
 
 def test_arrays_spacing_and_labels(pairs):
@@ -97,14 +109,18 @@ def test_splits_are_by_patient_never_by_slice(pairs):
     subjects = {name: {p.subject for p in split} for name, split in splits.items()}
     assert sum(len(s) for s in subjects.values()) == 3
     assert subjects["train"] and subjects["val"] and subjects["test"]
-    assert not (subjects["train"] & subjects["val"] or subjects["train"] & subjects["test"]
-                or subjects["val"] & subjects["test"])
+    assert not (
+        subjects["train"] & subjects["val"]
+        or subjects["train"] & subjects["test"]
+        or subjects["val"] & subjects["test"]
+    )
     for split in splits.values():
         for subject in {p.subject for p in split}:
             assert len([p for p in split if p.subject == subject]) == 5
 
 
 # ---------------------------------------------------------------------------- bad input
+
 
 def test_missing_info_cfg(acdc_copy):
     (acdc_copy / "patient002" / "Info.cfg").unlink()
@@ -113,13 +129,16 @@ def test_missing_info_cfg(acdc_copy):
     assert_one_line_error(exc, acdc_copy / "patient002" / "Info.cfg")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("ED: 1\nES 12\nGroup: NOR\n", "line 2: expected 'key: value'"),
-    ("ED: 1\nGroup: NOR\n", "missing 'ES:'"),
-    ("ED: one\nES: 12\nGroup: NOR\n", "ED must be an integer"),
-    ("ED: 1\nES: 12\nGroup: XYZ\n", "unknown group 'XYZ'"),
-    ("ED: 1\nES: 40\nGroup: NOR\nNbFrame: 30\n", "ES frame 40 outside"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("ED: 1\nES 12\nGroup: NOR\n", "line 2: expected 'key: value'"),
+        ("ED: 1\nGroup: NOR\n", "missing 'ES:'"),
+        ("ED: one\nES: 12\nGroup: NOR\n", "ED must be an integer"),
+        ("ED: 1\nES: 12\nGroup: XYZ\n", "unknown group 'XYZ'"),
+        ("ED: 1\nES: 40\nGroup: NOR\nNbFrame: 30\n", "ES frame 40 outside"),
+    ],
+)
 def test_malformed_info_cfg(acdc_copy, text, message):
     cfg = acdc_copy / "patient001" / "Info.cfg"
     cfg.write_text(text)

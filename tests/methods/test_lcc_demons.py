@@ -3,18 +3,20 @@
 import pytest
 import torch
 
-from conftest import smooth_field, textured_image
+from helpers import smooth_field, textured_image
 from structreg.methods.identity import Identity
 from structreg.methods.lcc_demons import LCCDemons, LCCDemonsConfig
+from structreg.ops import exponentiate, folding_fraction, warp
 
 
 def register(moving, fixed, config=None):
     return LCCDemons(config).register(moving, fixed)
-from structreg.ops import exponentiate, folding_fraction, warp
 
 
 def _pair(shape, amplitude, seed=0):
-    m = ((textured_image(shape, seed=seed + 1) + 0.5 * textured_image(shape, seed=seed + 5)) / 1.5).float()
+    m = (
+        (textured_image(shape, seed=seed + 1) + 0.5 * textured_image(shape, seed=seed + 5)) / 1.5
+    ).float()
     v_true = smooth_field(shape, amplitude, seed=seed + 2, sigma=8.0).float()
     u_true = exponentiate(v_true, 6)
     return m, warp(m, u_true, padding_mode="border"), u_true
@@ -26,8 +28,10 @@ def test_recovers_known_smooth_diffeomorphism():
     inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))
     epe = (result.disp - u_true).norm(dim=1, keepdim=True)[inner]
     before = u_true.norm(dim=1, keepdim=True)[inner]
-    print(f"\nLCC-Demons EPE mean {epe.mean():.3f} max {epe.max():.3f} vox "
-          f"(identity: mean {before.mean():.3f} max {before.max():.3f}); {result.seconds:.1f}s")
+    print(
+        f"\nLCC-Demons EPE mean {epe.mean():.3f} max {epe.max():.3f} vox "
+        f"(identity: mean {before.mean():.3f} max {before.max():.3f}); {result.seconds:.1f}s"
+    )
     assert epe.mean() < 0.25 and epe.max() < 1.0 and before.max() > 3.0
     assert folding_fraction(result.disp).item() == 0.0
     rmse_before = (m - f).pow(2).mean().sqrt()

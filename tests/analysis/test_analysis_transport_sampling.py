@@ -4,18 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from structreg.analysis.sampling import (interpolate_codes, interpolation_figure,
-                                         posterior_spread, sample_deformations)
+from helpers import textured_image
+from structreg.analysis.sampling import (
+    interpolate_codes,
+    interpolation_figure,
+    posterior_spread,
+    sample_deformations,
+)
 from structreg.analysis.transport import decode_code, transport
-from structreg.models.cvae import CVAERegistration, ModelConfig
 from structreg.evaluation.metrics import batch_folding_percent
 from structreg.methods.ours import CVAERegistrar
+from structreg.models.cvae import CVAERegistration, ModelConfig
 
 
 def register(model, moving, fixed):
     return CVAERegistrar(model).register(moving, fixed)
 
-from conftest import textured_image
 
 SIZE = (32, 32)
 
@@ -31,8 +35,7 @@ def model():
 
 
 def images(n, seed=0):
-    return torch.cat([textured_image(SIZE, seed=seed + i, dtype=torch.float32)
-                      for i in range(n)])
+    return torch.cat([textured_image(SIZE, seed=seed + i, dtype=torch.float32) for i in range(n)])
 
 
 def test_encode_decode_shapes(model):
@@ -64,6 +67,7 @@ def test_transport_applies_source_code_to_another_anatomy(model):
     assert torch.allclose(res.disp, decode_code(model, mu, target).disp, atol=1e-6)
     assert not torch.allclose(res.disp, register(model, src_m, src_f).disp, atol=1e-3)
     from structreg.ops import warp
+
     assert torch.allclose(res.moved, warp(target, res.disp, padding_mode="border"), atol=1e-6)
     # one source code applied to several targets
     many = transport(model, src_m, src_f, images(3, seed=30))
@@ -80,8 +84,9 @@ def test_sampling_shapes_reproducibility_and_no_folding(model):
     assert res.z.shape == (6, 8)
     assert res.disp.abs().max() > 0.1
     assert (batch_folding_percent(res.disp) == 0).all()
-    again = sample_deformations(model, moving, 6, scale=0.5,
-                                generator=torch.Generator().manual_seed(1))
+    again = sample_deformations(
+        model, moving, 6, scale=0.5, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(res.disp, again.disp)
     # the samples differ from each other; scale 0 gives the zero code for all
     assert (res.disp[0] - res.disp[1]).abs().max() > 1e-3

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from conftest import smooth_field, textured_image
-from structreg.data.fields import (disp_to_physical_lps, physical_lps_to_disp,
-                                   write_itk_displacement)
+from helpers import smooth_field, textured_image
+from structreg.data.fields import disp_to_physical_lps, physical_lps_to_disp, write_itk_displacement
 from structreg.ops import warp
 
 sitk = pytest.importorskip("SimpleITK")
@@ -32,8 +31,10 @@ def test_simpleitk_resampling_with_exported_field_reproduces_our_warp(tmp_path, 
     ours = warp(moving, disp).numpy()[0, 0]
 
     affine = _affine(ndim)
-    nib.save(nib.Nifti1Image(moving.numpy()[0, 0].astype(np.float32), affine),
-             str(tmp_path / "moving.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(moving.numpy()[0, 0].astype(np.float32), affine),
+        str(tmp_path / "moving.nii.gz"),
+    )
     write_itk_displacement(tmp_path / "field.nii.gz", disp.numpy()[0], affine)
 
     m = sitk.ReadImage(str(tmp_path / "moving.nii.gz"), sitk.sitkFloat64)

@@ -7,27 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import TINY_TRAIN as TINY
 from structreg.cli import main
 from structreg.data.phantoms.cardiac import make_cardiac_pair
 
-TINY = ["--size", "32x32", "--spacing", "6", "--subjects", "12",
-        "--set", "train.steps=2", "--set", "train.batch_size=4", "--set", "train.val_every=0",
-        "--set", "model.latent_dim=8", "--set", "train.tensorboard=false"]
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tiny_run_factory):
     """A tiny trained run whose decoder outputs a known translation plus a smooth part."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", "--data", "phantom:cardiac", "--out", str(out), *TINY]) == 0
-    for name in ("best.pt", "checkpoint.pt", "config.toml", "data.json", "train_log.csv"):
-        assert (out / name).is_file(), name
-    # make the transform non-trivial: a constant velocity of (1.5, -1.0) model voxels
-    for ckpt_name in ("best.pt", "checkpoint.pt"):
-        ckpt = torch.load(out / ckpt_name, weights_only=True)
-        ckpt["state_dict"]["decoder.velocity.bias"] = torch.tensor([1.5, -1.0])
-        torch.save(ckpt, out / ckpt_name)
-    return out
+    return tiny_run_factory([1.5, -1.0])
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +25,19 @@ def nifti_pair(tmp_path_factory):
     affine = np.diag([2.0, 2.0, 8.0, 1.0])
     affine[:3, 3] = [-40.0, 12.0, 3.0]
     paths = {}
-    for name, data in (("moving", pair.moving), ("fixed", pair.fixed),
-                       ("moving_labels", pair.moving_labels.astype(np.int16))):
+    for name, data in (
+        ("moving", pair.moving),
+        ("fixed", pair.fixed),
+        ("moving_labels", pair.moving_labels.astype(np.int16)),
+    ):
         paths[name] = folder / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(data, affine), str(paths[name]))
     return paths
 
 
 def test_training_refuses_to_overwrite_a_run(run_dir, capsys):
+    for name in ("best.pt", "checkpoint.pt", "config.toml", "data.json", "train_log.csv"):
+        assert (run_dir / name).is_file(), name
     code = main(["train", "--data", "phantom:cardiac", "--out", str(run_dir), *TINY])
     assert code != 0
     assert "already holds a run" in capsys.readouterr().err
@@ -53,9 +46,23 @@ def test_training_refuses_to_overwrite_a_run(run_dir, capsys):
 def test_register_writes_all_outputs_that_simpleitk_reproduces(run_dir, nifti_pair, tmp_path):
     sitk = pytest.importorskip("SimpleITK")
     out = tmp_path / "out"
-    code = main(["register", "--model", str(run_dir), "--moving", str(nifti_pair["moving"]),
-                 "--fixed", str(nifti_pair["fixed"]), "--moving-labels",
-                 str(nifti_pair["moving_labels"]), "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "register",
+            "--model",
+            str(run_dir),
+            "--moving",
+            str(nifti_pair["moving"]),
+            "--fixed",
+            str(nifti_pair["fixed"]),
+            "--moving-labels",
+            str(nifti_pair["moving_labels"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     for name in ("moved", "moved_labels", "disp", "inverse_disp", "velocity", "jacobian_det"):
         assert (out / f"{name}.nii.gz").is_file(), name
@@ -81,15 +88,27 @@ def test_register_writes_all_outputs_that_simpleitk_reproduces(run_dir, nifti_pa
     np.testing.assert_allclose(theirs[inner], ours[inner], atol=1e-3)
 
 
-def test_register_batch_mode_reports_bad_rows_and_keeps_the_good(run_dir, nifti_pair, tmp_path,
-                                                                 capsys):
+def test_register_batch_mode_reports_bad_rows_and_keeps_the_good(
+    run_dir, nifti_pair, tmp_path, capsys
+):
     folder = nifti_pair["moving"].parent
     bad = folder / "nan.nii.gz"
     nib.save(nib.Nifti1Image(np.full((48, 44), np.nan, np.float32), np.eye(4)), str(bad))
     csv = folder / "pairs.csv"
-    csv.write_text("moving,fixed,id\nmoving.nii.gz,fixed.nii.gz,good\nnan.nii.gz,fixed.nii.gz,bad\n")
-    code = main(["register", "--model", str(run_dir), "--data", f"pairs:{csv}",
-                 "--out", str(tmp_path / "batch")])
+    csv.write_text(
+        "moving,fixed,id\nmoving.nii.gz,fixed.nii.gz,good\nnan.nii.gz,fixed.nii.gz,bad\n"
+    )
+    code = main(
+        [
+            "register",
+            "--model",
+            str(run_dir),
+            "--data",
+            f"pairs:{csv}",
+            "--out",
+            str(tmp_path / "batch"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0 and "bad" in err and "NaN" in err and "Traceback" not in err
     assert (tmp_path / "batch" / "good" / "moved.nii.gz").is_file()
@@ -110,8 +129,19 @@ def test_tampered_checkpoint_is_refused(run_dir, nifti_pair, tmp_path, capsys, m
         ckpt = torch.load(run_dir / "best.pt", weights_only=True)
         ckpt["format_version"] = 999
         torch.save(ckpt, bad)
-    code = main(["register", "--model", str(bad), "--moving", str(nifti_pair["moving"]),
-                 "--fixed", str(nifti_pair["fixed"]), "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "register",
+            "--model",
+            str(bad),
+            "--moving",
+            str(nifti_pair["moving"]),
+            "--fixed",
+            str(nifti_pair["fixed"]),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.startswith("structreg: error:") and "\n" not in err
     assert "bad.pt" in err and "False" not in err  # never advise weights_only=False
@@ -121,8 +151,19 @@ def test_tampered_checkpoint_is_refused(run_dir, nifti_pair, tmp_path, capsys, m
 def test_register_bad_inputs(run_dir, nifti_pair, tmp_path, capsys):
     text = tmp_path / "notnifti.nii.gz"
     text.write_text("hello")
-    code = main(["register", "--model", str(run_dir), "--moving", str(text),
-                 "--fixed", str(nifti_pair["fixed"]), "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "register",
+            "--model",
+            str(run_dir),
+            "--moving",
+            str(text),
+            "--fixed",
+            str(nifti_pair["fixed"]),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and "notnifti.nii.gz" in err and "\n" not in err
     code = main(["register", "--model", str(run_dir), "--out", str(tmp_path / "o")])

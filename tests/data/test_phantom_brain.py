@@ -7,8 +7,12 @@ import torch
 
 from structreg.data import BRAIN_LABELS, BRAIN_STRUCTURES, Pair
 from structreg.data.phantoms import brain
-from structreg.data.phantoms.brain import (BRAIN_GROUPS, brain_phantom, make_brain_pair,
-                                          ventricle_volume_change)
+from structreg.data.phantoms.brain import (
+    BRAIN_GROUPS,
+    brain_phantom,
+    make_brain_pair,
+    ventricle_volume_change,
+)
 from structreg.ops import folding_fraction, warp
 
 
@@ -45,15 +49,19 @@ def test_pair_shapes_dtypes_ranges(pairs):
             assert img.min() >= 0.0 and img.max() <= 1.0
             assert img[p.mask > 0].mean() > 3 * img[p.mask == 0].mean()  # brain on dark background
         assert p.group in BRAIN_GROUPS
-        assert {"ventricle_growth", "cortical_thinning_mm", "atrophy_severity",
-                "slice_z_mm"} <= set(p.meta)
+        assert {
+            "ventricle_growth",
+            "cortical_thinning_mm",
+            "atrophy_severity",
+            "slice_z_mm",
+        } <= set(p.meta)
 
 
 def test_labels_known_values_inside_mask(pairs):
     known = {0, *BRAIN_LABELS.values()}
     for p in pairs:
         for labels in (p.moving_labels, p.fixed_labels):
-            assert set(np.unique(labels)) == known      # every structure present
+            assert set(np.unique(labels)) == known  # every structure present
         assert not np.any((p.moving_labels > 0) & (p.mask == 0))
         assert p.mask[0].sum() == p.mask[-1].sum() == 0  # brain inside the field of view
         assert p.mask[:, 0].sum() == p.mask[:, -1].sum() == 0
@@ -75,8 +83,10 @@ def test_ground_truth_disp_has_pullback_sign(pairs):
         if p.group != "dementia":
             continue
         moving, d, inside = _t(p.moving)[None, None], _t(p.disp)[None], p.mask > 0
-        err = {s: ((warp(moving, s * d)[0, 0].numpy() - p.fixed)[inside] ** 2).mean()
-               for s in (1.0, -1.0)}
+        err = {
+            s: ((warp(moving, s * d)[0, 0].numpy() - p.fixed)[inside] ** 2).mean()
+            for s in (1.0, -1.0)
+        }
         assert err[1.0] < 0.5 * err[-1.0], (p.id, err)
 
 
@@ -120,7 +130,7 @@ def test_slices_of_a_subject_differ_but_share_subject_and_group():
 def test_group_changes_only_the_atrophy():
     normal = make_brain_pair(1, 2, group="normal")
     dementia = make_brain_pair(1, 2, group="dementia")
-    np.testing.assert_array_equal(normal.moving, dementia.moving)   # same baseline subject
+    np.testing.assert_array_equal(normal.moving, dementia.moving)  # same baseline subject
     assert ventricle_volume_change(dementia) > ventricle_volume_change(normal)
     assert make_brain_pair(1, 2).group == "normal" and make_brain_pair(1, 3).group == "dementia"
 
@@ -132,8 +142,9 @@ def test_size_and_spacing_are_configurable():
     assert ventricle_volume_change(p) > 0
 
 
-@pytest.mark.parametrize("kwargs", [{"group": "MCI"}, {"seed": -1}, {"size": (100,)},
-                                    {"spacing": (0.0, 2.0)}])
+@pytest.mark.parametrize(
+    "kwargs", [{"group": "MCI"}, {"seed": -1}, {"size": (100,)}, {"spacing": (0.0, 2.0)}]
+)
 def test_bad_arguments_raise(kwargs):
     args = {"seed": 0, "index": 0, **kwargs}
     with pytest.raises(ValueError):
@@ -142,8 +153,11 @@ def test_bad_arguments_raise(kwargs):
 
 def test_missing_nilearn_or_template_gives_clear_error(monkeypatch):
     real = brain.importlib.util.find_spec
-    monkeypatch.setattr(brain.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "nilearn" else real(name, *a))
+    monkeypatch.setattr(
+        brain.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "nilearn" else real(name, *a),
+    )
     with pytest.raises(ImportError, match="pip install nilearn"):
         brain.template_paths()
     monkeypatch.undo()

@@ -28,8 +28,22 @@ def assert_one_line_failure(capsys, rc, *names):
 
 def test_preview_acdc_writes_a_png(acdc, tmp_path, capsys):
     out = tmp_path / "figs" / "preview.png"
-    rc = main(["data", "preview", "--data", f"acdc:{acdc}", "--out", str(out), "--n", "4",
-               "--size", "40", "--slices", "3"])
+    rc = main(
+        [
+            "data",
+            "preview",
+            "--data",
+            f"acdc:{acdc}",
+            "--out",
+            str(out),
+            "--n",
+            "4",
+            "--size",
+            "40",
+            "--slices",
+            "3",
+        ]
+    )
     assert rc == 0
     assert out.read_bytes()[:8] == PNG_MAGIC and out.stat().st_size > 5000
     stdout = capsys.readouterr().out
@@ -41,8 +55,20 @@ def test_preview_pairs_csv(tmp_path, acdc, capsys):
     frame = acdc / "patient001" / "patient001_frame01.nii.gz"
     (tmp_path / "pairs.csv").write_text(f"moving,fixed,group\n{frame},{frame},NOR\n")
     out = tmp_path / "p.svg"
-    rc = main(["data", "preview", "--data", f"pairs:{tmp_path / 'pairs.csv'}", "--out", str(out),
-               "--size", "32", "--slices", "1"])
+    rc = main(
+        [
+            "data",
+            "preview",
+            "--data",
+            f"pairs:{tmp_path / 'pairs.csv'}",
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--slices",
+            "1",
+        ]
+    )
     assert rc == 0 and out.read_text().lstrip().startswith("<?xml")
     assert "1 pairs from 1 subjects" in capsys.readouterr().out
 
@@ -64,12 +90,15 @@ def test_preview_of_malformed_info_cfg_fails_in_one_line(acdc, tmp_path, capsys)
     assert_one_line_failure(capsys, rc, cfg, "unknown group")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data", "mri:/nowhere"], "bad data spec"),
-    (["--data", "acdc:/nowhere/at/all"], "/nowhere/at/all"),
-    (["--data", "pairs:/nowhere/pairs.csv"], "/nowhere/pairs.csv"),
-    (["--n", "0"], "--n must be"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "mri:/nowhere"], "bad data spec"),
+        (["--data", "acdc:/nowhere/at/all"], "/nowhere/at/all"),
+        (["--data", "pairs:/nowhere/pairs.csv"], "/nowhere/pairs.csv"),
+        (["--n", "0"], "--n must be"),
+    ],
+)
 def test_preview_bad_options_fail_in_one_line(tmp_path, capsys, argv, message):
     rc = main(["data", "preview", "--out", str(tmp_path / "x.png"), *argv])
     assert_one_line_failure(capsys, rc, message)
@@ -95,7 +124,19 @@ def test_demo_command_still_registered():
 def test_preview_phantom(tmp_path, capsys):
     pytest.importorskip("structreg.data.phantoms.cardiac")
     out = tmp_path / "cardiac.png"
-    rc = main(["data", "preview", "--data", "phantom:cardiac", "--out", str(out), "--n", "5",
-               "--size", "48"])
+    rc = main(
+        [
+            "data",
+            "preview",
+            "--data",
+            "phantom:cardiac",
+            "--out",
+            str(out),
+            "--n",
+            "5",
+            "--size",
+            "48",
+        ]
+    )
     assert rc == 0 and out.read_bytes()[:8] == PNG_MAGIC
     assert "5 pairs from 5 subjects" in capsys.readouterr().out

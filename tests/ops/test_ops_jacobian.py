@@ -5,9 +5,15 @@ import math
 import pytest
 import torch
 
-from conftest import shape_for
-from structreg.ops import (folding_fraction, identity_grid, jacobian_det, jacobian_matrix,
-                           velocity_gradient_magnitude, velocity_magnitude)
+from helpers import shape_for
+from structreg.ops import (
+    folding_fraction,
+    identity_grid,
+    jacobian_det,
+    jacobian_matrix,
+    velocity_gradient_magnitude,
+    velocity_magnitude,
+)
 
 
 def _affine_disp(a: torch.Tensor, shape) -> torch.Tensor:
@@ -22,9 +28,9 @@ AFFINES = {
 }
 
 
-def test_affine_field_gives_det_of_identity_plus_a(ndim):
+def test_affine_field_gives_det_of_identity_plus_a(ndim, device):
     a = AFFINES[ndim]
-    det = jacobian_det(_affine_disp(a, shape_for(ndim)))
+    det = jacobian_det(_affine_disp(a, shape_for(ndim)).to(device)).cpu()
     expected = torch.linalg.det(torch.eye(ndim, dtype=torch.float64) + a)
     assert det.shape == (1, 1, *shape_for(ndim))
     assert torch.allclose(det, expected.expand_as(det), atol=1e-10)
@@ -39,8 +45,11 @@ def test_jacobian_matrix_layout_and_spacing():
     # anisotropic spacing: J_phys = S (I + A) S^-1, same determinant
     s = (2.0, 0.5)
     js = jacobian_matrix(disp, spacing=s)
-    expected = torch.diag(torch.tensor(s, dtype=torch.float64)) @ (torch.eye(2, dtype=torch.float64) + a) \
+    expected = (
+        torch.diag(torch.tensor(s, dtype=torch.float64))
+        @ (torch.eye(2, dtype=torch.float64) + a)
         @ torch.diag(1 / torch.tensor(s, dtype=torch.float64))
+    )
     assert torch.allclose(js[0, 4, 4], expected)
     assert torch.allclose(jacobian_det(disp, spacing=s), jacobian_det(disp))
 
@@ -91,4 +100,4 @@ def test_closed_form_determinant_matches_lu_of_the_jacobian_matrix(ndim):
     spacing = (1.5, 0.7, 2.0)[:ndim]
     reference = torch.linalg.det(jacobian_matrix(disp, spacing)).unsqueeze(1)
     assert torch.allclose(jacobian_det(disp, spacing=spacing), reference, atol=1e-10)
-    assert (reference <= 0).any()     # rough enough to test the folded branch too
+    assert (reference <= 0).any()  # rough enough to test the folded branch too

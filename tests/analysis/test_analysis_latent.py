@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from structreg.analysis.latent import (CCAProjection, cca_projection, cca_scatter,
-                                       classify_codes, encode_pairs, group_splitter,
-                                       make_classifier, read_codes_csv, write_codes_csv)
+from structreg.analysis.latent import (
+    CCAProjection,
+    cca_projection,
+    cca_scatter,
+    classify_codes,
+    encode_pairs,
+    group_splitter,
+    make_classifier,
+    read_codes_csv,
+    write_codes_csv,
+)
 from structreg.data.pair import Pair
 from structreg.models.cvae import CVAERegistration, ModelConfig
 
@@ -29,11 +37,11 @@ def synthetic_codes(seed=0, n_classes=5, subjects=10, slices=2, dim=20, spread=3
 def shuffle_by_subject(groups, subjects, seed=0):
     """Permute the group labels across subjects (each subject keeps one label)."""
     first = {}
-    for g, s in zip(groups, subjects):
+    for g, s in zip(groups, subjects, strict=True):
         first.setdefault(s, g)
     names = list(first)
     labels = np.random.default_rng(seed).permutation([first[s] for s in names])
-    new = dict(zip(names, labels))
+    new = dict(zip(names, labels, strict=True))
     return [new[s] for s in subjects]
 
 
@@ -117,10 +125,17 @@ def test_cca_scatter_writes_a_figure(tmp_path):
 
 def _pairs(n, size=(32, 32)):
     rng = np.random.default_rng(0)
-    return [Pair(moving=rng.random(size).astype(np.float32),
-                 fixed=rng.random(size).astype(np.float32), spacing=(2.0, 2.0),
-                 id=f"p{i}", subject=f"s{i // 2}" if i % 3 else None,
-                 group=["NOR", "DCM"][i % 2] if i != 4 else None) for i in range(n)]
+    return [
+        Pair(
+            moving=rng.random(size).astype(np.float32),
+            fixed=rng.random(size).astype(np.float32),
+            spacing=(2.0, 2.0),
+            id=f"p{i}",
+            subject=f"s{i // 2}" if i % 3 else None,
+            group=["NOR", "DCM"][i % 2] if i != 4 else None,
+        )
+        for i in range(n)
+    ]
 
 
 def test_encode_pairs_shapes_and_batches():
@@ -135,8 +150,10 @@ def test_encode_pairs_shapes_and_batches():
     assert np.allclose(mu, mu_all, atol=1e-5)
     with torch.no_grad():
         model.eval()
-        ref, _ = model.encode(torch.from_numpy(pairs[3].moving)[None, None],
-                              torch.from_numpy(pairs[3].fixed)[None, None])
+        ref, _ = model.encode(
+            torch.from_numpy(pairs[3].moving)[None, None],
+            torch.from_numpy(pairs[3].fixed)[None, None],
+        )
     assert np.allclose(mu[3], ref[0].numpy(), atol=1e-5)
 
 
@@ -158,16 +175,19 @@ def test_codes_csv_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("subject,group,mu_0\ns,A,1\n", "missing column 'id'"),
-    ("id,subject,group\na,s,A\n", "missing columns mu_0"),
-    ("id,group,mu_0,mu_1\na,A,1,x\n", "not a number"),
-    ("id,group,mu_0,mu_1\na,A,1,nan\n", "non-finite"),
-    ("id,group,mu_0,mu_2\na,A,1,2\n", "incomplete"),
-    ("id,group,mu_0\na,A\n", "fields"),
-    ("id,group,mu_0\n", "no rows"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("subject,group,mu_0\ns,A,1\n", "missing column 'id'"),
+        ("id,subject,group\na,s,A\n", "missing columns mu_0"),
+        ("id,group,mu_0,mu_1\na,A,1,x\n", "not a number"),
+        ("id,group,mu_0,mu_1\na,A,1,nan\n", "non-finite"),
+        ("id,group,mu_0,mu_2\na,A,1,2\n", "incomplete"),
+        ("id,group,mu_0\na,A\n", "fields"),
+        ("id,group,mu_0\n", "no rows"),
+        ("", "empty"),
+    ],
+)
 def test_codes_csv_errors(tmp_path, text, message):
     path = tmp_path / "bad.csv"
     path.write_text(text)

@@ -1,0 +1,149 @@
+"""The training engine: every method through one loop, hooks, the run folder, divergence."""
+
+import json
+
+import pytest
+import torch
+
+from helpers import random_pairs
+from structreg.errors import CheckpointError, TrainingError
+from structreg.models import ModelConfig
+from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig
+from structreg.training import (
+    DataSettings,
+    Engine,
+    Hook,
+    RunConfig,
+    RunFolder,
+    TrainConfig,
+    load_model,
+    train,
+)
+from structreg.training.engine import log_columns
+from structreg.training.hooks import default_hooks
+from structreg.training.tasks import VoxelMorphTask
+
+TINY = ModelConfig(
+    image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+)
+VXM = VoxelMorphConfig(nb_features=(4, 8, 8))
+
+
+def _config(steps, **kw):
+    base = dict(
+        steps=steps,
+        lr=5e-3,
+        batch_size=4,
+        val_every=2,
+        checkpoint_every=100,
+        seed=7,
+        device="cpu",
+        tensorboard=False,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_voxelmorph_trains_through_the_engine_and_resumes_exactly(tmp_path):
+    pytest.importorskip("voxelmorph")
+    pairs = random_pairs(12, seed=3)
+    straight = train(
+        VXM, _config(6), pairs[:10], pairs[10:], tmp_path / "a", progress=False, method="voxelmorph"
+    )
+    train(
+        VXM, _config(3), pairs[:10], pairs[10:], tmp_path / "b", progress=False, method="voxelmorph"
+    )
+    resumed = train(
+        VXM,
+        _config(6),
+        pairs[:10],
+        pairs[10:],
+        tmp_path / "b",
+        resume=True,
+        progress=False,
+        method="voxelmorph",
+    )
+    assert [r["step"] for r in resumed] == list(range(1, 7))
+    # steps 1-3 come back from the log (6 significant digits), 4-6 are recomputed
+    assert [r["loss"] for r in resumed[:3]] == pytest.approx(
+        [r["loss"] for r in straight[:3]], rel=1e-5
+    )
+    assert [r["loss"] for r in resumed[3:]] == [r["loss"] for r in straight[3:]]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert a["config"]["method"] == "voxelmorph" and a["step"] == 6
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
+    header = (tmp_path / "a" / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert tuple(header) == log_columns(VoxelMorphTask())
+    assert "val_ncc" in header and straight[-1]["val_dice"] > 0
+    model, config = load_model(tmp_path / "a", "cpu", method="voxelmorph")
+    assert isinstance(model, VoxelMorph2) and config.method == "voxelmorph"
+    with pytest.raises(CheckpointError, match="a voxelmorph run, not a ours one"):
+        load_model(tmp_path / "a", "cpu", method="ours")
+    with pytest.raises(CheckpointError, match="trains voxelmorph, not ours"):
+        train(TINY, _config(9), pairs[:10], pairs[10:], tmp_path / "a", resume=True, progress=False)
+
+
+def test_hooks_are_called_in_order_around_every_step(tmp_path):
+    calls = []
+
+    class Spy(Hook):
+        def on_start(self, engine):
+            calls.append(("start", engine.state.step))
+
+        def after_step(self, engine, row):
+            calls.append(("step", row["step"], "step_time_s" in row))
+
+        def on_end(self, engine):
+            calls.append(("end", engine.state.step))
+
+        def close(self, engine):
+            calls.append(("close",))
+
+    pairs = random_pairs(6, seed=1)
+    config = RunConfig(model=TINY, train=_config(3))
+    engine = Engine(
+        config, pairs[:4], pairs[4:], RunFolder(tmp_path), [*default_hooks(progress=False), Spy()]
+    )
+    engine.init()
+    rows = engine.run()
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert calls == [
+        ("start", 0),
+        ("step", 1, True),
+        ("step", 2, True),
+        ("step", 3, True),
+        ("end", 3),
+        ("close",),
+    ]
+    assert RunFolder(tmp_path).best.is_file() and RunFolder(tmp_path).checkpoint.is_file()
+
+
+def test_divergence_is_reported_by_the_loop_with_the_step(tmp_path):
+    pairs = random_pairs(6, seed=1)
+    with pytest.raises(TrainingError, match=r"training diverged at step \d+ .*train\.lr"):
+        train(TINY, _config(20, lr=1e6, val_every=0), pairs, None, tmp_path, progress=False)
+
+
+def test_progress_is_one_line_every_n_steps_off_a_terminal(tmp_path, capsys):
+    pairs = random_pairs(6, seed=1)
+    train(TINY, _config(4, val_every=0), pairs, None, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.count("train: step") == 1 and "step 4/4" in err
+
+
+def test_run_folder_data_settings_and_model_file(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    assert run.read_data_settings() == DataSettings()  # defaults without data.json
+    settings = DataSettings(size=(48, 40), spacing=(1.5, 2.0), data="phantom:brain", seed=3)
+    run.write_data_settings(settings)
+    assert json.loads(run.data_file.read_text())["spacing"] == [1.5, 2.0]
+    assert RunFolder(tmp_path / "run").read_data_settings() == settings
+    assert RunFolder.of_model(run.checkpoint).path == run.path
+    with pytest.raises(FileNotFoundError, match="no best.pt or checkpoint.pt"):
+        run.model_file()
+    run.data_file.write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable run data settings"):
+        run.read_data_settings()
