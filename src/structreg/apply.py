@@ -39,8 +39,9 @@ from .data.preprocess import PreprocessRecord, preprocess_pair, to_original
 from .errors import DataError
 from .evaluation import metrics
 from .io_utils import atomic_write_text
+from .methods.base import warp_array
 from .methods.ours import CVAERegistrar
-from .ops import jacobian_det, warp
+from .ops import warp
 
 
 def _stack_slices(
@@ -127,16 +128,7 @@ def write_registration(
     assert result.inverse_disp is not None and result.velocity is not None and result.z is not None
     disp, inverse, velocity = back(result.disp), back(result.inverse_disp), back(result.velocity)
     disp_t = torch.from_numpy(disp)[None]
-    moved = (
-        warp(
-            torch.from_numpy(moving.data.astype(np.float64))[None, None],
-            disp_t,
-            padding_mode="border",
-        )[0, 0]
-        .numpy()
-        .astype(np.float32)
-    )
-    det = jacobian_det(disp_t)[0, 0].numpy().astype(np.float32)
+    moved, det = warp_array(moving.data, disp)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     affine = fixed.affine

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from .io_utils import atomic_write_text
+from .models.cvae import ModelConfig
+from .training.config import RunConfig
 
 DEMO_STRUCTURES = ("LV myocardium", "LV blood pool", "left heart")
 COLUMNS = {"identity": "no registration", "ours": "structreg (ours)"}
@@ -43,6 +45,60 @@ def demo_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _demo_config(seed: int, steps: int | None, device: str | None) -> RunConfig:
+    """The bundled ``demo.toml`` with the demo's seed, step and device overrides."""
+    from .configs import resolve_config
+    from .training.config import load_config
+
+    overrides = [f"train.seed={seed}"]
+    overrides += [f"train.steps={steps}"] if steps is not None else []
+    overrides += [f"train.device={device}"] if device is not None else []
+    config = load_config(resolve_config("demo"), overrides)
+    assert isinstance(config.model, ModelConfig)  # demo.toml describes our CVAE
+    return config
+
+
+def _report_lines(
+    config: RunConfig,
+    model: Any,
+    counts: tuple[int, int, int],
+    seed: int,
+    subjects: int,
+    train_seconds: float,
+    per_pair_ms: float,
+    batch: int,
+    table: list[str],
+) -> list[str]:
+    """The text of ``report.md``."""
+    assert isinstance(config.model, ModelConfig)
+    size, t = config.model.image_size, config.train
+    return [
+        "# structreg demo: CVAE registration on the built-in cardiac phantom",
+        "",
+        f"- data: `phantom:cardiac`, seed {seed}, {subjects} subjects (one mid-ventricular "
+        f"slice each), split by subject: {counts[0]} train / {counts[1]} val / "
+        f"{counts[2]} test pairs, {size[0]}x{size[1]} at 2 mm; moving = ED, fixed = ES",
+        f"- model: {model.num_parameters():,} trainable parameters, d = {config.model.latent_dim}, "
+        f"exponentiation N = {config.model.steps}",
+        f"- training: {t.steps} steps at batch {t.batch_size} (λ = {t.lam:g}, KL weight "
+        f"{t.kl_weight:g}, Adam lr {t.lr:g}), {train_seconds:.0f} s this run on "
+        f"{model_device(model)}",
+        f"- registration: one forward pass per pair (z = μ), {per_pair_ms:.1f} ms per pair "
+        f"in a batch of {batch}",
+        "",
+        f"Test split ({counts[2]} pairs), mean ± std:",
+        "",
+        *table,
+        "",
+        "![registration](registration.png)",
+        "",
+        "Columns: moving (ED), fixed (ES) with its label contours, moved (ED warped onto ES) "
+        "with the same contours, and the Jacobian determinant of the transform "
+        "(folded voxels in black).",
+        "",
+    ]
+
+
 def run_demo(
     out: str | os.PathLike,
     seed: int = 0,
@@ -51,28 +107,21 @@ def run_demo(
     device: str | None = None,
 ) -> Path:
     """Train (or reuse) the demo model, evaluate it and write ``out/report.md``."""
-    from .configs import resolve_config
     from .data import CARDIAC_STRUCTURES
     from .data.spec import load_pairs
     from .evaluation import metrics
     from .evaluation.evaluate import evaluate, panel_rows, values
-    from .methods.base import Registrar
     from .methods.identity import Identity
     from .methods.ours import CVAERegistrar
-    from .models.cvae import ModelConfig
     from .training.checkpoint import load_model
-    from .training.config import load_config
     from .training.engine import train
     from .training.run import RunFolder
     from .viz.figures import pick_pairs, registration_panel
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides = [f"train.seed={seed}"]
-    overrides += [f"train.steps={steps}"] if steps is not None else []
-    overrides += [f"train.device={device}"] if device is not None else []
-    config = load_config(resolve_config("demo"), overrides)
-    assert isinstance(config.model, ModelConfig)  # demo.toml describes our CVAE
+    config = _demo_config(seed, steps, device)
+    assert isinstance(config.model, ModelConfig)
     size = tuple(config.model.image_size)
     train_pairs, val_pairs, test_pairs = (
         load_pairs("phantom:cardiac", split=split, seed=seed, size=size, n_subjects=subjects)
@@ -83,57 +132,38 @@ def run_demo(
         f"{len(test_pairs)} test pairs ({size[0]}x{size[1]} at {train_pairs[0].spacing[0]:g} mm)"
     )
 
-    run_dir = out / "model"
+    run = RunFolder(out / "model")
     t0 = time.perf_counter()
-    train(
-        config.model,
-        config.train,
-        train_pairs,
-        val_pairs,
-        run_dir,
-        resume=RunFolder(run_dir).holds_run(),
-    )
+    train(config.model, config.train, train_pairs, val_pairs, run.path, resume=run.holds_run())
     train_seconds = time.perf_counter() - t0
-    model, _ = load_model(run_dir, config.train.device)
+    model, _ = load_model(run.path, config.train.device)
 
-    methods: list[Registrar] = [Identity(), CVAERegistrar(model)]
+    ours = CVAERegistrar(model)
     shown = pick_pairs(test_pairs, 4)
     rows, kept = evaluate(
-        test_pairs, methods, dict(CARDIAC_STRUCTURES), progress=False, keep=[p.id for p in shown]
+        test_pairs,
+        [Identity(), ours],
+        dict(CARDIAC_STRUCTURES),
+        progress=False,
+        keep=[p.id for p in shown],
     )
-    seconds = values(rows, "ours", metrics.SECONDS)
-    per_pair_ms = 1e3 * float(seconds.mean())
+    per_pair_ms = 1e3 * float(values(rows, "ours", metrics.SECONDS).mean())
     registration_panel(
         panel_rows(shown, kept, ["ours"]),
         out / "registration.png",
         title="Cardiac phantom, held-out ED→ES pairs",
     )
-
-    lines = [
-        "# structreg demo: CVAE registration on the built-in cardiac phantom",
-        "",
-        f"- data: `phantom:cardiac`, seed {seed}, {subjects} subjects (one mid-ventricular "
-        f"slice each), split by subject: {len(train_pairs)} train / {len(val_pairs)} val / "
-        f"{len(test_pairs)} test pairs, {size[0]}x{size[1]} at 2 mm; moving = ED, fixed = ES",
-        f"- model: {model.num_parameters():,} trainable parameters, d = {config.model.latent_dim}, "
-        f"exponentiation N = {config.model.steps}",
-        f"- training: {config.train.steps} steps at batch {config.train.batch_size} "
-        f"(λ = {config.train.lam:g}, KL weight {config.train.kl_weight:g}, Adam lr "
-        f"{config.train.lr:g}), {train_seconds:.0f} s this run on {model_device(model)}",
-        f"- registration: one forward pass per pair (z = μ), {per_pair_ms:.1f} ms per pair "
-        f"in a batch of {min(len(test_pairs), methods[1].batch_size)}",
-        "",
-        f"Test split ({len(test_pairs)} pairs), mean ± std:",
-        "",
-        *demo_table(rows),
-        "",
-        "![registration](registration.png)",
-        "",
-        "Columns: moving (ED), fixed (ES) with its label contours, moved (ED warped onto ES) "
-        "with the same contours, and the Jacobian determinant of the transform "
-        "(folded voxels in black).",
-        "",
-    ]
+    lines = _report_lines(
+        config,
+        model,
+        (len(train_pairs), len(val_pairs), len(test_pairs)),
+        seed,
+        subjects,
+        train_seconds,
+        per_pair_ms,
+        min(len(test_pairs), ours.batch_size),
+        demo_table(rows),
+    )
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines))
     print("\n".join(lines))

@@ -108,6 +108,32 @@ def interpolate_codes(
     return t.numpy(), decode_code(model, z, as_batch(moving, "moving"))
 
 
+def write_frames(
+    result: RegistrationResult, image: Any, out: Path, pattern: str
+) -> tuple[list[str], list[float]]:
+    """Write each entry of ``result`` mapped back to the image's own grid as NIfTI.
+
+    Args:
+        image: the :class:`~structreg.analysis.transport.PreparedImage` the result
+            was decoded on.
+        pattern: file name with one ``{}`` for the entry index.
+    Returns:
+        ``(file names, % det J <= 0 of each entry)``.
+    """
+    from ..data.io import write_image
+    from .transport import to_image_grid
+
+    out.mkdir(parents=True, exist_ok=True)
+    files, folding = [], []
+    for i in range(result.moved.shape[0]):
+        back = to_image_grid(result, i, image)
+        name = pattern.format(i)
+        write_image(out / name, back["moved"], affine=image.volume.affine)
+        files.append(name)
+        folding.append(metrics.folding_percent(back["disp"]))
+    return files, folding
+
+
 def strip_figure(
     images: Sequence[np.ndarray],
     titles: Sequence[str],
@@ -171,20 +197,13 @@ def sample_files(
     Returns a summary dict (files, % non-positive Jacobian per sample).
     """
     from ..data.io import write_image
-    from .transport import prepare_images, to_image_grid
+    from .transport import prepare_images
 
     image = prepare_images(model, moving_path, fixed_path, spacing=spacing, pair_id="moving")
     generator = torch.Generator().manual_seed(int(seed))
     result = sample_deformations(model, image.processed, n, scale=scale, generator=generator)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files, folding = [], []
-    for i in range(int(n)):
-        back = to_image_grid(result, i, image)
-        name = f"sample_{i:03d}.nii.gz"
-        write_image(out / name, back["moved"], affine=image.volume.affine)
-        files.append(name)
-        folding.append(metrics.folding_percent(back["disp"]))
+    files, folding = write_frames(result, image, out, "sample_{:03d}.nii.gz")
     shown = min(int(n), 8)
     images = [image.processed[0, 0].numpy()] + [
         result.moved[i, 0].cpu().numpy() for i in range(shown)
@@ -261,8 +280,7 @@ def interpolate_files(
     ``interpolation_NN.nii.gz`` (``M`` warped, on its own grid) and
     ``interpolation.png``; returns the ``t`` values and % non-positive Jacobian.
     """
-    from ..data.io import write_image
-    from .transport import prepare_images, to_image_grid
+    from .transport import prepare_images
 
     image = prepare_images(model, moving_path, fixed_path, spacing=spacing, pair_id="moving")
     device = next(model.parameters()).device
@@ -272,14 +290,7 @@ def interpolate_files(
         z_b, _ = model.encode(m, image.fixed.to(device))
     t, result = interpolate_codes(model, z_a.cpu(), z_b.cpu(), image.processed, steps)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files, folding = [], []
-    for i in range(len(t)):
-        back = to_image_grid(result, i, image)
-        name = f"interpolation_{i:02d}.nii.gz"
-        write_image(out / name, back["moved"], affine=image.volume.affine)
-        files.append(name)
-        folding.append(metrics.folding_percent(back["disp"]))
+    files, folding = write_frames(result, image, out, "interpolation_{:02d}.nii.gz")
     interpolation_figure(t, result, out / "interpolation.png")
     files.append("interpolation.png")
     return {"out": str(out), "files": files, "t": [float(v) for v in t], metrics.FOLDING: folding}

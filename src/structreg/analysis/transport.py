@@ -26,7 +26,7 @@ import torch
 from ..data.defaults import DEFAULT_SPACING
 from ..evaluation import metrics
 from ..layers import evaluating
-from ..methods.base import RegistrationResult, result_from_velocity
+from ..methods.base import RegistrationResult, result_from_velocity, warp_array
 from ..methods.ours import CVAERegistrar
 from ..models.cvae import CVAERegistration
 
@@ -163,22 +163,11 @@ def to_image_grid(
     """Map one result back to the image's own grid: displacement (source voxels),
     the original image warped at its own resolution, and the Jacobian determinant."""
     from ..data.preprocess import to_original
-    from ..ops import jacobian_det, warp
 
     disp = to_original(
         result.disp[index].detach().cpu().numpy().astype(np.float64), image.record, kind="field"
     ).astype(np.float64)
-    disp_t = torch.from_numpy(disp)[None]
-    moved = (
-        warp(
-            torch.from_numpy(image.volume.data.astype(np.float64))[None, None],
-            disp_t,
-            padding_mode="border",
-        )[0, 0]
-        .numpy()
-        .astype(np.float32)
-    )
-    det = jacobian_det(disp_t)[0, 0].numpy().astype(np.float32)
+    moved, det = warp_array(image.volume.data, disp)
     return {"disp": disp, "moved": moved, "jacobian_det": det}
 
 

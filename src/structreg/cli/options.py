@@ -61,36 +61,23 @@ def add_data_options(
         help="seed of the phantoms and of the train/val/test split (default: 0)",
     )
     if grid_from_model:
-        g.add_argument(
-            "--size",
-            type=_argument_type(parse_size),
-            default=None,
-            metavar="HxW",
-            help="processed image size (default and only choice: the model's)",
-        )
-        g.add_argument(
-            "--spacing",
-            type=_argument_type(parse_spacing),
-            default=None,
-            metavar="MM",
-            help="processed voxel spacing in mm (default: the run's, from data.json)",
-        )
+        size, spacing = None, None
+        size_help = "processed image size (default and only choice: the model's)"
+        spacing_help = "processed voxel spacing in mm (default: the run's, from data.json)"
     else:
-        size = "x".join(map(str, DEFAULT_SIZE))
-        g.add_argument(
-            "--size",
-            type=_argument_type(parse_size),
-            default=DEFAULT_SIZE,
-            metavar="HxW",
-            help=f"processed image size in voxels (default: {size})",
-        )
-        g.add_argument(
-            "--spacing",
-            type=_argument_type(parse_spacing),
-            default=DEFAULT_SPACING,
-            metavar="MM",
-            help=f"processed voxel spacing in mm (default: {DEFAULT_SPACING[0]:g})",
-        )
+        size, spacing = DEFAULT_SIZE, DEFAULT_SPACING
+        size_help = f"processed image size in voxels (default: {'x'.join(map(str, size))})"
+        spacing_help = f"processed voxel spacing in mm (default: {spacing[0]:g})"
+    g.add_argument(
+        "--size", type=_argument_type(parse_size), default=size, metavar="HxW", help=size_help
+    )
+    g.add_argument(
+        "--spacing",
+        type=_argument_type(parse_spacing),
+        default=spacing,
+        metavar="MM",
+        help=spacing_help,
+    )
     g.add_argument(
         "--subjects",
         type=int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from ..ops import exponentiate, jacobian_det, warp
@@ -71,6 +72,24 @@ def result_from_velocity(
         z=z,
         seconds=seconds,
     )
+
+
+def warp_array(image: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warp an image at its own resolution and take the transform's det J.
+
+    Args:
+        image: ``S``-shaped array (a NIfTI volume's data, original intensities).
+        disp: ``(ndim, *S)`` displacement in voxels of that grid (pull-back).
+    Returns:
+        ``(moved, jacobian_det)``, both float32 of shape ``S``; computed in float64,
+        linear interpolation with border padding.
+    """
+    disp_t = torch.from_numpy(np.asarray(disp, dtype=np.float64))[None]
+    moved = warp(
+        torch.from_numpy(image.astype(np.float64))[None, None], disp_t, padding_mode="border"
+    )[0, 0]
+    det = jacobian_det(disp_t)[0, 0]
+    return moved.numpy().astype(np.float32), det.numpy().astype(np.float32)
 
 
 @runtime_checkable
