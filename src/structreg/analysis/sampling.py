@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data.defaults import DEFAULT_SPACING
+from ..errors import InputError
 from ..evaluation import metrics
 from ..layers import evaluating
 from ..methods.base import RegistrationResult
@@ -47,11 +48,11 @@ def sample_deformations(
     """
     moving = as_batch(moving, "moving")
     if moving.shape[0] != 1:
-        raise ValueError(f"sample_deformations: give one moving image, got {moving.shape[0]}")
+        raise InputError(f"sample_deformations: give one moving image, got {moving.shape[0]}")
     if int(n) < 1:
-        raise ValueError(f"number of samples must be >= 1, got {n}")
+        raise InputError(f"number of samples must be >= 1, got {n}")
     if not (float(scale) >= 0 and np.isfinite(scale)):
-        raise ValueError(f"scale must be a finite number >= 0, got {scale}")
+        raise InputError(f"scale must be a finite number >= 0, got {scale}")
     z = torch.randn(int(n), model.config.latent_dim, generator=generator, dtype=torch.float32)
     return decode_code(model, z * float(scale), moving)
 
@@ -74,7 +75,7 @@ def posterior_spread(
     """
     moving, fixed = as_batch(moving, "moving"), as_batch(fixed, "fixed")
     if int(n) < 2:
-        raise ValueError(f"posterior_spread needs n >= 2 samples, got {n}")
+        raise InputError(f"posterior_spread needs n >= 2 samples, got {n}")
     device = next(model.parameters()).device
     with evaluating(model):
         mu, logvar = model.encode(moving.to(device), fixed.to(device))
@@ -98,11 +99,11 @@ def interpolate_codes(
     """Decode ``z(t) = (1 - t) z_a + t z_b`` for ``steps`` values of ``t`` in [0, 1]
     conditioned on one image. Returns ``(t, result)`` with ``steps`` entries."""
     if int(steps) < 2:
-        raise ValueError(f"interpolation needs steps >= 2, got {steps}")
+        raise InputError(f"interpolation needs steps >= 2, got {steps}")
     d = model.config.latent_dim
     z_a, z_b = torch.as_tensor(z_a).reshape(-1), torch.as_tensor(z_b).reshape(-1)
     if z_a.numel() != d or z_b.numel() != d:
-        raise ValueError(f"codes must have {d} entries, got {z_a.numel()} and {z_b.numel()}")
+        raise InputError(f"codes must have {d} entries, got {z_a.numel()} and {z_b.numel()}")
     t = torch.linspace(0.0, 1.0, int(steps), dtype=torch.float32)
     z = (1 - t)[:, None] * z_a.float()[None] + t[:, None] * z_b.float()[None]
     return t.numpy(), decode_code(model, z, as_batch(moving, "moving"))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data.defaults import DEFAULT_SPACING
+from ..errors import InputError, TypeCheckError
 from ..evaluation import metrics
 from ..layers import evaluating
 from ..methods.base import RegistrationResult, result_from_velocity, warp_array
@@ -34,7 +35,7 @@ from ..models.cvae import CVAERegistration
 def as_batch(image: torch.Tensor, name: str) -> torch.Tensor:
     """Accept ``(C, *S)`` or ``(N, C, *S)``; return ``(N, C, *S)``."""
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(image).__name__}")
+        raise TypeCheckError(f"{name} must be a torch.Tensor, got {type(image).__name__}")
     return image[None] if image.dim() == 3 else image
 
 
@@ -61,7 +62,7 @@ def transport(
     sm, sf = as_batch(source_moving, "source_moving"), as_batch(source_fixed, "source_fixed")
     tm = as_batch(target_moving, "target_moving")
     if sm.shape[0] not in (1, tm.shape[0]):
-        raise ValueError(
+        raise InputError(
             f"transport: {sm.shape[0]} source pairs for {tm.shape[0]} targets "
             "(give one source pair or one per target)"
         )

@@ -173,6 +173,12 @@ def folding_percent(disp: Any, mask: Any = None) -> float:
     return 100.0 * float(folding_fraction(_torch_field(disp), m))
 
 
+def det_folding_percent(jacobian_det: Any) -> float:
+    """% of voxels with ``det J ≤ 0`` read from a det J map (any shape): the same
+    quantity as :func:`folding_percent` when the map is already computed."""
+    return 100.0 * float((_np(jacobian_det) <= 0).mean())
+
+
 def batch_folding_percent(disp: Any) -> np.ndarray:
     """:func:`folding_percent` of each field of a batch ``(N, ndim, *S)``: ``(N,)`` array."""
     from ..ops import folding_fraction

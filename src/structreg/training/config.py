@@ -278,7 +278,7 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
+    raise ConfigError(f"cannot write {value!r} as TOML")
 
 
 def _parse_value(text: str, default: Any) -> Any:

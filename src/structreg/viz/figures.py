@@ -206,6 +206,8 @@ def registration_panel(
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
+    from ..evaluation.metrics import det_folding_percent
+
     ncols = 2 + 2 * len(methods)
     fig = Figure(figsize=(2.1 * ncols, 2.2 * len(rows) + (0.4 if title else 0.0)))
     axes = fig.subplots(len(rows), ncols, squeeze=False)
@@ -225,7 +227,7 @@ def registration_panel(
             image = ax.imshow(np.clip(det, 0.0, 2.0), cmap="RdBu_r", norm=norm)
             folded = np.ma.masked_where(det > 0, np.ones_like(det))
             ax.imshow(folded, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            pct = 100.0 * float((det <= 0).mean())
+            pct = det_folding_percent(det)
             ax.set_title(f"det J ({method}), {pct:.2f}% ≤ 0", fontsize=8)
             ax.set_axis_off()
     if image is not None:
