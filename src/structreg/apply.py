@@ -33,7 +33,8 @@ import torch
 
 from .data.defaults import DEFAULT_SPACING
 from .data.fields import write_itk_displacement
-from .data.io import check_same_ndim, read_image, read_labels, write_image, write_labels
+from .data.grids import check_overlap, same_grid, sample_at, source_coordinates, world_displacement
+from .data.io import Volume, read_image, read_labels, to_file_layout, write_image, write_labels
 from .data.labels import CARDIAC_LABELS
 from .data.preprocess import PreprocessRecord, preprocess_pair, to_original
 from .errors import DataError
@@ -41,7 +42,7 @@ from .evaluation import metrics
 from .io_utils import atomic_write_text
 from .methods.base import warp_array
 from .methods.ours import CVAERegistrar
-from .ops import warp
+from .ops import jacobian_det, warp
 
 
 def _stack_slices(
@@ -69,6 +70,47 @@ def _stack_slices(
     return out
 
 
+def _read_inputs(
+    moving_path: str | os.PathLike,
+    fixed_path: str | os.PathLike,
+    labels_path: str | os.PathLike | None,
+    frame: int | None,
+) -> tuple[Volume, Volume, Volume | None]:
+    moving = read_image(moving_path, frame=frame)
+    fixed = read_image(fixed_path, frame=frame)
+    check_overlap(moving, fixed)
+    labels = None
+    if labels_path is not None:
+        labels = read_labels(labels_path, frame=frame)
+        if labels.shape != moving.shape:
+            raise DataError(
+                f"{Path(labels_path).name}: label map shape {labels.shape} "
+                f"differs from the moving image {moving.shape}"
+            )
+    return moving, fixed, labels
+
+
+def _warp_original(
+    moving: Volume, fixed: Volume, disp: np.ndarray, *, labels: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The original moving image (or label map) at its own resolution, sampled at
+    ``x + disp(x)`` of the fixed grid through the world mapping of the affines, and
+    the displacement (fixed voxels) to the world points sampled, for export."""
+    if same_grid(moving, fixed):
+        if not labels:
+            return warp_array(moving.data, disp)[0], disp
+        data = torch.from_numpy(moving.data.astype(np.float64))[None, None]
+        moved = warp(data, torch.from_numpy(disp)[None], mode="nearest")[0, 0].numpy()
+        return moved.round().astype(np.int16), disp
+    grid = np.stack(
+        np.meshgrid(*(np.arange(n, dtype=np.float64) for n in fixed.shape), indexing="ij")
+    )
+    coords, inside = source_coordinates(moving, fixed, grid + disp)
+    moved = sample_at(moving.data, coords, inside, order=0 if labels else 1)
+    exported = world_displacement(moving, fixed, coords)
+    return (moved.round().astype(np.int16) if labels else moved.astype(np.float32)), exported
+
+
 def write_registration(
     model: Any,
     moving_path: str | os.PathLike,
@@ -78,29 +120,22 @@ def write_registration(
     moving_labels_path: str | os.PathLike | None = None,
     spacing: Sequence[float] = DEFAULT_SPACING,
     pair_id: str = "pair",
+    frame: int | None = None,
 ) -> dict[str, Any]:
     """Register one NIfTI pair with a trained CVAE and write the outputs (see module doc).
+
+    The images may lie on different grids (shape, spacing, orientation, field of
+    view): the moving image meets the fixed one in world space, and every output
+    is on the fixed grid, in the fixed file's layout (``H×W``, ``H×W×1``, ...).
+    ``frame`` selects the time frame of 4-D inputs.
 
     Returns a summary dict: ``out``, ``files`` written, ``slices`` and the
     ``folding_pct`` and ``seconds`` of the registration.
     """
-    moving, fixed = read_image(moving_path), read_image(fixed_path)
-    check_same_ndim(moving, fixed)
-    if moving.shape != fixed.shape:
-        raise DataError(
-            f"{Path(moving_path).name} {moving.shape} and {Path(fixed_path).name} "
-            f"{fixed.shape}: moving and fixed must share one grid (same array shape)"
-        )
-    labels = None
-    if moving_labels_path is not None:
-        labels = read_labels(moving_labels_path)
-        if labels.shape != moving.shape:
-            raise DataError(
-                f"{Path(moving_labels_path).name}: label map shape {labels.shape} "
-                f"differs from the moving image {moving.shape}"
-            )
+    moving, fixed, labels = _read_inputs(moving_path, fixed_path, moving_labels_path, frame)
     size = tuple(model.config.image_size)
-    n_slices = moving.shape[-1] if moving.ndim == 3 else None
+    n_slices = fixed.shape[-1] if fixed.ndim == 3 else None
+    centre = (CARDIAC_LABELS["LV myocardium"], CARDIAC_LABELS["LV blood pool"])
     pairs = preprocess_pair(
         moving,
         fixed,
@@ -109,9 +144,7 @@ def write_registration(
         spacing=tuple(spacing),
         n_slices=n_slices,
         moving_labels=labels,
-        centre_labels=(CARDIAC_LABELS["LV myocardium"], CARDIAC_LABELS["LV blood pool"])
-        if labels
-        else None,
+        centre_labels=centre if labels is not None else None,
     )
     records = [PreprocessRecord.from_dict(p.meta["preprocess"]) for p in pairs]
     m = torch.from_numpy(np.stack([p.moving for p in pairs]))[:, None]
@@ -123,33 +156,29 @@ def write_registration(
             to_original(field[i].cpu().numpy().astype(np.float64), rec, kind="field")
             for i, rec in enumerate(records)
         ]
-        return _stack_slices(per_slice, records, moving.shape, True, np.float64)
+        return _stack_slices(per_slice, records, fixed.shape, True, np.float64)
 
     assert result.inverse_disp is not None and result.velocity is not None and result.z is not None
     disp, inverse, velocity = back(result.disp), back(result.inverse_disp), back(result.velocity)
-    disp_t = torch.from_numpy(disp)[None]
-    moved, det = warp_array(moving.data, disp)
+    moved, exported = _warp_original(moving, fixed, disp, labels=False)
+    det = jacobian_det(torch.from_numpy(disp)[None])[0, 0].numpy().astype(np.float32)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     affine = fixed.affine
-    written = []
-    write_image(out / "moved.nii.gz", moved, affine=affine)
-    written.append("moved.nii.gz")
+    written = ["moved.nii.gz"]
+    write_image(out / "moved.nii.gz", to_file_layout(moved, fixed), affine=affine)
     if labels is not None:
-        moved_labels = (
-            warp(
-                torch.from_numpy(labels.data.astype(np.float64))[None, None], disp_t, mode="nearest"
-            )[0, 0]
-            .numpy()
-            .round()
-            .astype(np.int16)
+        moved_labels, _ = _warp_original(labels, fixed, disp, labels=True)
+        write_labels(
+            out / "moved_labels.nii.gz", to_file_layout(moved_labels, fixed), affine=affine
         )
-        write_labels(out / "moved_labels.nii.gz", moved_labels, affine=affine)
         written.append("moved_labels.nii.gz")
-    for name, field in (("disp", disp), ("inverse_disp", inverse), ("velocity", velocity)):
+    # disp.nii.gz maps the fixed grid to the original moving image (world mapping
+    # included); the inverse and the velocity are the registration's own, on the fixed grid
+    for name, field in (("disp", exported), ("inverse_disp", inverse), ("velocity", velocity)):
         write_itk_displacement(out / f"{name}.nii.gz", field, affine)
         written.append(f"{name}.nii.gz")
-    write_image(out / "jacobian_det.nii.gz", det, affine=affine)
+    write_image(out / "jacobian_det.nii.gz", to_file_layout(det, fixed), affine=affine)
     written.append("jacobian_det.nii.gz")
     codes = [
         {"slice": rec.slice_index, "z": [round(float(v), 6) for v in code]}

@@ -38,6 +38,7 @@ __all__ = [
     "RunExistsError",
     "ShapeError",
     "StructregError",
+    "StructregWarning",
     "TrainingError",
     "TypeCheckError",
     "UsageError",
@@ -90,3 +91,8 @@ class MissingDependencyError(StructregError, ImportError):
 
 class UsageError(StructregError):
     """Command-line usage error (exit status 2)."""
+
+
+class StructregWarning(UserWarning):
+    """Something the user should know that does not stop the work (printed by the
+    command line as ``structreg: warning: ...``)."""

@@ -136,9 +136,10 @@ def test_cli_data_arguments(acdc):
     parser = argparse.ArgumentParser()
     add_data_options(parser)
     args = parser.parse_args([])
+    assert args.split is None and args.command_split == "train"  # the command's default
     assert (
         args.data,
-        args.split,
+        args.command_split,
         args.seed,
         args.size,
         args.spacing,

@@ -246,5 +246,7 @@ def test_preprocess_pair_volume_mode_and_errors():
             ),
         )
     assert_one_line_error(exc, "lab.nii.gz")
-    with pytest.raises(DataError, match="one voxel grid"):
-        preprocess_pair(vol, other, pair_id="v")
+    # moving and fixed on different grids meet on the fixed grid (world space)
+    pairs = preprocess_pair(vol, other, pair_id="v", size=(16, 16), n_slices=2)
+    assert len(pairs) == 2 and pairs[0].meta["moving_file"] == "v.nii.gz"
+    assert pairs[0].meta["preprocess"]["original_shape"] == [20, 18, 6]

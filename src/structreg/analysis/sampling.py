@@ -121,7 +121,7 @@ def write_frames(
     Returns:
         ``(file names, % det J <= 0 of each entry)``.
     """
-    from ..data.io import write_image
+    from ..data.io import to_file_layout, write_image
     from .transport import to_image_grid
 
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,9 @@ def write_frames(
     for i in range(result.moved.shape[0]):
         back = to_image_grid(result, i, image)
         name = pattern.format(i)
-        write_image(out / name, back["moved"], affine=image.volume.affine)
+        write_image(
+            out / name, to_file_layout(back["moved"], image.volume), affine=image.volume.affine
+        )
         files.append(name)
         folding.append(metrics.folding_percent(back["disp"]))
     return files, folding
@@ -197,7 +199,7 @@ def sample_files(
     and ``uncertainty.png``.
     Returns a summary dict (files, % non-positive Jacobian per sample).
     """
-    from ..data.io import write_image
+    from ..data.io import to_file_layout, write_image
     from .transport import prepare_images
 
     image = prepare_images(model, moving_path, fixed_path, spacing=spacing, pair_id="moving")
@@ -230,7 +232,9 @@ def sample_files(
         spread_mm = spread[0, 0].numpy().astype(np.float64) * float(image.record.target_spacing[0])
         write_image(
             out / "uncertainty.nii.gz",
-            to_original(spread_mm, image.record, kind="image").astype(np.float32),
+            to_file_layout(to_original(spread_mm, image.record, kind="image"), image.volume).astype(
+                np.float32
+            ),
             affine=image.volume.affine,
         )
         uncertainty_figure(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data.defaults import DEFAULT_SPACING
+from ..data.grids import resample_into, same_grid
 from ..errors import InputError, TypeCheckError
 from ..evaluation import metrics
 from ..layers import evaluating
@@ -104,13 +105,11 @@ class PreparedImage:
     record: Any  # structreg.data.preprocess.PreprocessRecord
 
 
-def _read_2d(path: str | os.PathLike):
-    """Read an image; 3-D files with one slice are taken as 2-D, others refused."""
-    from ..data.io import DataError, Volume, read_image
+def _read_2d(path: str | os.PathLike) -> Any:
+    """Read a 2-D image (any 2-D layout: ``H×W``, ``H×W×1``, ``H×W×1×1``); volumes are refused."""
+    from ..data.io import DataError, read_image
 
     vol = read_image(path)
-    if vol.ndim == 3 and vol.shape[-1] == 1:
-        vol = Volume(vol.data[..., 0], vol.affine, tuple(vol.spacing[:2]), vol.path)
     if vol.ndim != 2:
         raise DataError(
             f"{Path(path).name}: shape {vol.shape}: 2-D only (give a single "
@@ -127,18 +126,15 @@ def prepare_images(
     spacing: Sequence[float] = DEFAULT_SPACING,
     pair_id: str = "image",
 ) -> PreparedImage:
-    """Read a 2-D moving image (and optional fixed partner on the same grid) and
-    preprocess them to the model grid like ``structreg register``."""
-    from ..data.io import DataError
+    """Read a 2-D moving image (and optional fixed partner, on any grid: the moving
+    image is then resampled into the partner's world grid) and preprocess them to
+    the model grid like ``structreg register``."""
     from ..data.preprocess import PreprocessRecord, preprocess_pair
 
     moving = _read_2d(moving_path)
     fixed = _read_2d(fixed_path) if fixed_path is not None else moving
-    if fixed.shape != moving.shape:
-        raise DataError(
-            f"{Path(moving_path).name} {moving.shape} and {Path(str(fixed_path)).name} "
-            f"{fixed.shape}: moving and fixed must share one grid (same array shape)"
-        )
+    if not same_grid(moving, fixed):  # meet on the fixed grid, in world space
+        moving = resample_into(moving, fixed)
     (pair,) = preprocess_pair(
         moving,
         fixed,
@@ -192,7 +188,7 @@ def transport_files(
     Returns a summary dict.
     """
     from ..data.fields import write_itk_displacement
-    from ..data.io import write_image
+    from ..data.io import to_file_layout, write_image
     from ..io_utils import atomic_write_text
 
     src = prepare_images(model, source_moving, source_fixed, spacing=spacing, pair_id="source")
@@ -204,10 +200,12 @@ def transport_files(
     back = to_image_grid(result, 0, tgt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    affine = tgt.volume.affine
-    write_image(out / "transported.nii.gz", back["moved"], affine=affine)
-    write_itk_displacement(out / "disp.nii.gz", back["disp"], affine)
-    write_image(out / "jacobian_det.nii.gz", back["jacobian_det"], affine=affine)
+    vol = tgt.volume
+    write_image(out / "transported.nii.gz", to_file_layout(back["moved"], vol), affine=vol.affine)
+    write_itk_displacement(out / "disp.nii.gz", back["disp"], vol.affine)
+    write_image(
+        out / "jacobian_det.nii.gz", to_file_layout(back["jacobian_det"], vol), affine=vol.affine
+    )
     assert result.z is not None
     z = [round(float(v), 6) for v in result.z[0].cpu()]
     atomic_write_text(

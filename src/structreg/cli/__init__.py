@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -78,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Our warnings as one line ``structreg: warning: ...``; others as Python prints them."""
+    from ..errors import StructregWarning
+
+    if issubclass(category, StructregWarning):
+        print(f"structreg: warning: {_one_line(Exception(str(message)))}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -91,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         (getattr(args, "_parser", None) or parser).print_help()
         return 2
+    warnings.showwarning = _show_warning
     try:
         return int(args._run(args) or 0)
     except (StructregError, OSError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_options, data_summary, load_pairs_from_args, positive
+from .options import add_data_options, data_summary, load_pairs_from_args, positive, resolve_split
 
 NAME = "data preview"
 HELP = "draw moving/fixed pairs of a data set with label contours and groups"
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     spec = parse_data_spec(args.data)
     overrides = {"n_subjects": args.n} if spec.kind == "phantom" and args.subjects is None else {}
     pairs = load_pairs_from_args(args, **overrides)
-    out = pair_grid(pairs, args.out, n=args.n, title=f"{spec} ({args.split} split)")
+    out = pair_grid(pairs, args.out, n=args.n, title=f"{spec} ({resolve_split(args)} split)")
     print(data_summary(pairs))
     print(f"wrote {out}")
     return 0

@@ -11,7 +11,12 @@ HELP = "compare methods on a data set: per-pair CSV, Table-1 markdown, figures"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_data_options(p, split="test")
+    add_data_options(
+        p,
+        split="test",
+        grid_from_model=True,
+        grid_help="default: that of the first trained method's run, else 100x100 at 2 mm",
+    )
     p.add_argument(
         "--methods",
         required=True,
@@ -30,11 +35,20 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import run_evaluation
     from ..methods import build_methods, parse_methods
     from ..training.config import resolve_device
+    from ..training.run import DataSettings, RunFolder
 
     specs = parse_methods(args.methods)
     device = str(resolve_device(args.device))
     methods = build_methods(specs, device=device)
-    pairs = load_pairs_from_args(args)
+    runs = [
+        RunFolder.of_model(s.target).read_data_settings()
+        for s in specs
+        if s.name in ("ours", "voxelmorph") and s.target
+    ]
+    grid = runs[0] if runs else DataSettings()
+    pairs = load_pairs_from_args(
+        args, size=tuple(args.size or grid.size), spacing=tuple(args.spacing or grid.spacing)
+    )
     if not pairs:
         raise DataError(f"no pairs in {args.data} ({args.split} split)")
     summary = run_evaluation(pairs, methods, args.out, n_figure=args.figure_pairs)

@@ -18,7 +18,7 @@ from ..data.spec import (
     parse_size,
     parse_spacing,
 )
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 T = TypeVar("T")
 
@@ -37,10 +37,16 @@ def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def add_data_options(
-    parser: argparse.ArgumentParser, *, split: str = "train", grid_from_model: bool = False
+    parser: argparse.ArgumentParser,
+    *,
+    split: str = "train",
+    grid_from_model: bool = False,
+    grid_help: str | None = None,
 ) -> None:
     """``--data``, ``--split``, ``--seed``, ``--size``, ``--spacing``, ``--subjects``,
-    ``--slices``. With ``grid_from_model`` the grid defaults to the model's (None)."""
+    ``--slices``, ``--labels``, ``--label-table``. With ``grid_from_model`` the grid
+    defaults to the model's (None). ``split`` is the command's default split; for
+    ``pairs:`` data without a ``split`` column it is ``all``."""
     g = parser.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -50,9 +56,24 @@ def add_data_options(
     )
     g.add_argument(
         "--split",
-        default=split,
+        default=None,
         choices=SPLIT_CHOICES,
-        help=f"subject-wise split to use (default: {split})",
+        help=f"split to use: the data's own (a split column of a pairs CSV) or subject-wise "
+        f"(default: {split}; all pairs of a pairs CSV without a split column)",
+    )
+    parser.set_defaults(command_split=split)
+    g.add_argument(
+        "--labels",
+        default=None,
+        metavar="TABLE",
+        help='label names, e.g. "1=CSF,2=GM,3=WM" or "2=myo,3=pool,left heart=2+3" '
+        "(default: the data's table, else label 1..K)",
+    )
+    g.add_argument(
+        "--label-table",
+        default=None,
+        metavar="FILE",
+        help="label table file: VALUE<TAB>NAME lines and NAME = 2+3 composites",
     )
     g.add_argument(
         "--seed",
@@ -62,8 +83,8 @@ def add_data_options(
     )
     if grid_from_model:
         size, spacing = None, None
-        size_help = "processed image size (default and only choice: the model's)"
-        spacing_help = "processed voxel spacing in mm (default: the run's, from data.json)"
+        size_help = f"processed image size ({grid_help or 'default and only choice: the model'})"
+        spacing_help = f"processed voxel spacing in mm ({grid_help or 'default: the run'})"
     else:
         size, spacing = DEFAULT_SIZE, DEFAULT_SPACING
         size_help = f"processed image size in voxels (default: {'x'.join(map(str, size))})"
@@ -119,26 +140,55 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="run folder or checkpoint file")
 
 
+def label_table_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~structreg.data.labels.LabelTable` of ``--labels`` / ``--label-table``."""
+    from ..data.labels import parse_labels, read_label_table
+
+    if args.labels and args.label_table:
+        raise UsageError("give --labels or --label-table, not both")
+    if args.labels:
+        return parse_labels(args.labels)
+    return read_label_table(args.label_table) if args.label_table else None
+
+
+def resolve_split(args: argparse.Namespace) -> str:
+    """``--split`` as given; else ``all`` for a pairs CSV without a split column; else
+    the command's default."""
+    if args.split:
+        return str(args.split)
+    from ..data.spec import parse_data_spec
+
+    spec = parse_data_spec(args.data)
+    if spec.kind == "pairs":
+        from ..data.pairs import read_pairs_csv
+
+        if not any(row.split for row in read_pairs_csv(spec.path)):
+            return "all"
+    return str(getattr(args, "command_split", "train"))
+
+
 def load_pairs_from_args(args: argparse.Namespace, **overrides: Any) -> list[Any]:
-    """:func:`structreg.data.spec.load_pairs` with the options of :func:`add_data_options`."""
+    """:func:`structreg.data.spec.load_pairs` with the options of :func:`add_data_options`;
+    prints how many pairs it loaded and from which split."""
     from ..data.spec import load_pairs
 
     options = dict(
-        split=args.split,
+        split=resolve_split(args),
         seed=args.seed,
         size=args.size,
         spacing=args.spacing,
         n_subjects=args.subjects,
         n_slices=args.slices,
+        label_table=label_table_from_args(args),
     )
     options.update(overrides)
-    return load_pairs(args.data, **options)
+    pairs = load_pairs(args.data, **options)
+    print(f"{args.data}: {len(pairs)} pairs ({options['split']} split)")
+    return pairs
 
 
 def positive(name: str, value: int, minimum: int = 1) -> None:
     """Usage error unless ``value >= minimum``."""
-    from ..errors import UsageError
-
     if value < minimum:
         raise UsageError(f"{name} must be >= {minimum}, got {value}")
 

@@ -14,15 +14,28 @@ HELP = "register NIfTI pairs with a trained model and write NIfTI results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--moving", help="moving image (NIfTI)")
-    p.add_argument("--fixed", help="fixed image (NIfTI)")
+    p.add_argument("--moving", help="moving image (NIfTI, any layout and grid)")
+    p.add_argument("--fixed", help="fixed image (NIfTI); outputs are on its grid")
     p.add_argument("--moving-labels", help="moving label map (NIfTI), warped too")
+    p.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        help="time frame of 4-D inputs (a pairs CSV may give a frame column)",
+    )
     p.add_argument("--data", help="batch mode: pairs:FILE.csv (one output folder per row)")
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=("train", "val", "test", "all"),
+        help="batch mode: only the rows of this split of the CSV's split column "
+        "(default: all rows)",
+    )
     add_out(p)
     add_device(p)
 
 
-Job = tuple[str, str | Path, str | Path, str | Path | None]
+Job = tuple[str, str | Path, str | Path, str | Path | None, int | None]
 
 
 def _jobs(args: argparse.Namespace) -> list[Job]:
@@ -31,16 +44,28 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     if args.data is None and not (args.moving and args.fixed):
         raise UsageError("give --moving and --fixed, or --data pairs:FILE.csv")
     if args.data is None:
-        return [("pair", args.moving, args.fixed, args.moving_labels)]
+        return [("pair", args.moving, args.fixed, args.moving_labels, args.frame)]
     from ..data.pairs import read_pairs_csv
     from ..data.spec import parse_data_spec
 
     spec = parse_data_spec(args.data)
     if spec.kind != "pairs":
         raise UsageError(f"register --data takes pairs:FILE.csv, got {args.data}")
+    rows = read_pairs_csv(spec.path)
+    if args.split != "all":
+        if not any(row.split for row in rows):
+            raise UsageError(f"--split {args.split}: {spec.path} has no split column")
+        rows = [row for row in rows if row.split == args.split]
+    print(f"{args.data}: {len(rows)} pairs ({args.split} split)")
     return [
-        (row.id or f"pair{i:04d}", row.moving, row.fixed, row.moving_labels)
-        for i, row in enumerate(read_pairs_csv(spec.path))
+        (
+            row.id or f"pair{i:04d}",
+            row.moving,
+            row.fixed,
+            row.moving_labels,
+            row.frame if row.frame is not None else args.frame,
+        )
+        for i, row in enumerate(rows)
     ]
 
 
@@ -56,11 +81,18 @@ def run(args: argparse.Namespace) -> int:
     spacing = model_spacing(args.model)
     batch = len(jobs) > 1 or args.data is not None
     failures = 0
-    for name, moving, fixed, labels in jobs:
+    for name, moving, fixed, labels, frame in jobs:
         out = Path(args.out) / name if batch else Path(args.out)
         try:
             summary = write_registration(
-                model, moving, fixed, out, moving_labels_path=labels, spacing=spacing, pair_id=name
+                model,
+                moving,
+                fixed,
+                out,
+                moving_labels_path=labels,
+                spacing=spacing,
+                pair_id=name,
+                frame=frame,
             )
         except (StructregError, OSError) as exc:
             if not batch:

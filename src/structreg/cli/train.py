@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from .options import add_data_options, add_device, load_pairs_from_args
+from ..data.spec import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
+from .options import add_data_options, add_device, label_table_from_args
 
 NAME = "train"
 HELP = "train a registration model on a data set"
@@ -13,6 +15,14 @@ TRAINABLE = ("ours", "voxelmorph")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_options(p, split="train")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        help="fraction of subjects held out for validation when the data have no "
+        f"split of their own (default: {DEFAULT_VAL_FRACTION}); --split all "
+        "trains on every pair without validation",
+    )
     p.add_argument(
         "--method",
         default="ours",
@@ -41,6 +51,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _ids(pairs: list[Any]) -> str:
+    ids = [p.id for p in pairs]
+    return ", ".join(ids) if len(ids) <= 8 else f"{', '.join(ids[:6])}, ... {ids[-1]}"
+
+
+def split_for_training(
+    args: argparse.Namespace, size: tuple[int, ...]
+) -> tuple[list[Any], list[Any], str]:
+    """``(train pairs, validation pairs, how they were split)`` for ``structreg train``.
+
+    ``--split all``: every pair, no validation. Data with their own split (a pairs
+    CSV's ``split`` column): its train and val rows. Other pairs CSVs: a
+    subject-wise ``--val-fraction`` held out, nothing for testing. Phantoms and
+    ACDC: the subject-wise train and val splits (a test split stays held out).
+    """
+    from ..data.dataset import split_by_subject
+    from ..data.spec import has_own_split, load_pairs, parse_data_spec
+    from ..errors import UsageError
+
+    if not 0 <= args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if args.split not in (None, "train", "all"):
+        raise UsageError(f"train --split takes train (default) or all, got {args.split}")
+    spec = parse_data_spec(args.data)
+    common = dict(
+        seed=args.seed,
+        size=size,
+        spacing=args.spacing,
+        n_subjects=args.subjects,
+        n_slices=args.slices,
+        label_table=label_table_from_args(args),
+        val_fraction=args.val_fraction,
+    )
+    every = load_pairs(spec, split="all", **common)
+    if args.split == "all":
+        return every, [], "all pairs, no validation"
+    if has_own_split(every):
+        return (
+            [p for p in every if p.meta["split"] == "train"],
+            [p for p in every if p.meta["split"] == "val"],
+            "the data's split column",
+        )
+    # a pairs CSV keeps every subject for training and validation; phantoms and
+    # ACDC keep their subject-wise test split held out
+    test_fraction = 0.0 if spec.kind == "pairs" else DEFAULT_TEST_FRACTION
+    parts = split_by_subject(
+        every, seed=args.seed, val_fraction=args.val_fraction, test_fraction=test_fraction
+    )
+    how = f"subject-wise, {args.val_fraction:g} of the subjects for validation"
+    if test_fraction:
+        how += f", {test_fraction:g} held out for testing"
+    return parts["train"], parts["val"], how
+
+
 def run(args: argparse.Namespace) -> int:
     from ..configs import resolve_config
     from ..errors import ConfigError, DataError, UsageError
@@ -56,15 +120,14 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(config.model, ModelConfig):
         raise ConfigError("train: the config's [model] table must describe our CVAE")
     size = tuple(config.model.image_size)
-    train_pairs = load_pairs_from_args(args, split="train", size=size)
-    val_pairs = load_pairs_from_args(args, split="val", size=size)
-    if not train_pairs:
-        raise DataError(f"no training pairs in {args.data}")
     run_folder = RunFolder(args.out)
     if run_folder.holds_run() and not args.resume:
         raise UsageError(
             f"{run_folder.path} already holds a run; use --resume to continue it or another --out"
         )
+    train_pairs, val_pairs, how = split_for_training(args, size)
+    if not train_pairs:
+        raise DataError(f"no training pairs in {args.data}")
     model_config = VoxelMorphConfig(ndim=len(size)) if args.method == "voxelmorph" else config.model
     run_folder.write_data_settings(
         DataSettings(
@@ -76,7 +139,13 @@ def run(args: argparse.Namespace) -> int:
             slices=args.slices,
         )
     )
-    print(f"training {args.method} on {len(train_pairs)} pairs, validating on {len(val_pairs)}")
+    print(
+        f"training {args.method} on {len(train_pairs)} pairs, validating on "
+        f"{len(val_pairs)} ({how})"
+    )
+    print(f"  train: {_ids(train_pairs)}")
+    if val_pairs:
+        print(f"  val: {_ids(val_pairs)}")
     history = train(
         model_config,
         config.train,

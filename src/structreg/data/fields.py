@@ -51,14 +51,25 @@ def physical_lps_to_disp(field: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.einsum("cd,...d->c...", matrix, field)
 
 
-def write_itk_displacement(path: str | os.PathLike, disp: np.ndarray, affine: np.ndarray) -> None:
+def write_itk_displacement(
+    path: str | os.PathLike,
+    disp: np.ndarray,
+    affine: np.ndarray,
+    layout: tuple[int, ...] | None = None,
+) -> None:
     """Write a voxel displacement ``(ndim, *S)`` as an ITK/ANTs displacement-field NIfTI.
 
     ``antsApplyTransforms -t path`` or ``sitk.DisplacementFieldTransform`` on the
-    file reproduce ``moved(x) = moving(x + disp(x))`` (written atomically).
+    file reproduce ``moved(x) = moving(x + disp(x))`` (written atomically). A field
+    on a 2-D grid is written with its two in-plane components as ``(H, W, 1, 1, 2)``,
+    which ITK reads as a 2-D field whatever the layout of the image files (a slice
+    stored as ``H×W×1`` is read by ITK as 3-D: take its slice, ``image[:, :, 0]``).
     """
     import nibabel as nib
 
+    disp = np.asarray(disp)
+    if disp.ndim == 3:  # a 2-D grid: the in-plane components
+        disp = disp[:2]
     vectors = disp_to_physical_lps(disp, affine).astype(np.float32)
     ndim = vectors.shape[-1]
     spatial = vectors.shape[:-1]

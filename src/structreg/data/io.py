@@ -1,9 +1,12 @@
 """NIfTI reading and writing (nibabel) that keeps the affine and the voxel spacing.
 
 Arrays keep the NIfTI index order (``(H, W)`` or ``(H, W, D)``; no channel axis).
-Images are returned as float32, label maps as int16. A 4-D file with a single
-frame (trailing time axis of length 1) is read as 3-D; a 4-D file with several
-frames needs a frame index. Every problem with an input file (missing, not a
+Images are returned as float32, label maps as int16. Every layout of a 2-D image
+is read as 2-D: ``H×W``, ``H×W×1`` (the most common way slices are stored) and
+``H×W×1×1``; stacks ``H×W×S`` stay 3-D; a 4-D file with several frames needs a
+frame index (``--frame``), one frame is read as 3-D (or 2-D). The stored shape is
+kept in :attr:`Volume.file_shape`, so outputs are written back in the input's
+layout (:func:`to_file_layout`). Every problem with an input file (missing, not a
 NIfTI, truncated, NaN/Inf, non-integer or unexpected labels) raises
 :class:`DataError` (a ``ValueError``) whose message is one line naming the file.
 Writes are atomic (:func:`structreg.io_utils.atomic_path`).
@@ -40,12 +43,20 @@ class Volume:
         affine: ``(4, 4)`` float64 voxel-to-world (RAS, mm) matrix.
         spacing: mm per voxel along each axis of ``data``.
         path: the file it was read from ('' for arrays built in memory).
+        file_shape: the array shape as stored in the file (one frame), e.g.
+            ``(H, W, 1)`` for a slice read as ``(H, W)``; None: ``data.shape``.
     """
 
     data: np.ndarray
     affine: np.ndarray
     spacing: tuple[float, ...]
     path: str = ""
+    file_shape: tuple[int, ...] | None = None
+
+    @property
+    def layout(self) -> tuple[int, ...]:
+        """The stored shape outputs on this grid are written in."""
+        return tuple(self.file_shape) if self.file_shape is not None else self.shape
 
     @property
     def ndim(self) -> int:
@@ -113,6 +124,29 @@ def _read_array(img: _NiftiImage, path: Path, frame: int | None) -> np.ndarray:
     return np.asarray(data)
 
 
+def _frame_shape(img: _NiftiImage) -> tuple[int, ...]:
+    """The stored shape of one frame (a single-frame 4-D file keeps its trailing 1)."""
+    shape = tuple(int(n) for n in img.shape)
+    return shape if len(shape) < 4 or shape[3] == 1 else shape[:3]
+
+
+def _squeeze(data: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Drop trailing singleton axes beyond the first two: ``H×W×1`` -> ``H×W``.
+
+    Returns the array and the stored shape to write outputs back in.
+    """
+    stored = tuple(data.shape)
+    shape = list(stored)
+    while len(shape) > 2 and shape[-1] == 1:
+        shape.pop()
+    return data.reshape(shape), stored
+
+
+def to_file_layout(array: np.ndarray, volume: Volume) -> np.ndarray:
+    """``array`` (of ``volume``'s data shape) reshaped to the file layout it came from."""
+    return np.asarray(array).reshape(volume.layout)
+
+
 def _check_frame(shape: tuple[int, ...], frame: int | None, path: Path) -> int:
     n = shape[3]
     if frame is None:
@@ -142,12 +176,16 @@ def read_image(path: str | os.PathLike, *, frame: int | None = None) -> Volume:
     """
     path = Path(path)
     img = _load_nifti(path)
-    data = _read_array(img, path, frame).astype(np.float32, copy=False)
+    data, _ = _squeeze(_read_array(img, path, frame).astype(np.float32, copy=False))
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise DataError(f"{_name(path)}: image contains {bad} NaN/Inf values")
     return Volume(
-        data, np.asarray(img.affine, dtype=np.float64), _file_spacing(img, data, path), str(path)
+        data,
+        np.asarray(img.affine, dtype=np.float64),
+        _file_spacing(img, data, path),
+        str(path),
+        _frame_shape(img),
     )
 
 
@@ -172,12 +210,16 @@ def read_labels(
     """
     path = Path(path)
     img = _load_nifti(path)
-    raw = _read_array(img, path, frame)
+    raw, _ = _squeeze(_read_array(img, path, frame))
     data = labels_to_int16(raw, str(path))
     if allowed is not None:
         check_labels(data, allowed, str(path))
     return Volume(
-        data, np.asarray(img.affine, dtype=np.float64), _file_spacing(img, data, path), str(path)
+        data,
+        np.asarray(img.affine, dtype=np.float64),
+        _file_spacing(img, data, path),
+        str(path),
+        _frame_shape(img),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, InputError
+from .labels import LabelTable
 
 
 @dataclass
@@ -29,7 +30,10 @@ class Pair:
             ``fixed(x) ≈ moving(x + disp(x))`` (the field that warps moving onto
             fixed), or None when unknown.
         meta: free-form record (source files, preprocessing steps, affine, ...)
-            needed to map results back to the original image grid.
+            needed to map results back to the original image grid; ``"split"``
+            when the data assigns the pair to train/val/test itself.
+        label_table: the :class:`~structreg.data.labels.LabelTable` naming the
+            structures of the label maps, or None (structures ``label 1..K``).
     """
 
     moving: np.ndarray
@@ -43,6 +47,7 @@ class Pair:
     mask: np.ndarray | None = None
     disp: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    label_table: LabelTable | None = None
 
     def __post_init__(self) -> None:
         if self.moving.shape != self.fixed.shape:

@@ -1,12 +1,18 @@
 """Reader for user-supplied registration pairs listed in a ``pairs.csv`` (any anatomy).
 
 Columns: ``moving, fixed`` (required), ``moving_labels, fixed_labels, mask, group,
-id`` (optional; empty cells mean "none"). Paths are NIfTI files, relative paths
-resolve against the CSV's folder. ``id`` names the subject (rows sharing an id
-are one subject for the splits); it defaults to the moving file's path. Moving
-and fixed must share one voxel grid (e.g. rigidly aligned beforehand). 2-D images
-give one pair per row; 3-D volumes give one 2-D pair per central slice (or one
-3-D pair with ``n_slices=None``). Errors name the CSV file and line.
+id, split, frame, label_table`` (optional; empty cells mean "none"). Paths are
+NIfTI files (any layout: ``H×W``, ``H×W×1``, stacks, volumes), relative paths
+resolve against the CSV's folder; spaces and non-ASCII characters are fine, and
+so are a byte-order mark and CRLF line ends. ``id`` names the subject (rows
+sharing an id are one subject for the splits); it defaults to the moving file's
+path. ``split`` (``train``, ``val`` or ``test``, on every row or on none) assigns
+the row's pairs to a split; ``frame`` picks the time frame of 4-D files;
+``label_table`` names a label table file (see :mod:`structreg.data.labels`).
+Moving and fixed may lie on different grids: the moving image is resampled into
+the fixed image's world grid. 2-D images give one pair per row; 3-D volumes give
+one 2-D pair per central slice (or one 3-D pair with ``n_slices=None``). Errors
+name the CSV file and line.
 """
 
 from __future__ import annotations
@@ -21,12 +27,23 @@ from typing import Any, TextIO
 
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from .io import DataError, Volume, read_image, read_labels
+from .labels import read_label_table
 from .pair import Pair
 from .preprocess import DEFAULT_SLICES, preprocess_pair
 
 REQUIRED_COLUMNS = ("moving", "fixed")
 PATH_COLUMNS = ("moving", "fixed", "moving_labels", "fixed_labels", "mask")
-OPTIONAL_COLUMNS = ("moving_labels", "fixed_labels", "mask", "group", "id")
+OPTIONAL_COLUMNS = (
+    "moving_labels",
+    "fixed_labels",
+    "mask",
+    "group",
+    "id",
+    "split",
+    "frame",
+    "label_table",
+)
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,9 @@ class PairRow:
     mask: Path | None
     group: str | None
     id: str
+    split: str | None = None
+    frame: int | None = None
+    label_table: Path | None = None
 
 
 def read_pairs_csv(path: str | os.PathLike) -> list[PairRow]:
@@ -55,6 +75,13 @@ def read_pairs_csv(path: str | os.PathLike) -> list[PairRow]:
         raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
     if not rows:
         raise DataError(f"{path}: no pairs listed")
+    with_split = [r for r in rows if r.split is not None]
+    if with_split and len(with_split) != len(rows):
+        row = next(r for r in rows if r.split is None)
+        raise DataError(
+            f"{path} line {row.line}: no split, while other rows have one "
+            f"(give train, val or test on every row or on none)"
+        )
     return rows
 
 
@@ -91,7 +118,10 @@ def _parse_row(
     where = f"{path} line {line}"
     if n_cells != n_columns:
         raise DataError(f"{where}: {n_cells} fields, the header has {n_columns}")
-    values = {k: (cells.get(k) or "").strip() or None for k in (*PATH_COLUMNS, "group", "id")}
+    values = {
+        k: (cells.get(k) or "").strip() or None
+        for k in (*PATH_COLUMNS, "group", "id", "split", "frame", "label_table")
+    }
     moving = _required(values, "moving", where)
     fixed = _required(values, "fixed", where)
     moving_file = _resolve_file(moving, path.parent, "moving", where)
@@ -110,7 +140,25 @@ def _parse_row(
         mask=files["mask"],
         group=values["group"],
         id=values["id"] or default_id,
+        split=_split(values["split"], where),
+        frame=_frame(values["frame"], where),
+        label_table=_resolve(values["label_table"], path.parent, "label_table", where),
     )
+
+
+def _split(value: str | None, where: str) -> str | None:
+    if value is not None and value.lower() not in SPLITS:
+        raise DataError(f"{where}: split {value!r} is not one of {', '.join(SPLITS)}")
+    return None if value is None else value.lower()
+
+
+def _frame(value: str | None, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(f"{where}: frame {value!r} is not an integer") from None
 
 
 def _required(values: dict[str, str | None], column: str, where: str) -> str:
@@ -203,18 +251,26 @@ def _load_row(
     **options: Any,
 ) -> list[Pair]:
     def labels(p: Path | None) -> Volume | None:
-        return None if p is None else read_labels(p, allowed=label_values)
+        return None if p is None else read_labels(p, allowed=label_values, frame=row.frame)
 
-    mask = None if row.mask is None else read_labels(row.mask)
-    return preprocess_pair(
-        read_image(row.moving),
-        read_image(row.fixed),
+    mask = None if row.mask is None else read_labels(row.mask, frame=row.frame)
+    meta: dict[str, Any] = {"source": "pairs", "csv": str(csv_path), "csv_line": row.line}
+    if row.split is not None:
+        meta["split"] = row.split
+    pairs = preprocess_pair(
+        read_image(row.moving, frame=row.frame),
+        read_image(row.fixed, frame=row.frame),
         pair_id=pair_id,
         moving_labels=labels(row.moving_labels),
         fixed_labels=labels(row.fixed_labels),
         mask=mask,
         subject=row.id,
         group=row.group,
-        meta={"source": "pairs", "csv": str(csv_path), "csv_line": row.line},
+        meta=meta,
         **options,
     )
+    if row.label_table is not None:
+        table = read_label_table(row.label_table)
+        for pair in pairs:
+            pair.label_table = table
+    return pairs

@@ -355,7 +355,6 @@ class _Inputs:
 
 def _check_inputs(inputs: _Inputs) -> None:
     check_same_ndim(inputs.moving, inputs.fixed)
-    check_same_grid(inputs.moving, inputs.fixed)
     for image, extra in (
         (inputs.moving, inputs.moving_labels),
         (inputs.fixed, inputs.fixed_labels),
@@ -364,6 +363,25 @@ def _check_inputs(inputs: _Inputs) -> None:
         if extra is not None:
             check_same_ndim(image, extra)
             check_same_grid(image, extra)
+
+
+def align_to_fixed(inputs: _Inputs) -> _Inputs:
+    """The moving image, its labels and mask resampled into the fixed image's world
+    grid when the two grids differ (see :mod:`structreg.data.grids`)."""
+    from .grids import resample_into, same_grid
+
+    if same_grid(inputs.moving, inputs.fixed):
+        return inputs
+    fixed = inputs.fixed
+    return _Inputs(
+        moving=resample_into(inputs.moving, fixed),
+        fixed=fixed,
+        moving_labels=None
+        if inputs.moving_labels is None
+        else resample_into(inputs.moving_labels, fixed, labels=True),
+        fixed_labels=inputs.fixed_labels,
+        mask=None if inputs.mask is None else resample_into(inputs.mask, fixed, labels=True),
+    )
 
 
 def preprocess_pair(
@@ -386,7 +404,11 @@ def preprocess_pair(
 ) -> list[Pair]:
     """Turn a moving/fixed pair of 2-D images or 3-D volumes into preprocessed :class:`Pair` s.
 
-    2-D images give one pair. 3-D volumes give one 2-D pair per central slice
+    A moving image on another grid than the fixed one (shape, spacing,
+    orientation, field of view) is first resampled into the fixed image's world
+    grid through the affines, with its labels and mask (nearest neighbour); the
+    pairs then live on the fixed grid. Label maps and masks must share their
+    image's grid. 2-D images give one pair. 3-D volumes give one 2-D pair per central slice
     along ``slice_axis`` (``n_slices`` of them), or, with ``n_slices=None``, one
     3-D pair (then ``size`` and ``spacing`` need three entries). Intensities are
     normalised per volume; moving and fixed share one geometry (crop centred on
@@ -399,6 +421,8 @@ def preprocess_pair(
     """
     inputs = _Inputs(moving, fixed, moving_labels, fixed_labels, mask)
     _check_inputs(inputs)
+    inputs = align_to_fixed(inputs)
+    moving, moving_labels, mask = inputs.moving, inputs.moving_labels, inputs.mask
     mov, mov_range = normalise_intensity(moving.data, percentiles)
     fix, fix_range = normalise_intensity(fixed.data, percentiles)
     axis: int | None = None

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, InputError
+import numpy as np
+
+from ..errors import DataError, InputError, StructregWarning
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
+from .labels import LabelTable
 
 DATA_KINDS = ("phantom", "acdc", "pairs")
 PHANTOMS = ("cardiac", "brain")
@@ -74,8 +77,14 @@ def load_pairs(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     volumes: bool = False,
+    label_table: LabelTable | None = None,
 ) -> list[Any]:
     """Load, preprocess and split the pairs of a data spec.
+
+    Data that assign their own split (a ``split`` column in a pairs CSV) are
+    split by it; the others subject-wise (deterministic per seed). Every pair
+    carries its data's label table (ACDC and the phantoms: their own; a pairs
+    CSV: the file its ``label_table`` column names), or ``label_table`` when given.
 
     Args:
         spec: a :class:`DataSpec` or its text.
@@ -89,6 +98,7 @@ def load_pairs(
         val_fraction, test_fraction: fractions of subjects held out, grouped by
             ``Pair.subject`` and stratified by ``Pair.group``.
         volumes: ACDC / CSV only: keep 3-D volumes whole (size, spacing: 3 entries).
+        label_table: a table that overrides the data's own.
     Returns:
         list of :class:`structreg.data.pair.Pair` with ``S = size``.
     """
@@ -110,13 +120,48 @@ def load_pairs(
     )
     if not pairs:
         raise DataError(f"{spec}: no pairs found")
+    _attach_table(pairs, spec, label_table)
     if split == "all":
         return pairs
+    if has_own_split(pairs):
+        return [p for p in pairs if p.meta.get("split") == split]
     from .dataset import split_by_subject
 
     return split_by_subject(
         pairs, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
     )[split]
+
+
+def has_own_split(pairs: Sequence[Any]) -> bool:
+    """True when the data assign every pair to a split themselves (``meta["split"]``)."""
+    return bool(pairs) and all(p.meta.get("split") for p in pairs)
+
+
+def _attach_table(pairs: Sequence[Any], spec: DataSpec, table: LabelTable | None) -> None:
+    """Give every pair its label table; warn about values a given table names that
+    no label map holds."""
+    import warnings
+
+    from .labels import BRAIN_TABLE, CARDIAC_TABLE
+
+    own = {"cardiac": CARDIAC_TABLE, "brain": BRAIN_TABLE}.get(spec.target)
+    if spec.kind == "acdc":
+        own = CARDIAC_TABLE
+    for p in pairs:
+        p.label_table = table or (own if spec.kind != "pairs" else p.label_table)
+    if table is not None:
+        present: set[int] = set()
+        for p in pairs:
+            for labels in (p.moving_labels, p.fixed_labels):
+                if labels is not None:
+                    present.update(int(v) for v in np.unique(labels))
+        missing = table.missing(present)
+        if missing and present:
+            warnings.warn(
+                f"{spec}: the label table names value(s) {missing} that no label map holds",
+                StructregWarning,
+                stacklevel=3,
+            )
 
 
 def _load_all(

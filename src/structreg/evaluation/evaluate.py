@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import BRAIN_STRUCTURES, CARDIAC_STRUCTURES, Pair, collate_pairs
+from ..data import Pair, collate_pairs
+from ..data.labels import LabelTable
 from ..errors import StructregError
 from ..io_utils import atomic_write_text
 from ..methods.base import Registrar, RegistrationResult
@@ -36,11 +38,17 @@ Structures = dict[str, tuple[int, ...]]
 
 
 def structures_for(pairs: Sequence[Pair]) -> Structures:
-    """Brain structures when the pairs carry brain labels (value 4), else cardiac."""
+    """The structures to report: the pairs' label table, else ``label 1..K`` for the
+    label values their maps hold (no composite)."""
     for p in pairs:
-        if p.fixed_labels is not None and (p.fixed_labels == 4).any():
-            return dict(BRAIN_STRUCTURES)
-    return dict(CARDIAC_STRUCTURES)
+        if p.label_table is not None:
+            return dict(p.label_table.structures)
+    values: set[int] = set()
+    for p in pairs:
+        for labels in (p.moving_labels, p.fixed_labels):
+            if labels is not None:
+                values.update(int(v) for v in np.unique(labels))
+    return dict(LabelTable.numbered(values).structures)
 
 
 def pair_metrics(
@@ -159,7 +167,13 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, dict[str, np.ndarray]]] = {k: {} for k in keep}
     by_id = {p.id: p for p in pairs}
-    bar = tqdm(total=len(pairs) * len(methods), desc="evaluate", unit="pair", disable=not progress)
+    # a bar on a terminal only: a batch job's log gets no carriage-return updates
+    bar = tqdm(
+        total=len(pairs) * len(methods),
+        desc="evaluate",
+        unit="pair",
+        disable=not (progress and sys.stderr.isatty()),
+    )
     for method in methods:
         rows += _run_method(method, pairs, structures, bar)
         for pid in keep:

@@ -1,6 +1,11 @@
 """Figures. matplotlib is imported inside the functions and drawn on an Agg canvas
 (``matplotlib.figure.Figure`` + ``FigureCanvasAgg``), so importing this module is
 cheap and no global pyplot/backend state is touched. Files are written atomically.
+
+The panel figures (:func:`pair_grid`, :func:`registration_panel`) place every axes in
+its own slot, sized in inches (title band above each image, a dedicated column for
+the colour bar, a band for the legend), and size the figure from the number of rows
+and columns, so titles, colour bar, legend and suptitle never overlap the images.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from ..io_utils import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
@@ -103,6 +109,167 @@ def _slice2d(array: np.ndarray | None) -> np.ndarray | None:
     return array[array.shape[0] // 2]
 
 
+# Layout of the panel figures, in inches. Every axes gets a fixed slot (title band
+# above the image) placed explicitly, so nothing can overlap whatever the number of
+# rows, pairs or methods: the figure grows instead.
+PANEL = 1.6  # width of one image panel
+MARGIN = 0.1  # around the figure
+GAP = 0.08  # between neighbouring panels
+GROUP_GAP = 0.2  # between panel groups (pairs; fixed | moved | det J)
+ROW_GAP = 0.12  # between rows of panels
+TITLE_SIZE = 7  # points; panel titles (as in show_image)
+SUPTITLE_SIZE = 10
+COLORBAR_GAP = 0.15
+COLORBAR_WIDTH = 0.13
+COLORBAR_SPACE = 0.55  # right of the colour bar: tick labels and the "det J" label
+COLORBAR_MAX = 4.5  # longest colour bar
+
+
+class _Text:
+    """Measures text (inches) on a scratch Agg canvas and wraps it to a width."""
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self._fig = Figure(dpi=72)
+        self._renderer = FigureCanvasAgg(self._fig).get_renderer()
+        self._sizes: dict[tuple[str, float], tuple[float, float]] = {}
+
+    def size(self, text: str, fontsize: float) -> tuple[float, float]:
+        """(width, height) of ``text`` in inches (multi-line text included)."""
+        key = (text, fontsize)
+        if key not in self._sizes:
+            artist = self._fig.text(0.0, 0.0, text, fontsize=fontsize)
+            box = artist.get_window_extent(self._renderer)
+            artist.remove()
+            self._sizes[key] = (box.width / 72.0, box.height / 72.0)
+        return self._sizes[key]
+
+    def wrap(self, text: str, fontsize: float, width: float) -> str:
+        """``text`` with line breaks so that every line is at most ``width`` inches wide
+        (at word boundaries where possible, inside over-long words otherwise)."""
+        lines: list[str] = []
+        for paragraph in text.split("\n"):
+            line = ""
+            for word in paragraph.split():
+                candidate = f"{line} {word}" if line else word
+                if self.size(candidate, fontsize)[0] <= width:
+                    line = candidate
+                    continue
+                if line:
+                    lines.append(line)
+                line = word
+                while len(line) > 1 and self.size(line, fontsize)[0] > width:
+                    k = len(line) - 1
+                    while k > 1 and self.size(line[:k], fontsize)[0] > width:
+                        k -= 1
+                    lines.append(line[:k])
+                    line = line[k:]
+            lines.append(line)
+        return "\n".join(lines)
+
+    def height(self, texts: Sequence[str], fontsize: float) -> float:
+        """Height (inches) of the tallest of ``texts``; 0 for none."""
+        return max((self.size(t, fontsize)[1] for t in texts if t), default=0.0)
+
+
+def _title_band(text: _Text, titles: Sequence[str]) -> float:
+    """Height (inches) above a panel taken by its title (with the axes' title pad)."""
+    from matplotlib import rcParams
+
+    tallest = text.height(titles, TITLE_SIZE)
+    if tallest == 0.0:
+        return 0.0
+    return tallest + (float(rcParams["axes.titlepad"]) + 2.0) / 72.0
+
+
+def _aspect(*arrays: np.ndarray | None) -> float:
+    """Height / width of the tallest 2-D array, kept within [0.4, 2.5]."""
+    ratios = [a.shape[0] / a.shape[1] for a in arrays if a is not None and a.ndim == 2]
+    return float(np.clip(max(ratios, default=1.0), 0.4, 2.5))
+
+
+def _column_lefts(widths: Sequence[float], gaps: Sequence[float], left: float) -> list[float]:
+    """Left edges of columns of ``widths`` separated by ``gaps`` (one fewer), from ``left``."""
+    lefts = [left]
+    for width, gap in zip(widths[:-1], gaps, strict=True):
+        lefts.append(lefts[-1] + width + gap)
+    return lefts
+
+
+def _add_axes(fig: Figure, left: float, top: float, width: float, height: float) -> Axes:
+    """Axes at ``left``/``top`` inches from the figure's top-left corner."""
+    fig_w, fig_h = fig.get_size_inches()
+    return fig.add_axes((left / fig_w, 1.0 - (top + height) / fig_h, width / fig_w, height / fig_h))
+
+
+def _suptitle(fig: Figure, title: str, fontsize: float) -> None:
+    """``title`` centred at the top margin of ``fig`` (already wrapped to its width)."""
+    fig.suptitle(title, fontsize=fontsize, y=1.0 - MARGIN / fig.get_figheight(), va="top")
+
+
+def pair_figure(pairs: Sequence, *, n: int = 8, title: str | None = None) -> Figure:
+    """The figure of :func:`pair_grid` (not saved): up to ``n`` pairs, ``PAIRS_PER_ROW``
+    a row, each as moving | fixed panels, a legend of the contours at the bottom."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chosen = pick_pairs(pairs, n)
+    if not chosen:
+        raise InputError("nothing to draw: no pairs")
+    per_row = min(PAIRS_PER_ROW, len(chosen))
+    rows = [chosen[i : i + per_row] for i in range(0, len(chosen), per_row)]
+    text = _Text()
+
+    widths = [PANEL] * (2 * per_row)
+    gaps = [GAP if k % 2 == 0 else GROUP_GAP for k in range(2 * per_row - 1)]
+    lefts = _column_lefts(widths, gaps, MARGIN)
+    width = lefts[-1] + PANEL + MARGIN
+
+    suptitle = text.wrap(title, SUPTITLE_SIZE, width - 2 * MARGIN) if title else ""
+    top = MARGIN + (text.height([suptitle], SUPTITLE_SIZE) + 0.08 if suptitle else 0.0)
+    titles: list[list[tuple[str, str]]] = []
+    for row in rows:
+        titles.append([])
+        for pair in row:
+            group = f" [{pair.group}]" if pair.group is not None else ""
+            name = text.wrap(f"{pair.id}{group}", TITLE_SIZE, PANEL)
+            titles[-1].append((f"{name}\nmoving", f"{name}\nfixed"))
+    bands = [_title_band(text, [t for both in row for t in both]) for row in titles]
+    heights = [PANEL * _aspect(*(_slice2d(p.moving) for p in row)) for row in rows]
+    tops = [top]
+    for band, height in zip(bands[:-1], heights[:-1], strict=True):
+        tops.append(tops[-1] + band + height + ROW_GAP)
+
+    fig = Figure(figsize=(width, tops[-1] + bands[-1] + heights[-1] + MARGIN))
+    legend_height = _legend(fig, chosen, width - 2 * MARGIN, FigureCanvasAgg(fig))
+    if legend_height:
+        fig.set_size_inches(width, fig.get_figheight() + legend_height)
+    for row, row_titles, row_top, band, height in zip(
+        rows, titles, tops, bands, heights, strict=True
+    ):
+        for k, (pair, (title_moving, title_fixed)) in enumerate(zip(row, row_titles, strict=True)):
+            mask = _slice2d(pair.mask)
+            show_image(
+                _add_axes(fig, lefts[2 * k], row_top + band, PANEL, height),
+                _slice2d(pair.moving),
+                _slice2d(pair.moving_labels),
+                mask,
+                title_moving,
+            )
+            show_image(
+                _add_axes(fig, lefts[2 * k + 1], row_top + band, PANEL, height),
+                _slice2d(pair.fixed),
+                _slice2d(pair.fixed_labels),
+                None,
+                title_fixed,
+            )
+    if suptitle:
+        _suptitle(fig, suptitle, SUPTITLE_SIZE)
+    return fig
+
+
 def pair_grid(
     pairs: Sequence, out: str | os.PathLike, *, n: int = 8, title: str | None = None
 ) -> Path:
@@ -117,46 +284,15 @@ def pair_grid(
     Returns:
         ``out`` as a Path.
     """
-    from matplotlib.figure import Figure
-
     figure_format(out)
-    chosen = pick_pairs(pairs, n)
-    if not chosen:
-        raise InputError("nothing to draw: no pairs")
-    per_row = min(PAIRS_PER_ROW, len(chosen))
-    rows = -(-len(chosen) // per_row)
-    fig = Figure(figsize=(2 * per_row * 1.7, rows * 2.1 + 0.3 + (0.4 if title else 0.0)))
-    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for k, pair in enumerate(chosen):
-        row, col = divmod(k, per_row)
-        group = f" [{pair.group}]" if pair.group is not None else ""
-        mask = _slice2d(pair.mask)
-        show_image(
-            axes[row, 2 * col],
-            _slice2d(pair.moving),
-            _slice2d(pair.moving_labels),
-            mask,
-            f"{pair.id}{group}\nmoving",
-        )
-        show_image(
-            axes[row, 2 * col + 1],
-            _slice2d(pair.fixed),
-            _slice2d(pair.fixed_labels),
-            None,
-            f"{pair.id}{group}\nfixed",
-        )
-    if title:
-        fig.suptitle(title, fontsize=9)
-    height = fig.get_figheight()
-    bottom = (0.3 / height) if _legend(fig, chosen) else 0.0
-    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
-    return save_figure(fig, out)
+    return save_figure(pair_figure(pairs, n=n, title=title), out)
 
 
-def _legend(fig: Figure, pairs: Sequence) -> bool:
-    """A legend of the contour colours (label values present, mask) below the panels."""
+def _legend(fig: Figure, pairs: Sequence, width: float, canvas: FigureCanvasAgg) -> float:
+    """A legend of the contour colours (label values present, named by the pairs'
+    label table, and the mask) at the bottom of
+    ``fig``, in as many columns as fit in ``width`` inches; returns the height (inches)
+    it takes from the bottom edge (0 without a legend)."""
     from matplotlib.lines import Line2D
 
     values = sorted(
@@ -169,22 +305,126 @@ def _legend(fig: Figure, pairs: Sequence) -> bool:
             if v != 0
         }
     )
+    table = next((p.label_table for p in pairs if getattr(p, "label_table", None)), None)
+    names = table.names() if table is not None else {}
     handles = [
-        Line2D([], [], color=LABEL_COLOURS[(v - 1) % len(LABEL_COLOURS)], label=f"label {v}")
+        Line2D(
+            [],
+            [],
+            color=LABEL_COLOURS[(v - 1) % len(LABEL_COLOURS)],
+            label=names.get(v, f"label {v}"),
+        )
         for v in values
     ]
     if any(p.mask is not None for p in pairs):
         handles.append(Line2D([], [], color="#ffff00", linestyle="dashed", label="mask"))
-    if handles:
-        fig.legend(
+    if not handles:
+        return 0.0
+    renderer = canvas.get_renderer()
+    for ncol in range(len(handles), 0, -1):
+        legend = fig.legend(
             handles=handles,
             loc="lower center",
-            ncol=len(handles),
-            fontsize=7,
+            ncol=ncol,
+            fontsize=TITLE_SIZE,
             frameon=False,
             bbox_to_anchor=(0.5, 0.0),
         )
-    return bool(handles)
+        box = legend.get_window_extent(renderer)
+        if box.width / fig.dpi <= width or ncol == 1:
+            return float(box.y1) / fig.dpi
+        legend.remove()
+    return 0.0  # not reached
+
+
+def registration_figure(
+    rows: Sequence[dict], *, methods: Sequence[str] = ("ours",), title: str | None = None
+) -> Figure:
+    """The figure of :func:`registration_panel` (not saved); see there."""
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    from ..evaluation.metrics import det_folding_percent
+
+    methods = list(methods)
+    if not rows:
+        raise InputError("nothing to draw: no rows")
+    if not methods:
+        raise InputError("nothing to draw: no methods")
+    text = _Text()
+    nm = len(methods)
+    ncols = 2 + 2 * nm
+    # moving fixed | moved per method | det J per method
+    gaps = [GAP] * (ncols - 1)
+    gaps[1] = GROUP_GAP
+    gaps[1 + nm] = GROUP_GAP
+    lefts = _column_lefts([PANEL] * ncols, gaps, MARGIN)
+    colorbar_left = lefts[-1] + PANEL + COLORBAR_GAP
+    width = colorbar_left + COLORBAR_WIDTH + COLORBAR_SPACE + MARGIN
+
+    suptitle = text.wrap(title, SUPTITLE_SIZE, width - 2 * MARGIN) if title else ""
+    top = MARGIN + (text.height([suptitle], SUPTITLE_SIZE) + 0.08 if suptitle else 0.0)
+    slices = []
+    for row in rows:
+        det = {m: _slice2d(np.asarray(row["jacobian"][m], dtype=float)) for m in methods}
+        name = row.get("title") or ""
+        panel_titles = [f"moving {name}".strip(), "fixed"]
+        panel_titles += [f"moved ({m})" for m in methods]
+        panel_titles += [f"det J ({m})\n{det_folding_percent(det[m]):.2f}% ≤ 0" for m in methods]
+        slices.append(
+            {
+                "moving": _slice2d(row["moving"]),
+                "fixed": _slice2d(row["fixed"]),
+                "labels": _slice2d(row.get("fixed_labels")),
+                "moved": {m: _slice2d(row["moved"][m]) for m in methods},
+                "det": det,
+                "titles": [text.wrap(t, TITLE_SIZE, PANEL) for t in panel_titles],
+            }
+        )
+    bands = [_title_band(text, s["titles"]) for s in slices]
+    heights = [PANEL * _aspect(s["moving"]) for s in slices]
+    tops = [top]
+    for band, height in zip(bands[:-1], heights[:-1], strict=True):
+        tops.append(tops[-1] + band + height + ROW_GAP)
+    bottom = tops[-1] + bands[-1] + heights[-1]
+
+    fig = Figure(figsize=(width, bottom + MARGIN))
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
+    image = None
+    for s, row_top, band, height in zip(slices, tops, bands, heights, strict=True):
+        axes = [_add_axes(fig, left, row_top + band, PANEL, height) for left in lefts]
+        titles = s["titles"]
+        show_image(axes[0], s["moving"], None, None, titles[0])
+        show_image(axes[1], s["fixed"], s["labels"], None, titles[1])
+        for m, method in enumerate(methods):
+            show_image(axes[2 + m], s["moved"][method], s["labels"], None, titles[2 + m])
+            ax = axes[2 + nm + m]
+            det = s["det"][method]
+            image = ax.imshow(
+                np.clip(det, 0.0, 2.0), cmap="RdBu_r", norm=norm, interpolation="nearest"
+            )
+            # folded voxels (det J ≤ 0) in black
+            folded = np.ma.masked_where(det > 0, np.zeros_like(det))
+            ax.imshow(folded, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(titles[2 + nm + m], fontsize=TITLE_SIZE)
+            ax.set_axis_off()
+    if image is not None:
+        # a dedicated slot right of the last column, along the image rows (centred)
+        first = tops[0] + bands[0]
+        length = min(bottom - first, COLORBAR_MAX)
+        cax = _add_axes(
+            fig,
+            colorbar_left,
+            first + (bottom - first - length) / 2,
+            COLORBAR_WIDTH,
+            length,
+        )
+        colorbar = fig.colorbar(image, cax=cax, ticks=[0.0, 0.5, 1.0, 1.5, 2.0])
+        colorbar.ax.tick_params(labelsize=TITLE_SIZE)
+        colorbar.set_label("det J", fontsize=TITLE_SIZE + 1)
+    if suptitle:
+        _suptitle(fig, suptitle, SUPTITLE_SIZE)
+    return fig
 
 
 def registration_panel(
@@ -194,44 +434,16 @@ def registration_panel(
     methods: Sequence[str] = ("ours",),
     title: str | None = None,
 ) -> Path:
-    """Figure-2-like panel: per row, moving | fixed | moved per method | det J per method.
+    """Figure-2-like panel: per row, moving | fixed | moved per method | det J per method,
+    one shared det J colour bar (0-2, centred at 1) right of the last column.
 
     Args:
         rows: dicts with ``moving``, ``fixed`` (``(H, W)`` arrays), ``moved`` and
             ``jacobian`` (dicts method -> ``(H, W)`` array), optional ``fixed_labels``
             (contours drawn on the fixed and moved images) and ``title``.
         methods: method names in column order.
-    Folded voxels (det J ≤ 0) are drawn in black on the Jacobian maps.
+    Folded voxels (det J ≤ 0) are drawn in black on the Jacobian maps. The figure
+    grows with the number of rows and methods; titles are wrapped to the panel width.
     """
-    from matplotlib.colors import TwoSlopeNorm
-    from matplotlib.figure import Figure
-
-    from ..evaluation.metrics import det_folding_percent
-
-    ncols = 2 + 2 * len(methods)
-    fig = Figure(figsize=(2.1 * ncols, 2.2 * len(rows) + (0.4 if title else 0.0)))
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
-    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=2.0)
-    image = None
-    for r, row in enumerate(rows):
-        contours = _slice2d(row.get("fixed_labels"))
-        name = row.get("title", "")
-        show_image(axes[r, 0], _slice2d(row["moving"]), None, None, f"moving {name}".strip())
-        show_image(axes[r, 1], _slice2d(row["fixed"]), contours, None, "fixed")
-        for m, method in enumerate(methods):
-            show_image(
-                axes[r, 2 + m], _slice2d(row["moved"][method]), contours, None, f"moved ({method})"
-            )
-            ax = axes[r, 2 + len(methods) + m]
-            det = _slice2d(row["jacobian"][method])
-            image = ax.imshow(np.clip(det, 0.0, 2.0), cmap="RdBu_r", norm=norm)
-            folded = np.ma.masked_where(det > 0, np.ones_like(det))
-            ax.imshow(folded, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            pct = det_folding_percent(det)
-            ax.set_title(f"det J ({method}), {pct:.2f}% ≤ 0", fontsize=8)
-            ax.set_axis_off()
-    if image is not None:
-        fig.colorbar(image, ax=list(axes[:, -1]), shrink=0.6, label="det J")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return save_figure(fig, out)
+    figure_format(out)
+    return save_figure(registration_figure(rows, methods=methods, title=title), out)
