@@ -636,3 +636,80 @@ def test_label_map_of_another_shape_is_a_one_line_error(model, real, tmp_path, c
     )
     err = capsys.readouterr().err
     assert "differs from the moving image" in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_command_takes_a_frame_of_a_4d_file(model, real, tmp_path):
+    frames = str(real["frames"])
+    m = ["--model", str(model)]
+    assert (
+        main(
+            [
+                "transport",
+                *m,
+                "--source-moving",
+                frames,
+                "--source-fixed",
+                frames,
+                "--target",
+                frames,
+                "--frame",
+                "1",
+                "--out",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sample",
+                *m,
+                "--moving",
+                frames,
+                "--n",
+                "2",
+                "--frame",
+                "0",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "interpolate",
+                *m,
+                "--moving",
+                frames,
+                "--fixed",
+                frames,
+                "--steps",
+                "2",
+                "--frame",
+                "2",
+                "--out",
+                str(tmp_path / "i"),
+            ]
+        )
+        == 0
+    )
+    rows = [{"moving": frames, "fixed": frames, "frame": "2", "id": "f"}]
+    data = f"pairs:{_pairs_csv(tmp_path, rows)}"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                data,
+                "--methods",
+                f"ours:{model},identity",
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 0
+    )
+    assert main(["embed", *m, "--data", data, "--out", str(tmp_path / "codes.csv")]) == 0

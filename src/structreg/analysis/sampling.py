@@ -188,6 +188,7 @@ def sample_files(
     seed: int = 0,
     spacing: Sequence[float] = DEFAULT_SPACING,
     fixed_path: str | os.PathLike | None = None,
+    frame: int | None = None,
     posterior_samples: int = 16,
 ) -> dict[str, Any]:
     """Sample ``n`` deformations of a 2-D NIfTI image and write ``sample_000.nii.gz``...
@@ -202,7 +203,9 @@ def sample_files(
     from ..data.io import to_file_layout, write_image
     from .transport import prepare_images
 
-    image = prepare_images(model, moving_path, fixed_path, spacing=spacing, pair_id="moving")
+    image = prepare_images(
+        model, moving_path, fixed_path, spacing=spacing, pair_id="moving", frame=frame
+    )
     generator = torch.Generator().manual_seed(int(seed))
     result = sample_deformations(model, image.processed, n, scale=scale, generator=generator)
     out = Path(out_dir)
@@ -276,6 +279,7 @@ def interpolate_files(
     steps: int = 6,
     *,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    frame: int | None = None,
 ) -> dict[str, Any]:
     """Decode codes along the line from "no motion" to the pair's own deformation.
 
@@ -287,7 +291,9 @@ def interpolate_files(
     """
     from .transport import prepare_images
 
-    image = prepare_images(model, moving_path, fixed_path, spacing=spacing, pair_id="moving")
+    image = prepare_images(
+        model, moving_path, fixed_path, spacing=spacing, pair_id="moving", frame=frame
+    )
     device = next(model.parameters()).device
     with evaluating(model):
         m = image.processed.to(device)

@@ -105,11 +105,11 @@ class PreparedImage:
     record: Any  # structreg.data.preprocess.PreprocessRecord
 
 
-def _read_2d(path: str | os.PathLike) -> Any:
+def _read_2d(path: str | os.PathLike, frame: int | None = None) -> Any:
     """Read a 2-D image (any 2-D layout: ``H×W``, ``H×W×1``, ``H×W×1×1``); volumes are refused."""
     from ..data.io import DataError, read_image
 
-    vol = read_image(path)
+    vol = read_image(path, frame=frame)
     if vol.ndim != 2:
         raise DataError(
             f"{Path(path).name}: shape {vol.shape}: 2-D only (give a single "
@@ -125,14 +125,15 @@ def prepare_images(
     *,
     spacing: Sequence[float] = DEFAULT_SPACING,
     pair_id: str = "image",
+    frame: int | None = None,
 ) -> PreparedImage:
     """Read a 2-D moving image (and optional fixed partner, on any grid: the moving
     image is then resampled into the partner's world grid) and preprocess them to
     the model grid like ``structreg register``."""
     from ..data.preprocess import PreprocessRecord, preprocess_pair
 
-    moving = _read_2d(moving_path)
-    fixed = _read_2d(fixed_path) if fixed_path is not None else moving
+    moving = _read_2d(moving_path, frame)
+    fixed = _read_2d(fixed_path, frame) if fixed_path is not None else moving
     if not same_grid(moving, fixed):  # meet on the fixed grid, in world space
         moving = resample_into(moving, fixed)
     (pair,) = preprocess_pair(
@@ -177,6 +178,7 @@ def transport_files(
     *,
     target_fixed: str | os.PathLike | None = None,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    frame: int | None = None,
 ) -> dict[str, Any]:
     """Transport the deformation of a source NIfTI pair onto a target image and write:
 
@@ -191,8 +193,12 @@ def transport_files(
     from ..data.io import to_file_layout, write_image
     from ..io_utils import atomic_write_text
 
-    src = prepare_images(model, source_moving, source_fixed, spacing=spacing, pair_id="source")
-    tgt = prepare_images(model, target, target_fixed, spacing=spacing, pair_id="target")
+    src = prepare_images(
+        model, source_moving, source_fixed, spacing=spacing, pair_id="source", frame=frame
+    )
+    tgt = prepare_images(
+        model, target, target_fixed, spacing=spacing, pair_id="target", frame=frame
+    )
     result = transport(model, src.processed, src.fixed, tgt.processed)
     registrar = CVAERegistrar(model)
     own_source = registrar.register(src.processed, src.fixed)

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--moving", required=True, help="moving image (2-D NIfTI)")
     p.add_argument("--fixed", required=True, help="fixed image (2-D NIfTI)")
     p.add_argument("--steps", type=int, default=6, help="frames from t = 0 to 1 (default: 6)")
+    p.add_argument("--frame", type=int, default=None, help="time frame of 4-D inputs")
     add_out(p)
     add_device(p)
 
@@ -28,7 +29,13 @@ def run(args: argparse.Namespace) -> int:
     positive("--steps", args.steps, minimum=2)
     model, _ = load_model(args.model, args.device, method="ours")
     summary = interpolate_files(
-        model, args.moving, args.fixed, args.out, args.steps, spacing=model_spacing(args.model)
+        model,
+        args.moving,
+        args.fixed,
+        args.out,
+        args.steps,
+        spacing=model_spacing(args.model),
+        frame=args.frame,
     )
     print(
         f"{len(summary['t'])} frames, worst {max(summary[metrics.FOLDING]):.3f} % "

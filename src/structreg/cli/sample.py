@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=16,
         help="codes drawn for the uncertainty map (default: 16)",
     )
+    p.add_argument("--frame", type=int, default=None, help="time frame of 4-D inputs")
     add_out(p)
     add_device(p)
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         seed=args.seed,
         spacing=model_spacing(args.model),
+        frame=args.frame,
         fixed_path=args.fixed,
         posterior_samples=args.posterior_samples,
     )

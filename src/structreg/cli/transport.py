@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-fixed", required=True, help="source pair: fixed image (2-D NIfTI)")
     p.add_argument("--target", required=True, help="image the deformation is applied to")
     p.add_argument("--target-fixed", help="the target's own fixed image (shown in the figure)")
+    p.add_argument("--frame", type=int, default=None, help="time frame of 4-D inputs")
     add_out(p)
     add_device(p)
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         target_fixed=args.target_fixed,
         spacing=model_spacing(args.model),
+        frame=args.frame,
     )
     print(
         f"transported: {summary[metrics.FOLDING]:.3f} % non-positive Jacobian -> {summary['out']}"
