@@ -5,26 +5,14 @@ import torch
 
 from structreg.data import Pair
 from structreg.ops import exponentiate, gaussian_smooth, warp
+from structreg.training import TrainConfig
 
 # `structreg train` options of a tiny run (seconds on a CPU)
-TINY_TRAIN = [
-    "--size",
-    "32x32",
-    "--spacing",
-    "6",
-    "--subjects",
-    "12",
-    "--set",
-    "train.steps=2",
-    "--set",
-    "train.batch_size=4",
-    "--set",
-    "train.val_every=0",
-    "--set",
-    "model.latent_dim=8",
-    "--set",
-    "train.tensorboard=false",
-]
+TINY_TRAIN = (
+    "--size 32x32 --spacing 6 --subjects 12 --set train.steps=2 "
+    "--set train.batch_size=4 --set train.val_every=0 --set model.latent_dim=8 "
+    "--set train.tensorboard=false"
+).split()
 
 
 def shape_for(ndim: int) -> tuple[int, ...]:
@@ -77,3 +65,19 @@ def random_pairs(n: int, seed: int) -> list[Pair]:
             )
         )
     return pairs
+
+
+def train_config(steps: int, **kw) -> TrainConfig:
+    """A small CPU training config (lr 5e-3, batch 4, validation every 2 steps, seed 7)."""
+    base = dict(
+        steps=steps,
+        lr=5e-3,
+        batch_size=4,
+        val_every=2,
+        checkpoint_every=100,
+        seed=7,
+        device="cpu",
+        tensorboard=False,
+    )
+    base.update(kw)
+    return TrainConfig(**base)

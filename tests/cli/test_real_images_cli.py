@@ -16,6 +16,11 @@ from real_images import mni_axial_slice, mni_stack, real_subject_slice, transfor
 from structreg.cli import main
 
 LAYOUTS = ("HxW", "HxWx1", "HxWx1x1")
+# a one-step training run on the tiny grid
+ONE_STEP = (
+    "--size 32x32 --spacing 6 --set train.steps=1 --set train.val_every=0 "
+    "--set model.latent_dim=8 --set train.tensorboard=false"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -167,15 +172,7 @@ def test_evaluate_embed_preview_and_train_accept_every_layout(model, real, layou
                 data,
                 "--out",
                 str(tmp_path / "run"),
-                *grid,
-                "--set",
-                "train.steps=1",
-                "--set",
-                "train.val_every=0",
-                "--set",
-                "model.latent_dim=8",
-                "--set",
-                "train.tensorboard=false",
+                *ONE_STEP,
                 "--split",
                 "all",
             ]
@@ -436,18 +433,7 @@ def test_a_split_column_is_honoured(model, real, tmp_path, capsys):
                 data,
                 "--out",
                 str(tmp_path / "run"),
-                "--size",
-                "32x32",
-                "--spacing",
-                "6",
-                "--set",
-                "train.steps=1",
-                "--set",
-                "train.val_every=0",
-                "--set",
-                "model.latent_dim=8",
-                "--set",
-                "train.tensorboard=false",
+                *ONE_STEP,
             ]
         )
         == 0
@@ -462,18 +448,7 @@ def test_training_on_a_csv_without_split_holds_out_validation_subjects(real, tmp
     rows = [{"moving": moving["image"], "fixed": fixed["image"], "id": f"s{i}"} for i in range(10)]
     data = f"pairs:{_pairs_csv(tmp_path, rows)}"
     common = [
-        "--size",
-        "32x32",
-        "--spacing",
-        "6",
-        "--set",
-        "train.steps=1",
-        "--set",
-        "train.val_every=0",
-        "--set",
-        "model.latent_dim=8",
-        "--set",
-        "train.tensorboard=false",
+        *ONE_STEP,
     ]
     assert (
         main(

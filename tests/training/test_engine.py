@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers import random_pairs
+from helpers import train_config as _config
 from structreg.errors import CheckpointError, TrainingError
 from structreg.models import ModelConfig
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig
@@ -15,7 +16,6 @@ from structreg.training import (
     Hook,
     RunConfig,
     RunFolder,
-    TrainConfig,
     load_model,
     train,
 )
@@ -27,21 +27,6 @@ TINY = ModelConfig(
     image_size=(32, 32), latent_dim=16, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
 )
 VXM = VoxelMorphConfig(nb_features=(4, 8, 8))
-
-
-def _config(steps, **kw):
-    base = dict(
-        steps=steps,
-        lr=5e-3,
-        batch_size=4,
-        val_every=2,
-        checkpoint_every=100,
-        seed=7,
-        device="cpu",
-        tensorboard=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def test_voxelmorph_trains_through_the_engine_and_resumes_exactly(tmp_path):

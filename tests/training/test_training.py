@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from helpers import random_pairs
+from helpers import train_config as _config
 from structreg.data import Pair
 from structreg.evaluation.metrics import dice
 from structreg.models import CVAERegistration, ModelConfig
@@ -223,21 +224,6 @@ def test_overfitting_one_pair_registers_it_without_folding(tmp_path):
 
 
 # -- run folder and resumption ------------------------------------------------------
-
-
-def _config(steps: int, **kw) -> TrainConfig:
-    base = dict(
-        steps=steps,
-        lr=5e-3,
-        batch_size=4,
-        val_every=2,
-        checkpoint_every=100,
-        seed=7,
-        device="cpu",
-        tensorboard=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def test_run_folder_outputs(tmp_path):
