@@ -28,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_out(p)
     add_device(p)
     p.add_argument("--figure-pairs", type=int, default=4, help="pairs in the panel (default: 4)")
+    p.add_argument(
+        "--primary",
+        default="ours",
+        help="method the paired Wilcoxon tests compare with each other one (default: ours)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if not pairs:
         raise DataError(f"no pairs in {args.data} ({args.split} split)")
-    summary = run_evaluation(pairs, methods, args.out, n_figure=args.figure_pairs)
+    summary = run_evaluation(
+        pairs, methods, args.out, n_figure=args.figure_pairs, primary=args.primary
+    )
     print(summary["table"])
     print(
         f"wrote {args.out}/table.md, pairs.csv and figures ({len(pairs)} pairs, "

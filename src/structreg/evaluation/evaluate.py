@@ -20,7 +20,7 @@ import io
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,9 +224,9 @@ def table_keys(structures: Structures) -> list[str]:
 
 
 def significance(
-    rows: Sequence[dict], methods: Sequence[str], key: str, ours: str = "ours"
+    rows: Sequence[dict], methods: Sequence[str], key: str, primary: str = "ours"
 ) -> dict[str, float]:
-    """Paired Wilcoxon signed-rank p-value of ``ours`` vs each other method on ``key``."""
+    """Paired Wilcoxon signed-rank p-value of ``primary`` vs each other method on ``key``."""
     from scipy.stats import wilcoxon
 
     out = {}
@@ -235,10 +235,10 @@ def significance(
         if key in r and r[key] == r[key]:
             by_id.setdefault(r["id"], {})[r["method"]] = r[key]
     for m in methods:
-        if m == ours:
+        if m == primary:
             continue
-        a = np.array([v[ours] for v in by_id.values() if ours in v and m in v])
-        b = np.array([v[m] for v in by_id.values() if ours in v and m in v])
+        a = np.array([v[primary] for v in by_id.values() if primary in v and m in v])
+        b = np.array([v[m] for v in by_id.values() if primary in v and m in v])
         if len(a) < 5 or np.allclose(a, b):
             out[m] = float("nan")
         else:
@@ -246,15 +246,15 @@ def significance(
     return out
 
 
-def _best(key: str, means: dict[str, float]) -> set[str]:
-    """Methods whose mean is best for ``key`` (identity competes on neither folding
-    nor velocity: it has none)."""
+def _best(key: str, means: dict[str, float], references: Collection[str]) -> set[str]:
+    """Methods whose mean is best for ``key`` (a reference method, which does not
+    register, competes on neither folding nor velocity)."""
     if key == metrics.SECONDS or len(means) < 2:
         return set()
     candidates = {
         m: x
         for m, x in means.items()
-        if not (m == "identity" and (key == metrics.FOLDING or key.startswith("velocity")))
+        if not (m in references and (key == metrics.FOLDING or key.startswith("velocity")))
     }
     if not candidates:
         return set()
@@ -264,11 +264,11 @@ def _best(key: str, means: dict[str, float]) -> set[str]:
 
 
 def _significance_lines(
-    rows: Sequence[dict], methods: Sequence[str], structures: Structures
+    rows: Sequence[dict], methods: Sequence[str], structures: Structures, primary: str
 ) -> list[str]:
-    if "ours" not in methods or len(methods) < 2:
+    if primary not in methods or len(methods) < 2:
         return []
-    others = [m for m in methods if m != "ours"]
+    others = [m for m in methods if m != primary]
     keys = (
         [metrics.RMSE]
         + [metrics.dice_key(s) for s in structures]
@@ -276,7 +276,7 @@ def _significance_lines(
     )
     tests = []
     for key in keys:
-        p = significance(rows, methods, key)
+        p = significance(rows, methods, key, primary)
         if not all(math.isnan(x) for x in p.values()):
             tests.append(
                 f"| {key} | "
@@ -287,7 +287,7 @@ def _significance_lines(
         return []
     return [
         "",
-        "Paired Wilcoxon signed-rank test of ours against each method "
+        f"Paired Wilcoxon signed-rank test of {primary} against each method "
         "(p-values over the pairs where both succeeded):",
         "",
         "| metric | " + " | ".join(others) + " |",
@@ -296,15 +296,27 @@ def _significance_lines(
     ]
 
 
-def format_table(rows: list[dict], methods: Sequence[str], structures: Structures) -> str:
-    """Markdown table laid out like the paper's Table 1 (mean ± std, best in bold)."""
+def format_table(
+    rows: list[dict],
+    methods: Sequence[str],
+    structures: Structures,
+    *,
+    references: Collection[str] = ("identity",),
+    primary: str = "ours",
+) -> str:
+    """Markdown table laid out like the paper's Table 1 (mean ± std, best in bold), with
+    paired Wilcoxon tests of ``primary`` against each other method.
+
+    Args:
+        references: methods that do not register (no folding or velocity to win on).
+    """
     lines = ["| metric | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for key in table_keys(structures):
         info = metrics.structure_info(key)
         stats = {m: values(rows, m, key) for m in methods}
         if all(len(v) == 0 for v in stats.values()):
             continue
-        best = _best(key, {m: float(v.mean()) for m, v in stats.items() if len(v)})
+        best = _best(key, {m: float(v.mean()) for m, v in stats.items() if len(v)}, references)
         cells = []
         for m in methods:
             if len(stats[m]) == 0:
@@ -313,7 +325,7 @@ def format_table(rows: list[dict], methods: Sequence[str], structures: Structure
             text = mean_std(stats[m], info.fmt)
             cells.append(f"**{text}**" if m in best else text)
         lines.append(f"| {info.label} | " + " | ".join(cells) + " |")
-    lines += _significance_lines(rows, methods, structures)
+    lines += _significance_lines(rows, methods, structures, primary)
     failed = [r for r in rows if r.get("error")]
     if failed:
         lines += ["", f"{len(failed)} (pair, method) runs failed; see pairs.csv."]
@@ -355,6 +367,7 @@ def dice_boxplot(
             widths=width * 0.9,
             patch_artist=True,
             showfliers=False,
+            medianprops={"color": "black"},
         )
         for patch in parts["boxes"]:
             patch.set_facecolor(colours[j % len(colours)])
@@ -394,8 +407,13 @@ def run_evaluation(
     *,
     n_figure: int = 4,
     progress: bool = True,
+    primary: str = "ours",
 ) -> dict[str, Any]:
-    """Evaluate, then write ``pairs.csv``, ``table.md`` and the figures into ``out_dir``."""
+    """Evaluate, then write ``pairs.csv``, ``table.md`` and the figures into ``out_dir``.
+
+    ``primary`` is the method the significance tests compare with each other one.
+    Reference methods (``reference = True``: identity) stay out of the panel.
+    """
     from ..viz.figures import pick_pairs, registration_panel
 
     out = Path(out_dir)
@@ -405,12 +423,13 @@ def run_evaluation(
     rows, kept = evaluate(pairs, methods, structures, progress=progress, keep=[p.id for p in shown])
     names = [m.name for m in methods]
     write_rows_csv(out / "pairs.csv", rows)
-    table = format_table(rows, names, structures)
+    references = {m.name for m in methods if getattr(m, "reference", False)}
+    table = format_table(rows, names, structures, references=references, primary=primary)
     atomic_write_text(out / "table.md", table)
     panel = panel_rows(shown, kept, names)
-    # identity adds nothing to the panel: its moved image is the moving image, det J = 1
+    # a reference adds nothing to the panel: its moved image is the moving image, det J = 1
     panel_methods = [
-        m for m in names if m != "identity" and all(m in row["moved"] for row in panel)
+        m for m in names if m not in references and all(m in row["moved"] for row in panel)
     ]
     if panel and panel_methods:
         registration_panel(panel, out / "registration.png", methods=panel_methods)

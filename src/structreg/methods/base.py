@@ -101,6 +101,9 @@ class Registrar(Protocol):
             used for table columns, CSV rows and figure titles.
         batch_size: pairs per :meth:`register` call that suit the method (callers
             with many pairs pass chunks of this size).
+
+    A method that registers nothing (identity) may set ``reference = True``: tables
+    then do not let it win on folding or velocity, and figures leave it out.
     """
 
     name: str

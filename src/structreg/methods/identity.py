@@ -15,6 +15,7 @@ class Identity:
     """Identity registration: ``moved = moving``, zero displacement, det J = 1."""
 
     name = "identity"
+    reference = True  # registers nothing: tables do not let it win on folding or velocity
 
     def __init__(self, batch_size: int = 256) -> None:
         self.batch_size = batch_size
