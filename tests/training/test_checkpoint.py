@@ -152,3 +152,16 @@ def test_save_is_atomic_and_keeps_old_file_on_failure(saved, monkeypatch):
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     assert read_checkpoint(path)["step"] == 7
+
+
+@pytest.mark.parametrize("size", [[3000, 3000], [100000, 100000]])
+def test_a_crafted_huge_config_is_refused_before_anything_is_allocated(saved, tmp_path, size):
+    path, _, _ = saved
+    data = torch.load(path, weights_only=True)
+    data["config"]["model"]["image_size"] = size
+    crafted = tmp_path / "crafted.pt"
+    torch.save(data, crafted)
+    # the config is validated when the checkpoint is read, before a network is built
+    with pytest.raises(CheckpointError, match="beyond the supported bounds") as exc:
+        read_checkpoint(crafted)
+    assert str(crafted) in str(exc.value)

@@ -132,3 +132,20 @@ def test_run_folder_data_settings_and_model_file(tmp_path):
     run.data_file.write_text("{not json")
     with pytest.raises(CheckpointError, match="unreadable run data settings"):
         run.read_data_settings()
+
+
+def test_resume_on_other_data_is_refused_before_anything_is_written(tmp_path):
+    pairs = random_pairs(6, seed=1)
+    train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
+    run = RunFolder(tmp_path)
+    before = {name: (tmp_path / name).read_bytes() for name in ("data.json", "config.toml")}
+    other = random_pairs(6, seed=2)  # same number of pairs, other contents
+    with pytest.raises(CheckpointError, match="training data differ"):
+        train(TINY, _config(4), other[:4], other[4:], tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="training data differ"):
+        train(TINY, _config(4, seed=8), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
+    for name, data in before.items():
+        assert (tmp_path / name).read_bytes() == data, name
+    assert run.read_data_settings().fingerprint
+    rows = train(TINY, _config(4), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]

@@ -129,16 +129,6 @@ def run(args: argparse.Namespace) -> int:
     if not train_pairs:
         raise DataError(f"no training pairs in {args.data}")
     model_config = VoxelMorphConfig(ndim=len(size)) if args.method == "voxelmorph" else config.model
-    run_folder.write_data_settings(
-        DataSettings(
-            size=size,
-            spacing=tuple(train_pairs[0].spacing),
-            data=args.data,
-            seed=args.seed,
-            subjects=args.subjects,
-            slices=args.slices,
-        )
-    )
     print(
         f"training {args.method} on {len(train_pairs)} pairs, validating on "
         f"{len(val_pairs)} ({how})"
@@ -154,6 +144,14 @@ def run(args: argparse.Namespace) -> int:
         run_folder.path,
         resume=args.resume,
         method=args.method,
+        data_settings=DataSettings(
+            size=size,
+            spacing=tuple(train_pairs[0].spacing),
+            data=args.data,
+            seed=args.seed,
+            subjects=args.subjects,
+            slices=args.slices,
+        ),
     )
     last = history[-1] if history else {}
     print(f"done: step {last.get('step')}, loss {last.get('loss')}; run folder {run_folder.path}")

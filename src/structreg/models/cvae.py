@@ -112,6 +112,7 @@ class ModelConfig:
                 )
         for name in ("leaky_slope", "velocity_init_std"):
             object.__setattr__(self, name, _non_negative_float(name, getattr(self, name)))
+        _check_bounds(self)
 
     @property
     def ndim(self) -> int:
@@ -154,14 +155,51 @@ def _positive_ints(name: str, value: Any, length: int | None = None) -> tuple[in
     return out
 
 
+# Sane bounds, checked before anything is allocated (a crafted config in a
+# checkpoint must not make the process allocate gigabytes): a 1 mm brain volume
+# (160 x 192 x 224) is well inside them.
+MAX_IMAGE_SIDE = 1024
+MAX_VOXELS = 2**24
+MAX_CHANNELS = 1024
+MAX_LATENT_DIM = 4096
+MAX_IN_CHANNELS = 16
+MAX_STEPS = 16
+MAX_FC_WEIGHTS = 2**28  # the decoder's fully connected layer, ~1 GiB in float32
+
+
 def _image_size(value: Any) -> tuple[int, ...]:
-    """``image_size`` as a tuple of 2 or 3 ints, each >= 8."""
+    """``image_size`` as a tuple of 2 or 3 ints, each in [8, MAX_IMAGE_SIDE]."""
     size = _positive_ints("image_size", value)
     if len(size) not in (2, 3):
         raise ConfigError(f"ModelConfig: image_size must have 2 or 3 entries, got {size}")
     if min(size) < 8:
         raise ConfigError(f"ModelConfig: image_size entries must be >= 8, got {size}")
+    if max(size) > MAX_IMAGE_SIDE or math.prod(size) > MAX_VOXELS:
+        raise ConfigError(
+            f"ModelConfig: image_size {size} is beyond the supported bounds "
+            f"({MAX_IMAGE_SIDE} per axis, {MAX_VOXELS} voxels)"
+        )
     return size
+
+
+def _check_bounds(config: ModelConfig) -> None:
+    """Refuse configs whose network would be absurdly large, before building it."""
+    limits = {"in_channels": MAX_IN_CHANNELS, "latent_dim": MAX_LATENT_DIM, "steps": MAX_STEPS}
+    for name, limit in limits.items():
+        if getattr(config, name) > limit:
+            raise ConfigError(
+                f"ModelConfig: {name} {getattr(config, name)} is beyond the supported bound {limit}"
+            )
+    if max(config.enc_channels + config.dec_channels) > MAX_CHANNELS:
+        raise ConfigError(f"ModelConfig: channel counts are limited to {MAX_CHANNELS}")
+    coarse = math.prod(-(-s // 8) for s in config.image_size)
+    fc = config.latent_dim * config.dec_channels[0] * coarse
+    if fc > MAX_FC_WEIGHTS:
+        raise ConfigError(
+            f"ModelConfig: the decoder's first layer would hold {fc:,} weights "
+            f"(bound {MAX_FC_WEIGHTS:,}); use a smaller image_size, latent_dim "
+            f"or dec_channels"
+        )
 
 
 def _check_positive_int(name: str, value: Any) -> None:

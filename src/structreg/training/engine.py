@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from ..models.cvae import ModelConfig
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, RunConfig, TrainConfig, resolve_device, save_config
 from .rng import capture_rng, restore_rng, seed_everything
-from .run import RunFolder
+from .run import DataSettings, RunFolder, data_fingerprint
 from .tasks import TrainingTask, task_for
 
 __all__ = ["Engine", "Hook", "LoopState", "log_columns", "train"]
@@ -318,6 +318,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     method: str = "ours",
+    data_settings: DataSettings | None = None,
 ) -> list[dict[str, Any]]:
     """Train a method and write its run folder.
 
@@ -339,6 +340,9 @@ def train(
             seed. Without ``resume`` an existing run folder is refused.
         progress: show a progress bar.
         method: ``"ours"`` or ``"voxelmorph"``.
+        data_settings: what to record in ``data.json`` (the grid, the data spec);
+            the data's fingerprint is added. A resume on data with another
+            fingerprint is refused before anything is written.
     Returns:
         The log rows (dicts keyed by :func:`log_columns`) from step 1 to the last.
     """
@@ -353,10 +357,22 @@ def train(
     if resume and not run.checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
     config = RunConfig(model=model_config, train=train_config, method=method)
+    fingerprint = data_fingerprint(train_pairs, val_pairs, train_config.seed)
+    if resume:
+        saved = run.read_data_settings().fingerprint
+        if saved is not None and saved != fingerprint:
+            raise CheckpointError(
+                f"cannot resume {run.path}: the training data differ from "
+                f"the run's (other pairs, contents, split or seed)"
+            )
     engine = Engine(config, train_pairs, val_pairs, run, default_hooks(progress=progress))
     engine.init()
     if resume:
         engine.resume()
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(config, run.config_file)
+    settings = data_settings or DataSettings(
+        size=tuple(train_pairs[0].moving.shape), spacing=tuple(train_pairs[0].spacing)
+    )
+    run.write_data_settings(replace(settings, fingerprint=fingerprint))
     return engine.run()

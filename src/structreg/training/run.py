@@ -17,17 +17,21 @@ files; :meth:`RunFolder.of_model` finds the folder either way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..errors import CheckpointError
 from ..io_utils import atomic_write_text
 
-__all__ = ["DataSettings", "RunFolder"]
+__all__ = ["DataSettings", "RunFolder", "data_fingerprint", "model_spacing"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class DataSettings:
         data: the data spec (``phantom:cardiac``, ``pairs:FILE.csv``, ...), if known.
         seed: the phantom and split seed.
         subjects, slices: the ``--subjects`` / ``--slices`` options, if given.
+        fingerprint: digest of the training and validation pairs (ids and image
+            contents) and the seed (:func:`data_fingerprint`); ``--resume`` refuses
+            other data.
     """
 
     size: tuple[int, ...] = DEFAULT_SIZE
@@ -48,10 +55,11 @@ class DataSettings:
     seed: int | None = None
     subjects: int | None = None
     slices: int | None = None
+    fingerprint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists for tuples)."""
-        return {
+        out = {
             "data": self.data,
             "size": list(self.size),
             "spacing": list(self.spacing),
@@ -59,6 +67,9 @@ class DataSettings:
             "subjects": self.subjects,
             "slices": self.slices,
         }
+        if self.fingerprint is not None:
+            out["fingerprint"] = self.fingerprint
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSettings:
@@ -70,6 +81,7 @@ class DataSettings:
             seed=data.get("seed"),
             subjects=data.get("subjects"),
             slices=data.get("slices"),
+            fingerprint=data.get("fingerprint"),
         )
 
 
@@ -150,3 +162,22 @@ class RunFolder:
 def model_spacing(run_dir_or_file: str | os.PathLike) -> tuple[float, ...]:
     """The processed spacing (mm) a model was trained with."""
     return RunFolder.of_model(run_dir_or_file).read_data_settings().spacing
+
+
+def data_fingerprint(train_pairs: Sequence[Any], val_pairs: Sequence[Any] | None, seed: int) -> str:
+    """SHA-256 of the pairs' ids and image contents (train and validation, in order)
+    and the seed: what a resumed run must train on again."""
+    digest = hashlib.sha256(f"seed {seed}\n".encode())
+    for split, pairs in (("train", train_pairs), ("val", val_pairs or [])):
+        for pair in pairs:
+            digest.update(f"{split} {pair.id}\n".encode())
+            for array in (
+                pair.moving,
+                pair.fixed,
+                pair.moving_labels,
+                pair.fixed_labels,
+                pair.mask,
+            ):
+                if array is not None:
+                    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
