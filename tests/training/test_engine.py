@@ -7,7 +7,7 @@ import torch
 
 from helpers import random_pairs
 from helpers import train_config as _config
-from structreg.errors import CheckpointError, TrainingError
+from structreg.errors import CheckpointError, RunExistsError, TrainingError
 from structreg.models import ModelConfig
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig
 from structreg.training import (
@@ -149,3 +149,43 @@ def test_resume_on_other_data_is_refused_before_anything_is_written(tmp_path):
     assert run.read_data_settings().fingerprint
     rows = train(TINY, _config(4), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_a_second_training_in_the_same_folder_is_refused_naming_the_holder(tmp_path):
+    import os
+    import socket
+
+    pairs = random_pairs(6, seed=1)
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    # a live process of this host (the parent of this test process) holds the lock
+    (run.path / RunFolder.LOCK).write_text(f"{os.getppid()} {socket.gethostname()}\n")
+    with pytest.raises(Exception, match=rf"in use: another training \(PID {os.getppid()}"):
+        train(TINY, _config(2), pairs[:4], pairs[4:], run.path, resume=False, progress=False)
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    pairs = random_pairs(6, seed=1)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
+    (tmp_path / RunFolder.LOCK).write_text(f"{dead} {socket.gethostname()}\n")  # killed run
+    rows = train(TINY, _config(3), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
+    assert rows[-1]["step"] == 3 and not (tmp_path / RunFolder.LOCK).exists()
+
+
+def test_a_non_empty_folder_is_refused_without_resume(tmp_path):
+    pairs = random_pairs(6, seed=1)
+    for name in ("best.pt", "train_log.csv"):
+        (tmp_path / name).write_text("from an earlier run")
+    with pytest.raises(RunExistsError, match="not empty"):
+        train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
+    assert (tmp_path / "best.pt").read_text() == "from an earlier run"

@@ -346,16 +346,47 @@ def train(
     Returns:
         The log rows (dicts keyed by :func:`log_columns`) from step 1 to the last.
     """
-    from .hooks import default_hooks
 
     run = RunFolder(out_dir)
+    run.clear_stale_lock()  # a live training here is named and refused first
     if not resume and run.holds_run():
         raise RunExistsError(
             f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
             f"it or choose another output folder"
         )
+    if not resume and not run.is_empty():
+        raise RunExistsError(
+            f"{run.path} is not empty; train into a new or empty folder (or --resume a run)"
+        )
     if resume and not run.checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
+    with run.lock():
+        return _train_locked(
+            run,
+            model_config,
+            train_config,
+            train_pairs,
+            val_pairs,
+            resume,
+            progress,
+            method,
+            data_settings,
+        )
+
+
+def _train_locked(
+    run: RunFolder,
+    model_config: Any,
+    train_config: TrainConfig,
+    train_pairs: Sequence[Pair],
+    val_pairs: Sequence[Pair] | None,
+    resume: bool,
+    progress: bool,
+    method: str,
+    data_settings: DataSettings | None,
+) -> list[dict[str, Any]]:
+    from .hooks import default_hooks
+
     config = RunConfig(model=model_config, train=train_config, method=method)
     fingerprint = data_fingerprint(train_pairs, val_pairs, train_config.seed)
     if resume:

@@ -10,6 +10,7 @@ A run folder holds:
 | ``checkpoint.pt`` | the latest checkpoint, with the training state for ``--resume`` |
 | ``best.pt`` | the best validation model (what registration loads) |
 | ``tensorboard/`` | TensorBoard events, when TensorBoard is installed |
+| ``train.lock`` | PID and host of the process training in the folder (while it runs) |
 
 Commands that take ``--model RUN`` accept the folder or one of its checkpoint
 files; :meth:`RunFolder.of_model` finds the folder either way.
@@ -17,10 +18,12 @@ files; :meth:`RunFolder.of_model` finds the folder either way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RunExistsError
 from ..io_utils import atomic_write_text
 
 __all__ = ["DataSettings", "RunFolder", "data_fingerprint", "model_spacing"]
@@ -94,6 +97,7 @@ class RunFolder:
     CHECKPOINT = "checkpoint.pt"
     BEST = "best.pt"
     TENSORBOARD = "tensorboard"
+    LOCK = "train.lock"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -134,6 +138,58 @@ class RunFolder:
     def holds_run(self) -> bool:
         """True when the folder holds a resumable checkpoint."""
         return self.checkpoint.exists()
+
+    def is_empty(self) -> bool:
+        """True when the folder is missing or holds nothing."""
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's exclusive training lock (``train.lock``: PID and host).
+
+        A second process gets a :class:`RunExistsError` naming the holder; a lock
+        left by a dead process of this host is taken over.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        mine = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path / self.LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self.clear_stale_lock()
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(mine)
+            break
+        else:  # pragma: no cover - a race with another process taking the stale lock
+            self.clear_stale_lock()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                if (self.path / self.LOCK).read_text() == mine:
+                    (self.path / self.LOCK).unlink()
+
+    def clear_stale_lock(self) -> None:
+        """Remove the lock of a dead process of this host; refuse a live one, naming its
+        PID and host (nothing to do without a lock)."""
+        path = self.path / self.LOCK
+        if not path.exists():
+            return
+        try:
+            pid_text, _, host = path.read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            pid, host = -1, ""
+        if host == socket.gethostname() and not _alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+        raise RunExistsError(
+            f"{self.path} is in use: another training (PID {pid} on host "
+            f"{host or 'unknown'}) holds {path}; wait for it or choose another "
+            f"--out"
+        )
 
     def model_file(self) -> Path:
         """``best.pt``, else ``checkpoint.pt``; ``FileNotFoundError`` when neither exists."""
@@ -181,3 +237,16 @@ def data_fingerprint(train_pairs: Sequence[Any], val_pairs: Sequence[Any] | None
                 if array is not None:
                     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
