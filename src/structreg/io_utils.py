@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,3 +47,46 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomically write UTF-8 text to ``path``."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
+
+
+def safe_name(text: str, taken: set[str] | None = None, max_length: int = 100) -> str:
+    """A file name made from ``text`` (an id from the data) that cannot leave its folder.
+
+    Path separators, ``..``, control and other unusual characters become ``_``;
+    reserved device names (``con``, ``nul``, ...) get a ``_`` suffix; the name is cut
+    to ``max_length`` characters; an empty result is ``pair``. With ``taken`` the name
+    is made unique (``_2``, ``_3``, ...) and added to it (compared case-insensitively).
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(". ")[:max_length] or "pair"
+    if name.split(".")[0].lower() in _RESERVED:
+        name = f"{name}_"
+    if taken is None:
+        return name
+    unique, k = name, 1
+    while unique.lower() in taken:
+        k += 1
+        unique = f"{name[: max_length - len(str(k)) - 1]}_{k}"
+    taken.add(unique.lower())
+    return unique
+
+
+def inside(root: str | os.PathLike, name: str) -> Path:
+    """``root / name``, refused (:class:`~structreg.errors.InputError`) when it resolves
+    outside ``root``."""
+    from .errors import InputError
+
+    base = Path(root).resolve()
+    target = (base / name).resolve()
+    if target != base and base not in target.parents:
+        raise InputError(f"refusing to write outside {root}: {name!r}")
+    return Path(root) / name

@@ -688,3 +688,44 @@ def test_every_command_takes_a_frame_of_a_4d_file(model, real, tmp_path):
         == 0
     )
     assert main(["embed", *m, "--data", data, "--out", str(tmp_path / "codes.csv")]) == 0
+
+
+def test_batch_ids_never_write_outside_out_and_failures_do_not_stop_the_batch(
+    model, real, tmp_path, capsys
+):
+    moving, fixed = real["HxWx1"]
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"not a nifti at all")
+    ids = [
+        "../x",
+        str(tmp_path / "abs" / "x"),
+        "a/b",
+        "..",
+        "con",
+        "y" * 300,
+        "new\nline",
+        "dup",
+        "dup",
+    ]
+    rows = [{"moving": moving["image"], "fixed": fixed["image"], "id": i} for i in ids]
+    rows += [
+        {"moving": tmp_path / "missing.nii.gz", "fixed": fixed["image"], "id": "missing"},
+        {"moving": corrupt, "fixed": fixed["image"], "id": "corrupt"},
+    ]
+    csv_path = _pairs_csv(tmp_path, rows, name="batch.csv")
+    out = tmp_path / "deep" / "out"
+    before = {p for p in tmp_path.rglob("*")}
+    code = main(
+        ["register", "--model", str(model), "--data", f"pairs:{csv_path}", "--out", str(out)]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"{len(ids)} registered, 2 failed" in captured.out
+    assert "missing" in captured.err and "corrupt" in captured.err
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert created and all(out in p.parents or p == out or p in out.parents for p in created)
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == len(ids)  # one per registered row: duplicates did not collide
+    assert "dup" in folders and "dup_2" in folders and "con_" in folders
+    assert all(len(name) <= 100 and "/" not in name and "\n" not in name for name in folders)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "abs").exists()

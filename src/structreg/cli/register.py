@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..io_utils import inside, safe_name
 from .options import add_device, add_model, add_out
 
 NAME = "register"
@@ -51,15 +52,17 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     spec = parse_data_spec(args.data)
     if spec.kind != "pairs":
         raise UsageError(f"register --data takes pairs:FILE.csv, got {args.data}")
-    rows = read_pairs_csv(spec.path)
+    # a missing file fails its own pair, like a corrupt one; the others go on
+    rows = read_pairs_csv(spec.path, check_files=False)
     if args.split != "all":
         if not any(row.split for row in rows):
             raise UsageError(f"--split {args.split}: {spec.path} has no split column")
         rows = [row for row in rows if row.split == args.split]
     print(f"{args.data}: {len(rows)} pairs ({args.split} split)")
+    taken: set[str] = set()  # one output folder per row: safe, unique names
     return [
         (
-            row.id or f"pair{i:04d}",
+            safe_name(row.id or f"pair{i:04d}", taken),
             row.moving,
             row.fixed,
             row.moving_labels,
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     batch = len(jobs) > 1 or args.data is not None
     failures = 0
     for name, moving, fixed, labels, frame in jobs:
-        out = Path(args.out) / name if batch else Path(args.out)
+        out = inside(args.out, name) if batch else Path(args.out)
         try:
             summary = write_registration(
                 model,
@@ -104,4 +107,6 @@ def run(args: argparse.Namespace) -> int:
             f"{name}: {summary['slices']} slice(s), {summary[metrics.FOLDING]:.3f} % "
             f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}"
         )
+    if batch:
+        print(f"{len(jobs) - failures} registered, {failures} failed")
     return 1 if failures else 0

@@ -63,14 +63,16 @@ class PairRow:
     label_table: Path | None = None
 
 
-def read_pairs_csv(path: str | os.PathLike) -> list[PairRow]:
-    """Parse and check a ``pairs.csv``: columns present, cells filled, files existing."""
+def read_pairs_csv(path: str | os.PathLike, *, check_files: bool = True) -> list[PairRow]:
+    """Parse and check a ``pairs.csv``: columns present, cells filled, files existing
+    (``check_files=False`` leaves a missing file to whoever reads the row: batch
+    registration reports it for that pair and goes on)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: pairs CSV not found")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = _read_rows(f, path)
+            rows = _read_rows(f, path, check_files)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
     if not rows:
@@ -85,7 +87,7 @@ def read_pairs_csv(path: str | os.PathLike) -> list[PairRow]:
     return rows
 
 
-def _read_rows(f: TextIO, path: Path) -> list[PairRow]:
+def _read_rows(f: TextIO, path: Path, check_files: bool = True) -> list[PairRow]:
     reader = csv.reader(f)
     header = next(reader, None)
     if header is None:
@@ -107,13 +109,19 @@ def _read_rows(f: TextIO, path: Path) -> list[PairRow]:
                 len(columns),
                 reader.line_num,
                 path,
+                check_files,
             )
         )
     return rows
 
 
 def _parse_row(
-    cells: dict[str, str], n_cells: int, n_columns: int, line: int, path: Path
+    cells: dict[str, str],
+    n_cells: int,
+    n_columns: int,
+    line: int,
+    path: Path,
+    check_files: bool = True,
 ) -> PairRow:
     where = f"{path} line {line}"
     if n_cells != n_columns:
@@ -124,10 +132,10 @@ def _parse_row(
     }
     moving = _required(values, "moving", where)
     fixed = _required(values, "fixed", where)
-    moving_file = _resolve_file(moving, path.parent, "moving", where)
-    fixed_file = _resolve_file(fixed, path.parent, "fixed", where)
+    moving_file = _resolve_file(moving, path.parent, "moving", where, check_files)
+    fixed_file = _resolve_file(fixed, path.parent, "fixed", where, check_files)
     files = {
-        c: _resolve(values[c], path.parent, c, where)
+        c: _resolve(values[c], path.parent, c, where, check_files)
         for c in ("moving_labels", "fixed_labels", "mask")
     }
     default_id = _default_id(moving)
@@ -168,14 +176,16 @@ def _required(values: dict[str, str | None], column: str, where: str) -> str:
     return value
 
 
-def _resolve(value: str | None, folder: Path, column: str, where: str) -> Path | None:
-    return None if value is None else _resolve_file(value, folder, column, where)
+def _resolve(
+    value: str | None, folder: Path, column: str, where: str, check: bool = True
+) -> Path | None:
+    return None if value is None else _resolve_file(value, folder, column, where, check)
 
 
-def _resolve_file(value: str, folder: Path, column: str, where: str) -> Path:
+def _resolve_file(value: str, folder: Path, column: str, where: str, check: bool = True) -> Path:
     file = Path(value).expanduser()
     file = file if file.is_absolute() else folder / file
-    if not file.is_file():
+    if check and not file.is_file():
         raise DataError(f"{where}: {column} file '{value}' not found ({file})")
     return file
 
