@@ -39,7 +39,7 @@ from .data.labels import CARDIAC_LABELS
 from .data.preprocess import PreprocessRecord, preprocess_pair, to_original
 from .errors import DataError
 from .evaluation import metrics
-from .io_utils import atomic_write_text
+from .io_utils import atomic_folder, atomic_write_text
 from .methods.base import warp_array
 from .methods.ours import CVAERegistrar
 from .ops import jacobian_det, warp
@@ -162,32 +162,33 @@ def write_registration(
     disp, inverse, velocity = back(result.disp), back(result.inverse_disp), back(result.velocity)
     moved, exported = _warp_original(moving, fixed, disp, labels=False)
     det = jacobian_det(torch.from_numpy(disp)[None])[0, 0].numpy().astype(np.float32)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    affine = fixed.affine
-    written = ["moved.nii.gz"]
-    write_image(out / "moved.nii.gz", to_file_layout(moved, fixed), affine=affine)
-    if labels is not None:
-        moved_labels, _ = _warp_original(labels, fixed, disp, labels=True)
-        write_labels(
-            out / "moved_labels.nii.gz", to_file_layout(moved_labels, fixed), affine=affine
-        )
-        written.append("moved_labels.nii.gz")
-    # disp.nii.gz maps the fixed grid to the original moving image (world mapping
-    # included); the inverse and the velocity are the registration's own, on the fixed grid
-    for name, field in (("disp", exported), ("inverse_disp", inverse), ("velocity", velocity)):
-        write_itk_displacement(out / f"{name}.nii.gz", field, affine)
-        written.append(f"{name}.nii.gz")
-    write_image(out / "jacobian_det.nii.gz", to_file_layout(det, fixed), affine=affine)
-    written.append("jacobian_det.nii.gz")
-    codes = [
-        {"slice": rec.slice_index, "z": [round(float(v), 6) for v in code]}
-        for rec, code in zip(records, result.z.cpu(), strict=True)
-    ]
-    atomic_write_text(out / "z.json", json.dumps({"pair": pair_id, "codes": codes}, indent=1))
-    written.append("z.json")
+    # every output is written into a temporary folder that replaces out_dir whole:
+    # a failure never leaves a mix of new and old outputs
+    with atomic_folder(out_dir) as out:
+        affine = fixed.affine
+        written = ["moved.nii.gz"]
+        write_image(out / "moved.nii.gz", to_file_layout(moved, fixed), affine=affine)
+        if labels is not None:
+            moved_labels, _ = _warp_original(labels, fixed, disp, labels=True)
+            write_labels(
+                out / "moved_labels.nii.gz", to_file_layout(moved_labels, fixed), affine=affine
+            )
+            written.append("moved_labels.nii.gz")
+        # disp.nii.gz maps the fixed grid to the original moving image (world mapping
+        # included); the inverse and the velocity are the registration's own, on the fixed grid
+        for name, field in (("disp", exported), ("inverse_disp", inverse), ("velocity", velocity)):
+            write_itk_displacement(out / f"{name}.nii.gz", field, affine)
+            written.append(f"{name}.nii.gz")
+        write_image(out / "jacobian_det.nii.gz", to_file_layout(det, fixed), affine=affine)
+        written.append("jacobian_det.nii.gz")
+        codes = [
+            {"slice": rec.slice_index, "z": [round(float(v), 6) for v in code]}
+            for rec, code in zip(records, result.z.cpu(), strict=True)
+        ]
+        atomic_write_text(out / "z.json", json.dumps({"pair": pair_id, "codes": codes}, indent=1))
+        written.append("z.json")
     return {
-        "out": str(out),
+        "out": str(out_dir),
         "files": written,
         "slices": len(pairs),
         metrics.FOLDING: metrics.folding_percent(disp),

@@ -38,10 +38,55 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
-    with atomic_path(path) as tmp:
-        write(tmp)
+    """Call ``write(tmp_path)`` and atomically move the result to ``path``.
+
+    A writer that fails inside a C++ library (``torch.save`` on a full disk says
+    ``[enforce fail at inline_container.cc] ... unexpected pos``) is reported as an
+    ``OSError`` naming ``path``; ``path`` itself is untouched.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except RuntimeError as exc:
+        raise OSError(
+            f"{path}: could not be written (disk full or an I/O error: "
+            f"{' '.join(str(exc).split())[:160]})"
+        ) from None
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole.
+
+    Outputs written into it appear together or not at all: on an exception the
+    temporary folder is removed and an existing ``path`` keeps its old contents.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.rmdir(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

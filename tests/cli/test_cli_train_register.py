@@ -168,3 +168,18 @@ def test_register_bad_inputs(run_dir, nifti_pair, tmp_path, capsys):
     assert code != 0 and "notnifti.nii.gz" in err and "\n" not in err
     code = main(["register", "--model", str(run_dir), "--out", str(tmp_path / "o")])
     assert code == 2 and "--moving" in capsys.readouterr().err
+
+
+def test_voxelmorph_resumes_through_the_cli(tmp_path):
+    pytest.importorskip("voxelmorph")
+    out = tmp_path / "vm"
+    base = ["train", "--method", "voxelmorph", "--data", "phantom:cardiac", "--out", str(out)]
+    assert main([*base, *TINY]) == 0
+    first = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert first["config"]["method"] == "voxelmorph" and first["step"] == 2
+    assert main([*base, *TINY]) != 0  # refused without --resume
+    assert main([*base, *TINY, "--resume", "--set", "train.steps=4"]) == 0
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == 4
+    log = (out / "train_log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3", "4"]

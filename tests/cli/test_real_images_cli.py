@@ -729,3 +729,35 @@ def test_batch_ids_never_write_outside_out_and_failures_do_not_stop_the_batch(
     assert "dup" in folders and "dup_2" in folders and "con_" in folders
     assert all(len(name) <= 100 and "/" not in name and "\n" not in name for name in folders)
     assert not (tmp_path / "x").exists() and not (tmp_path / "abs").exists()
+
+
+def test_a_failed_re_registration_keeps_the_old_outputs_whole(
+    model, real, tmp_path, monkeypatch, capsys
+):
+    import structreg.apply
+
+    moving, fixed = real["HxWx1"]
+    out = tmp_path / "out"
+    args = [
+        "register",
+        "--model",
+        str(model),
+        "--moving",
+        str(moving["image"]),
+        "--fixed",
+        str(fixed["image"]),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device", str(out / "jacobian_det.nii.gz"))
+
+    monkeypatch.setattr(structreg.apply, "write_itk_displacement", fail)
+    assert main([*args, "--moving-labels", str(moving["labels"])]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "jacobian_det.nii.gz" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no mix
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left

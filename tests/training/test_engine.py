@@ -189,3 +189,16 @@ def test_a_non_empty_folder_is_refused_without_resume(tmp_path):
     with pytest.raises(RunExistsError, match="not empty"):
         train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
     assert (tmp_path / "best.pt").read_text() == "from an earlier run"
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    import structreg.training.checkpoint as checkpoint
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    pairs = random_pairs(6, seed=1)
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(OSError, match=r"(best|checkpoint)\.pt: could not be written \(disk full"):
+        train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
