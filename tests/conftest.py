@@ -28,6 +28,7 @@ def tiny_run_factory(tmp_path_factory):
     decoder outputs the constant velocity ``bias`` (model voxels) plus its smooth part,
     so that its transforms are visibly non-trivial."""
     from structreg.cli import main
+    from structreg.training.checkpoint import weights_digest
 
     base = tmp_path_factory.mktemp("tiny") / "run"
     assert main(["train", "--data", "phantom:cardiac", "--out", str(base), *TINY_TRAIN]) == 0
@@ -38,6 +39,7 @@ def tiny_run_factory(tmp_path_factory):
         for name in ("best.pt", "checkpoint.pt"):
             ckpt = torch.load(out / name, weights_only=True)
             ckpt["state_dict"]["decoder.velocity.bias"] = torch.tensor(bias)
+            ckpt["digest"] = weights_digest(ckpt["state_dict"])  # a deliberate edit
             torch.save(ckpt, out / name)
         return out
 

@@ -166,3 +166,25 @@ def test_a_crafted_huge_config_is_refused_before_anything_is_allocated(saved, tm
     with pytest.raises(CheckpointError, match="beyond the supported bounds") as exc:
         read_checkpoint(crafted)
     assert str(crafted) in str(exc.value)
+
+
+def test_flipped_bytes_in_the_weights_are_refused(saved, tmp_path):
+    path, _, _ = saved
+    data = torch.load(path, weights_only=True)
+    assert len(data["digest"]) == 64
+    data["state_dict"]["decoder.velocity.bias"][0] += 1e-3  # corruption that still loads
+    corrupt = tmp_path / "corrupt.pt"
+    torch.save(data, corrupt)
+    with pytest.raises(CheckpointError, match="do not match the checkpoint's digest") as exc:
+        load_model(corrupt)
+    assert str(corrupt) in str(exc.value)
+    raw = bytearray(path.read_bytes())  # bytes flipped in the file itself
+    weights = torch.load(path, weights_only=True)["state_dict"]["decoder.fc.weight"]
+    needle = weights.reshape(-1)[:16].numpy().tobytes()
+    at = bytes(raw).find(needle)
+    assert at > 0
+    raw[at + 3] ^= 0xFF
+    flipped = tmp_path / "flipped.pt"
+    flipped.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError):
+        load_model(flipped)

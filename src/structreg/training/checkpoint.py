@@ -10,7 +10,8 @@ Layout (``format_version`` 1)::
      "optimizer": Adam state_dict or None,
      "step": int,                                    # optimisation steps done
      "rng": {...} or None,                           # RNG states (see training.rng)
-     "loop": {...} or None}                          # data-order position, best score (resume)
+     "loop": {...} or None,                          # data-order position, best score (resume)
+     "digest": str}                                  # SHA-256 of the weights, verified on load
 
 Anything else - not a torch file, a pickle of arbitrary objects, missing keys,
 another format version, weights that do not fit the config's model - is refused
@@ -19,6 +20,7 @@ with :class:`CheckpointError`, a one-line message naming the file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Mapping
@@ -76,8 +78,31 @@ def save_checkpoint(
         "step": int(step),
         "rng": rng,
         "loop": loop,
+        "digest": weights_digest(state),
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Refuse (:class:`CheckpointError` naming ``path``) weights that do not match the
+    checkpoint's stored digest; checkpoints written before digests pass."""
+    digest = checkpoint.get("digest")
+    if digest is not None and digest != weights_digest(checkpoint["state_dict"]):
+        raise CheckpointError(
+            f"{path}: the weights do not match the checkpoint's digest (the "
+            f"file is corrupted); use another copy or retrain"
+        )
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the weights (names, dtypes, shapes and bytes, by name): stored with
+    a checkpoint and verified on load, so corrupted weights are refused."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -178,6 +203,7 @@ def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> nn.Modul
             )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: state_dict entry {name} holds NaN or inf")
+    verify_digest(checkpoint, path)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -38,7 +38,7 @@ from ..errors import (
     TrainingError,
 )
 from ..models.cvae import ModelConfig
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint, verify_digest
 from .config import RESUMABLE_CHANGES, RunConfig, TrainConfig, resolve_device, save_config
 from .rng import capture_rng, restore_rng, seed_everything
 from .run import DataSettings, RunFolder, data_fingerprint
@@ -209,6 +209,7 @@ class Engine:
         path = self.run_folder.checkpoint
         ckpt = read_checkpoint(path)
         _check_resume(ckpt["config"], self.config, path)
+        verify_digest(ckpt, path)
         if ckpt["optimizer"] is None or ckpt["rng"] is None or ckpt.get("loop") is None:
             raise CheckpointError(f"cannot resume from {path}: it holds no training state")
         self.model.load_state_dict(ckpt["state_dict"])
