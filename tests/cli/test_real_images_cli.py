@@ -761,3 +761,37 @@ def test_a_failed_re_registration_keeps_the_old_outputs_whole(
     assert "No space left on device" in err and "jacobian_det.nii.gz" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no mix
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
+
+
+def test_an_exported_safetensors_model_registers_like_its_run(model, real, tmp_path):
+    from safetensors import safe_open
+
+    exported = tmp_path / "model.safetensors"
+    assert main(["export", "--model", str(model), "--out", str(exported)]) == 0
+    with safe_open(str(exported), framework="pt") as fh:
+        meta = fh.metadata()
+    assert meta["format"] == "structreg" and len(meta["digest"]) == 64
+    assert json.loads(meta["data"])["spacing"] == [6.0, 6.0]
+    moving, fixed = real["HxWx1"]
+    outs = []
+    for name, source in (("run", model), ("file", exported)):
+        outs.append(tmp_path / name)
+        assert (
+            main(
+                [
+                    "register",
+                    "--model",
+                    str(source),
+                    "--moving",
+                    str(moving["image"]),
+                    "--fixed",
+                    str(fixed["image"]),
+                    "--out",
+                    str(outs[-1]),
+                ]
+            )
+            == 0
+        )
+    a, b = (np.asarray(nib.load(str(o / "moved.nii.gz")).dataobj) for o in outs)
+    np.testing.assert_array_equal(a, b)
+    assert main(["export", "--model", str(model), "--out", str(tmp_path / "m.pt")]) == 1

@@ -202,3 +202,15 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_naming_the_file(tmp_path, m
     with pytest.raises(OSError, match=r"(best|checkpoint)\.pt: could not be written \(disk full"):
         train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_temporary_files_of_a_killed_write_are_cleaned_at_the_next_start(tmp_path):
+    pairs = random_pairs(6, seed=1)
+    train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
+    stale = [tmp_path / ".checkpoint.pt.k3j2_x.tmp.pt", tmp_path / ".best.pt.a1b2.tmp.pt"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    mine = tmp_path / "notes.tmp.pt"  # not our temp-name pattern: kept
+    mine.write_text("the user's")
+    train(TINY, _config(3), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
+    assert not any(p.exists() for p in stale) and mine.read_text() == "the user's"

@@ -29,6 +29,7 @@ from . import (
     demo,
     embed,
     evaluate,
+    export,
     interpolate,
     register,
     sample,
@@ -47,6 +48,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     transport,
     sample,
     interpolate,
+    export,
 )
 GROUPS = {"data": "look at and check data sets"}
 

@@ -40,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import run_evaluation
     from ..methods import build_methods, parse_methods
     from ..training.config import resolve_device
-    from ..training.run import DataSettings, RunFolder
+    from ..training.run import DataSettings, model_data_settings
 
     specs = parse_methods(args.methods)
     device = str(resolve_device(args.device))
     methods = build_methods(specs, device=device)
     runs = [
-        RunFolder.of_model(s.target).read_data_settings()
+        model_data_settings(s.target)
         for s in specs
         if s.name in ("ours", "voxelmorph") and s.target
     ]

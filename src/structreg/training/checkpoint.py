@@ -226,8 +226,9 @@ def load_model(
     """Load a trained model for registration.
 
     Args:
-        run_dir_or_file: a checkpoint file, or a run folder (``best.pt`` is used
-            when present, else ``checkpoint.pt``).
+        run_dir_or_file: a checkpoint file, a ``.safetensors`` model file
+            (``structreg export``), or a run folder (``best.pt`` is used when
+            present, else ``checkpoint.pt``).
         device: where to put the model (``"auto"``: CUDA when available).
         method: the method the run must have trained (``"ours"``: a
             :class:`~structreg.models.cvae.CVAERegistration`, ``"voxelmorph"``: a
@@ -239,9 +240,10 @@ def load_model(
         FileNotFoundError, CheckpointError.
     """
     from .config import resolve_device
+    from .export import is_safetensors, read_safetensors
 
     path = find_checkpoint(run_dir_or_file)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)
     trained = checkpoint["config"].method
     if method is not None and trained != method:
         raise CheckpointError(

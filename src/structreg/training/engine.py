@@ -362,6 +362,7 @@ def train(
     if resume and not run.checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
     with run.lock():
+        run.clean_temporary_files()  # left by a write that a kill interrupted
         return _train_locked(
             run,
             model_config,

@@ -34,7 +34,7 @@ from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..errors import CheckpointError, RunExistsError
 from ..io_utils import atomic_write_text
 
-__all__ = ["DataSettings", "RunFolder", "data_fingerprint", "model_spacing"]
+__all__ = ["DataSettings", "RunFolder", "data_fingerprint", "model_data_settings", "model_spacing"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,17 @@ class RunFolder:
         """True when the folder holds a resumable checkpoint."""
         return self.checkpoint.exists()
 
+    def clean_temporary_files(self) -> list[Path]:
+        """Remove what a killed atomic write of this folder's own files left behind
+        (``.checkpoint.pt.XXXX.tmp.pt`` and the like; nothing else). Returns them."""
+        removed = []
+        for name in (self.CHECKPOINT, self.BEST, self.CONFIG, self.DATA, self.LOG):
+            for stale in self.path.glob(f".{name}.*.tmp*"):
+                if stale.is_file():
+                    stale.unlink()
+                    removed.append(stale)
+        return removed
+
     def is_empty(self) -> bool:
         """True when the folder is missing or holds nothing."""
         return not self.path.exists() or not any(self.path.iterdir())
@@ -215,9 +226,19 @@ class RunFolder:
         return atomic_write_text(self.data_file, json.dumps(settings.to_dict(), indent=1))
 
 
+def model_data_settings(run_dir_or_file: str | os.PathLike) -> DataSettings:
+    """The data settings a model was trained with: its run folder's ``data.json``, or
+    the metadata of a ``.safetensors`` model file."""
+    from .export import is_safetensors, safetensors_data_settings
+
+    if is_safetensors(run_dir_or_file):
+        return safetensors_data_settings(run_dir_or_file)
+    return RunFolder.of_model(run_dir_or_file).read_data_settings()
+
+
 def model_spacing(run_dir_or_file: str | os.PathLike) -> tuple[float, ...]:
     """The processed spacing (mm) a model was trained with."""
-    return RunFolder.of_model(run_dir_or_file).read_data_settings().spacing
+    return model_data_settings(run_dir_or_file).spacing
 
 
 def data_fingerprint(train_pairs: Sequence[Any], val_pairs: Sequence[Any] | None, seed: int) -> str:
