@@ -724,7 +724,7 @@ def test_batch_ids_never_write_outside_out_and_failures_do_not_stop_the_batch(
     assert "missing" in captured.err and "corrupt" in captured.err
     created = {p for p in tmp_path.rglob("*")} - before
     assert created and all(out in p.parents or p == out or p in out.parents for p in created)
-    folders = sorted(p.name for p in out.iterdir())
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert len(folders) == len(ids)  # one per registered row: duplicates did not collide
     assert "dup" in folders and "dup_2" in folders and "con_" in folders
     assert all(len(name) <= 100 and "/" not in name and "\n" not in name for name in folders)
@@ -795,3 +795,32 @@ def test_an_exported_safetensors_model_registers_like_its_run(model, real, tmp_p
     a, b = (np.asarray(nib.load(str(o / "moved.nii.gz")).dataobj) for o in outs)
     np.testing.assert_array_equal(a, b)
     assert main(["export", "--model", str(model), "--out", str(tmp_path / "m.pt")]) == 1
+
+
+def test_batch_summary_and_resume_skip_finished_pairs(model, real, tmp_path, capsys):
+    moving, fixed = real["HxWx1"]
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"garbage")
+    rows = [{"moving": moving["image"], "fixed": fixed["image"], "id": f"p{i}"} for i in range(3)]
+    rows.insert(1, {"moving": corrupt, "fixed": fixed["image"], "id": "bad"})
+    csv_path = _pairs_csv(tmp_path, rows, name="cohort.csv")
+    out = tmp_path / "out"
+    args = ["register", "--model", str(model), "--data", f"pairs:{csv_path}", "--out", str(out)]
+    assert main(args) == 1
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(r["name"], r["status"]) for r in summary] == [
+        ("p0", "ok"),
+        ("bad", "failed"),
+        ("p1", "ok"),
+        ("p2", "ok"),
+    ]
+    assert "not a readable NIfTI" in summary[1]["error"] and float(summary[0]["seconds"]) > 0
+    stamp = (out / "p0" / "moved.nii.gz").stat().st_mtime_ns
+    capsys.readouterr()
+    corrupt.write_bytes((moving["image"]).read_bytes())  # the bad input is mended
+    assert main([*args, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "bad:" in printed and "p0:" not in printed  # only the failed pair ran again
+    assert (out / "p0" / "moved.nii.gz").stat().st_mtime_ns == stamp
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["status"] for r in summary] == ["ok"] * 4

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from ..io_utils import inside, safe_name
+from ..io_utils import safe_name
 from .options import add_device, add_model, add_out
 
 NAME = "register"
@@ -26,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data", help="batch mode: pairs:FILE.csv (one output folder per row)")
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="batch mode: skip the pairs summary.csv in --out lists as done",
+    )
+    p.add_argument(
         "--split",
         default="all",
         choices=("train", "val", "test", "all"),
@@ -36,16 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device(p)
 
 
-Job = tuple[str, str | Path, str | Path, str | Path | None, int | None]
-
-
-def _jobs(args: argparse.Namespace) -> list[Job]:
+def _jobs(args: argparse.Namespace) -> list[Any]:
+    """The pairs to register, as :class:`structreg.batch.BatchJob` s."""
+    from ..batch import BatchJob
     from ..errors import UsageError
 
     if args.data is None and not (args.moving and args.fixed):
         raise UsageError("give --moving and --fixed, or --data pairs:FILE.csv")
     if args.data is None:
-        return [("pair", args.moving, args.fixed, args.moving_labels, args.frame)]
+        return [BatchJob("pair", "pair", args.moving, args.fixed, args.moving_labels, args.frame)]
     from ..data.pairs import read_pairs_csv
     from ..data.spec import parse_data_spec
 
@@ -61,8 +66,9 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     print(f"{args.data}: {len(rows)} pairs ({args.split} split)")
     taken: set[str] = set()  # one output folder per row: safe, unique names
     return [
-        (
+        BatchJob(
             safe_name(row.id or f"pair{i:04d}", taken),
+            row.id or f"pair{i:04d}",
             row.moving,
             row.fixed,
             row.moving_labels,
@@ -74,7 +80,7 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
 
 def run(args: argparse.Namespace) -> int:
     from ..apply import write_registration
-    from ..errors import StructregError
+    from ..batch import BatchJob, failed, register_batch
     from ..evaluation import metrics
     from ..training.checkpoint import load_model
     from ..training.run import model_spacing
@@ -82,31 +88,36 @@ def run(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     model, _ = load_model(args.model, args.device, method="ours")
     spacing = model_spacing(args.model)
-    batch = len(jobs) > 1 or args.data is not None
-    failures = 0
-    for name, moving, fixed, labels, frame in jobs:
-        out = inside(args.out, name) if batch else Path(args.out)
-        try:
-            summary = write_registration(
-                model,
-                moving,
-                fixed,
-                out,
-                moving_labels_path=labels,
-                spacing=spacing,
-                pair_id=name,
-                frame=frame,
-            )
-        except (StructregError, OSError) as exc:
-            if not batch:
-                raise
-            failures += 1
-            print(f"structreg: error: {name}: {' '.join(str(exc).split())}", file=sys.stderr)
-            continue
+
+    def register(job: BatchJob, out: Path) -> dict:
+        return write_registration(
+            model,
+            job.moving,
+            job.fixed,
+            out,
+            moving_labels_path=job.moving_labels,
+            spacing=spacing,
+            pair_id=job.name,
+            frame=job.frame,
+        )
+
+    if args.data is None:  # one pair: its errors are the command's
+        summary = register(jobs[0], Path(args.out))
         print(
-            f"{name}: {summary['slices']} slice(s), {summary[metrics.FOLDING]:.3f} % "
+            f"{jobs[0].name}: {summary['slices']} slice(s), {summary[metrics.FOLDING]:.3f} % "
             f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}"
         )
-    if batch:
-        print(f"{len(jobs) - failures} registered, {failures} failed")
-    return 1 if failures else 0
+        return 0
+    rows = register_batch(
+        register,
+        jobs,
+        args.out,
+        resume=args.resume,
+        report_error=lambda text: print(text, file=sys.stderr),
+    )
+    n_failed = failed(rows)
+    print(
+        f"{len(rows) - n_failed} registered, {n_failed} failed; summary in "
+        f"{Path(args.out) / 'summary.csv'}"
+    )
+    return 1 if n_failed else 0

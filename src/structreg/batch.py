@@ -1,0 +1,132 @@
+"""Batch registration of a cohort: one output folder per pair and a ``summary.csv``.
+
+Pairs are registered one at a time, reading their files as they come, so memory
+does not grow with the number of pairs. Each pair's outputs go to
+``OUT/<name>/`` (a safe, unique name made from the pair's id, see
+:func:`structreg.io_utils.safe_name`) and replace that folder whole. A pair that
+fails - a missing or corrupt file, images that cannot be registered - is
+reported and skipped; the others go on.
+
+``summary.csv`` has one row per pair: ``name, id, status (ok/failed), error,
+folding_pct, seconds``. A line is appended (and flushed) as each pair finishes,
+so a killed batch keeps what it did; at the end the file is rewritten
+atomically in job order. With ``resume`` the pairs the summary lists as ``ok``
+(and whose folder is there) are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StructregError
+from .evaluation import metrics
+from .io_utils import atomic_write_text, inside
+
+__all__ = ["BatchJob", "SUMMARY", "SUMMARY_COLUMNS", "read_summary", "register_batch"]
+
+SUMMARY = "summary.csv"
+SUMMARY_COLUMNS = ("name", "id", "status", "error", metrics.FOLDING, "seconds")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One pair of a batch: its output folder name, its id in the data, its files."""
+
+    name: str
+    id: str
+    moving: str | os.PathLike
+    fixed: str | os.PathLike
+    moving_labels: str | os.PathLike | None = None
+    frame: int | None = None
+
+
+def read_summary(path: Path) -> dict[str, dict[str, str]]:
+    """Rows of a ``summary.csv`` by name (a truncated last line is ignored)."""
+    if not path.is_file():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):  # a write the kill interrupted
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return {row["name"]: row for row in rows if row.get("name")}
+
+
+def _line(row: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(["" if row.get(c) is None else row[c] for c in SUMMARY_COLUMNS])
+    return buffer.getvalue()
+
+
+def register_batch(
+    register: Callable[[BatchJob, Path], dict[str, Any]],
+    jobs: Sequence[BatchJob],
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    report: Callable[[str], None] = print,
+    report_error: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Register every job with ``register(job, folder) -> summary`` (as
+    :func:`structreg.apply.write_registration` returns), keeping ``summary.csv``.
+
+    Returns the summary rows, in job order.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SUMMARY
+    done = {
+        name: row
+        for name, row in read_summary(path).items()
+        if resume and row.get("status") == "ok" and (out / name).is_dir()
+    }
+    rows: list[dict[str, Any]] = []
+    with open(path, "w" if not resume else "a", encoding="utf-8", newline="") as log:
+        if not resume or path.stat().st_size == 0:
+            log.write(",".join(SUMMARY_COLUMNS) + "\n")
+        for job in jobs:
+            if job.name in done:
+                rows.append(done[job.name])
+                continue
+            rows.append(_register_one(register, job, out, report, report_error))
+            log.write(_line(rows[-1]))
+            log.flush()
+    atomic_write_text(path, ",".join(SUMMARY_COLUMNS) + "\n" + "".join(_line(r) for r in rows))
+    return rows
+
+
+def _register_one(
+    register: Callable[[BatchJob, Path], dict[str, Any]],
+    job: BatchJob,
+    out: Path,
+    report: Callable[[str], None],
+    report_error: Callable[[str], None],
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": job.name, "id": job.id}
+    try:
+        summary = register(job, inside(out, job.name))
+    except (StructregError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        report_error(f"structreg: error: {job.name}: {message}")
+        return {**row, "status": "failed", "error": message}
+    report(
+        f"{job.name}: {summary['slices']} slice(s), {summary[metrics.FOLDING]:.3f} % "
+        f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}"
+    )
+    return {
+        **row,
+        "status": "ok",
+        "error": "",
+        metrics.FOLDING: summary[metrics.FOLDING],
+        "seconds": summary["seconds"],
+    }
+
+
+def failed(rows: Iterable[dict[str, Any]]) -> int:
+    """How many rows failed."""
+    return sum(1 for r in rows if r.get("status") != "ok")
