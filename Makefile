@@ -33,6 +33,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py
 	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_batch.py --pairs 10000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
