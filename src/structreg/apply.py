@@ -33,7 +33,14 @@ import torch
 
 from .data.defaults import DEFAULT_SPACING
 from .data.fields import write_itk_displacement
-from .data.grids import check_overlap, same_grid, sample_at, source_coordinates, world_displacement
+from .data.grids import (
+    check_overlap,
+    same_grid,
+    sample_at,
+    source_coordinates,
+    voxel_grid,
+    world_displacement,
+)
 from .data.io import Volume, read_image, read_labels, to_file_layout, write_image, write_labels
 from .data.labels import CARDIAC_LABELS
 from .data.preprocess import PreprocessRecord, preprocess_pair, to_original
@@ -102,10 +109,7 @@ def _warp_original(
         data = torch.from_numpy(moving.data.astype(np.float64))[None, None]
         moved = warp(data, torch.from_numpy(disp)[None], mode="nearest")[0, 0].numpy()
         return moved.round().astype(np.int16), disp
-    grid = np.stack(
-        np.meshgrid(*(np.arange(n, dtype=np.float64) for n in fixed.shape), indexing="ij")
-    )
-    coords, inside = source_coordinates(moving, fixed, grid + disp)
+    coords, inside = source_coordinates(moving, fixed, voxel_grid(fixed.shape) + disp)
     moved = sample_at(moving.data, coords, inside, order=0 if labels else 1)
     exported = world_displacement(moving, fixed, coords)
     return (moved.round().astype(np.int16) if labels else moved.astype(np.float32)), exported

@@ -87,9 +87,7 @@ def world_displacement(source: Volume, target: Volume, coords: np.ndarray) -> np
     src[3] = 1.0
     world = np.einsum("ij,j...->i...", source.affine, src)[:3]
     grid = np.zeros((4, *shape))
-    grid[: len(shape)] = np.stack(
-        np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
-    )
+    grid[: len(shape)] = voxel_grid(shape)
     grid[3] = 1.0
     here = np.einsum("ij,j...->i...", target.affine, grid)[:3]
     return np.einsum("ij,j...->i...", np.linalg.inv(target.affine[:3, :3]), world - here)
@@ -113,7 +111,8 @@ def sample_at(
     return np.where(inside, values, outside)
 
 
-def _grid_points(shape: tuple[int, ...]) -> np.ndarray:
+def voxel_grid(shape: tuple[int, ...]) -> np.ndarray:
+    """``(ndim, *shape)`` float64 voxel indices of a grid (channel ``c`` = index along ``c``)."""
     return np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij"))
 
 
@@ -135,7 +134,7 @@ def check_overlap(source: Volume, target: Volume) -> float:
                 f"slices lie in planes {angle:.0f} degrees apart (e.g. sagittal and "
                 f"axial); 2-D slices must show the same plane"
             )
-    _, inside = source_coordinates(source, target, _grid_points(target.shape))
+    _, inside = source_coordinates(source, target, voxel_grid(target.shape))
     fraction = float(inside.mean())
     if fraction == 0.0:
         raise DataError(
@@ -153,7 +152,7 @@ def resample_into(source: Volume, target: Volume, *, labels: bool = False) -> Vo
     the target's shape, affine, spacing and file layout.
     """
     check_overlap(source, target)
-    coords, inside = source_coordinates(source, target, _grid_points(target.shape))
+    coords, inside = source_coordinates(source, target, voxel_grid(target.shape))
     values = sample_at(source.data, coords, inside, order=0 if labels else 1)
     data = values.astype(np.int16 if labels else np.float32)
     return Volume(data, target.affine.copy(), tuple(target.spacing), source.path, target.file_shape)
