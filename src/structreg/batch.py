@@ -7,11 +7,12 @@ does not grow with the number of pairs. Each pair's outputs go to
 fails - a missing or corrupt file, images that cannot be registered - is
 reported and skipped; the others go on.
 
-``summary.csv`` has one row per pair: ``name, id, status (ok/failed), error,
+``summary.csv`` has a row per attempt: ``name, id, status (ok/failed), error,
 folding_pct, seconds``. A line is appended (and flushed) as each pair finishes,
-so a killed batch keeps what it did; at the end the file is rewritten
-atomically in job order. With ``resume`` the pairs the summary lists as ``ok``
-(and whose folder is there) are skipped.
+so a killed batch keeps what it did, and memory stays flat however many pairs
+there are. With ``resume`` the pairs whose last row is ``ok`` (and whose folder
+is there) are skipped and the new attempts are appended; the last row of a name
+is its status.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import StructregError
 from .evaluation import metrics
-from .io_utils import atomic_write_text, inside
+from .io_utils import inside
 
 __all__ = ["BatchJob", "SUMMARY", "SUMMARY_COLUMNS", "read_summary", "register_batch"]
 
@@ -65,39 +66,41 @@ def _line(row: dict[str, Any]) -> str:
 
 def register_batch(
     register: Callable[[BatchJob, Path], dict[str, Any]],
-    jobs: Sequence[BatchJob],
+    jobs: Iterable[BatchJob],
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
     report: Callable[[str], None] = print,
     report_error: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
+) -> tuple[int, int]:
     """Register every job with ``register(job, folder) -> summary`` (as
-    :func:`structreg.apply.write_registration` returns), keeping ``summary.csv``.
+    :func:`structreg.apply.write_registration` returns), appending to ``summary.csv``.
 
-    Returns the summary rows, in job order.
+    Returns ``(registered, failed)``, skipped pairs counted as registered.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / SUMMARY
     done = {
-        name: row
+        name
         for name, row in read_summary(path).items()
         if resume and row.get("status") == "ok" and (out / name).is_dir()
     }
-    rows: list[dict[str, Any]] = []
-    with open(path, "w" if not resume else "a", encoding="utf-8", newline="") as log:
-        if not resume or path.stat().st_size == 0:
+    registered = failures = 0
+    with open(path, "a" if resume else "w", encoding="utf-8", newline="") as log:
+        if log.tell() == 0:
             log.write(",".join(SUMMARY_COLUMNS) + "\n")
         for job in jobs:
             if job.name in done:
-                rows.append(done[job.name])
+                registered += 1
                 continue
-            rows.append(_register_one(register, job, out, report, report_error))
-            log.write(_line(rows[-1]))
+            row = _register_one(register, job, out, report, report_error)
+            log.write(_line(row))
             log.flush()
-    atomic_write_text(path, ",".join(SUMMARY_COLUMNS) + "\n" + "".join(_line(r) for r in rows))
-    return rows
+            registered, failures = (
+                (registered + 1, failures) if row["status"] == "ok" else (registered, failures + 1)
+            )
+    return registered, failures
 
 
 def _register_one(
@@ -125,8 +128,3 @@ def _register_one(
         metrics.FOLDING: summary[metrics.FOLDING],
         "seconds": summary["seconds"],
     }
-
-
-def failed(rows: Iterable[dict[str, Any]]) -> int:
-    """How many rows failed."""
-    return sum(1 for r in rows if r.get("status") != "ok")

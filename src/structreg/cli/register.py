@@ -80,7 +80,7 @@ def _jobs(args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..apply import write_registration
-    from ..batch import BatchJob, failed, register_batch
+    from ..batch import BatchJob, register_batch
     from ..evaluation import metrics
     from ..training.checkpoint import load_model
     from ..training.run import model_spacing
@@ -108,16 +108,14 @@ def run(args: argparse.Namespace) -> int:
             f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}"
         )
         return 0
-    rows = register_batch(
+    registered, n_failed = register_batch(
         register,
         jobs,
         args.out,
         resume=args.resume,
         report_error=lambda text: print(text, file=sys.stderr),
     )
-    n_failed = failed(rows)
     print(
-        f"{len(rows) - n_failed} registered, {n_failed} failed; summary in "
-        f"{Path(args.out) / 'summary.csv'}"
+        f"{registered} registered, {n_failed} failed; summary in {Path(args.out) / 'summary.csv'}"
     )
     return 1 if n_failed else 0
