@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .io import Volume
+from .io import Volume, check_same_ndim
 
 __all__ = [
     "check_overlap",
@@ -119,12 +119,7 @@ def voxel_grid(shape: tuple[int, ...]) -> np.ndarray:
 def check_overlap(source: Volume, target: Volume) -> float:
     """Fraction of the target's voxels inside the source's field of view; a
     :class:`DataError` when the images differ in dimensionality or do not overlap."""
-    if source.ndim != target.ndim:
-        raise DataError(
-            f"{source.path or 'moving'} is {source.ndim}-D {source.shape} but "
-            f"{target.path or 'fixed'} is {target.ndim}-D {target.shape}: images "
-            f"of different dimensionality cannot be registered"
-        )
+    check_same_ndim(source, target)
     if source.ndim == 2:
         cosine = abs(float(_normal(source) @ _normal(target)))
         if cosine < np.cos(np.pi / 4):
