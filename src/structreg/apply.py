@@ -77,6 +77,37 @@ def _stack_slices(
     return out
 
 
+OUTPUTS = frozenset(
+    {
+        "moved.nii.gz",
+        "moved_labels.nii.gz",
+        "disp.nii.gz",
+        "inverse_disp.nii.gz",
+        "velocity.nii.gz",
+        "jacobian_det.nii.gz",
+        "z.json",
+    }
+)
+"""The files of a registration's output folder (the folder is replaced whole)."""
+
+
+def _check_out(out_dir: str | os.PathLike) -> None:
+    """Refuse an output folder that holds anything but a registration's outputs: it
+    is replaced whole, and other files must not be lost."""
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    others = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+    if others:
+        raise DataError(
+            f"{out} holds other files ({', '.join(others[:3])}"
+            f"{' ...' if len(others) > 3 else ''}); write the outputs to a new or "
+            f"empty folder, or to one that holds only earlier outputs"
+        )
+
+
 def _read_inputs(
     moving_path: str | os.PathLike,
     fixed_path: str | os.PathLike,
@@ -136,6 +167,7 @@ def write_registration(
     Returns a summary dict: ``out``, ``files`` written, ``slices`` and the
     ``folding_pct`` and ``seconds`` of the registration.
     """
+    _check_out(out_dir)
     moving, fixed, labels = _read_inputs(moving_path, fixed_path, moving_labels_path, frame)
     size = tuple(model.config.image_size)
     n_slices = fixed.shape[-1] if fixed.ndim == 3 else None

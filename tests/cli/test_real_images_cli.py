@@ -832,3 +832,28 @@ def test_batch_summary_and_resume_skip_finished_pairs(model, real, tmp_path, cap
         "p2": "ok",
     }
     assert len((out / "summary.csv").read_text().splitlines()) == 1 + 4 + 1  # + the retry
+
+
+def test_register_refuses_a_folder_holding_other_files(model, real, tmp_path, capsys):
+    moving, fixed = real["HxWx1"]
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert (
+        main(
+            [
+                "register",
+                "--model",
+                str(model),
+                "--moving",
+                str(moving["image"]),
+                "--fixed",
+                str(fixed["image"]),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
+    assert "holds other files (notes.txt)" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
