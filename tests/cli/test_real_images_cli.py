@@ -57,6 +57,22 @@ def real(tmp_path_factory):
     return out
 
 
+def register_argv(model, moving, fixed, out, *extra):
+    """``structreg register`` arguments for one pair."""
+    return [
+        "register",
+        "--model",
+        str(model),
+        "--moving",
+        str(moving),
+        "--fixed",
+        str(fixed),
+        "--out",
+        str(out),
+        *[str(e) for e in extra],
+    ]
+
+
 def _shape_affine(path):
     img = nib.load(str(path))
     return img.shape, img.affine
@@ -69,19 +85,9 @@ def _shape_affine(path):
 def test_register_accepts_every_layout_and_keeps_it(model, real, layout, tmp_path):
     moving, fixed = real[layout]
     out = tmp_path / "out"
-    args = [
-        "register",
-        "--model",
-        str(model),
-        "--moving",
-        str(moving["image"]),
-        "--fixed",
-        str(fixed["image"]),
-        "--moving-labels",
-        str(moving["labels"]),
-        "--out",
-        str(out),
-    ]
+    args = register_argv(
+        model, moving["image"], fixed["image"], out, "--moving-labels", str(moving["labels"])
+    )
     assert main(args) == 0
     want_shape, want_affine = _shape_affine(fixed["image"])
     for name in ("moved.nii.gz", "moved_labels.nii.gz", "jacobian_det.nii.gz"):
@@ -97,17 +103,7 @@ def test_register_accepts_every_layout_and_keeps_it(model, real, layout, tmp_pat
 
 def test_register_takes_a_frame_of_a_4d_file(model, real, tmp_path, capsys):
     frames = str(real["frames"])
-    args = [
-        "register",
-        "--model",
-        str(model),
-        "--moving",
-        frames,
-        "--fixed",
-        frames,
-        "--out",
-        str(tmp_path / "x"),
-    ]
+    args = register_argv(model, frames, frames, tmp_path / "x")
     assert main(args) == 1
     assert "give a frame index" in capsys.readouterr().err
     assert main([*args, "--frame", "2"]) == 0
@@ -262,19 +258,9 @@ def test_moving_on_another_grid_is_reproduced_by_simpleitk(model, real, kind, tm
     out = tmp_path / "out"
     assert (
         main(
-            [
-                "register",
-                "--model",
-                str(model),
-                "--moving",
-                str(copy["image"]),
-                "--fixed",
-                str(fixed["image"]),
-                "--moving-labels",
-                str(copy["labels"]),
-                "--out",
-                str(out),
-            ]
+            register_argv(
+                model, copy["image"], fixed["image"], out, "--moving-labels", str(copy["labels"])
+            )
         )
         == 0
     )
@@ -303,22 +289,7 @@ def test_moving_on_another_grid_is_reproduced_by_simpleitk(model, real, kind, tm
 def test_an_oblique_moving_slice_is_registered_on_the_fixed_grid(model, real, tmp_path):
     fixed = real["HxWx1"][1]
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "register",
-                "--model",
-                str(model),
-                "--moving",
-                str(real["oblique"]["image"]),
-                "--fixed",
-                str(fixed["image"]),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(register_argv(model, real["oblique"]["image"], fixed["image"], out)) == 0
     moved = nib.load(str(out / "moved.nii.gz"))
     assert moved.shape == (98, 116, 1) and np.asarray(moved.dataobj).std() > 0
 
@@ -593,19 +564,14 @@ def test_label_map_of_another_shape_is_a_one_line_error(model, real, tmp_path, c
     other = real["resampled"]["labels"]  # another grid than the moving image
     assert (
         main(
-            [
-                "register",
-                "--model",
-                str(model),
-                "--moving",
-                str(moving["image"]),
-                "--fixed",
-                str(fixed["image"]),
+            register_argv(
+                model,
+                moving["image"],
+                fixed["image"],
+                tmp_path / "o",
                 "--moving-labels",
                 str(other),
-                "--out",
-                str(tmp_path / "o"),
-            ]
+            )
         )
         == 1
     )
@@ -738,17 +704,7 @@ def test_a_failed_re_registration_keeps_the_old_outputs_whole(
 
     moving, fixed = real["HxWx1"]
     out = tmp_path / "out"
-    args = [
-        "register",
-        "--model",
-        str(model),
-        "--moving",
-        str(moving["image"]),
-        "--fixed",
-        str(fixed["image"]),
-        "--out",
-        str(out),
-    ]
+    args = register_argv(model, moving["image"], fixed["image"], out)
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
@@ -776,22 +732,7 @@ def test_an_exported_safetensors_model_registers_like_its_run(model, real, tmp_p
     outs = []
     for name, source in (("run", model), ("file", exported)):
         outs.append(tmp_path / name)
-        assert (
-            main(
-                [
-                    "register",
-                    "--model",
-                    str(source),
-                    "--moving",
-                    str(moving["image"]),
-                    "--fixed",
-                    str(fixed["image"]),
-                    "--out",
-                    str(outs[-1]),
-                ]
-            )
-            == 0
-        )
+        assert main(register_argv(source, moving["image"], fixed["image"], outs[-1])) == 0
     a, b = (np.asarray(nib.load(str(o / "moved.nii.gz")).dataobj) for o in outs)
     np.testing.assert_array_equal(a, b)
     assert main(["export", "--model", str(model), "--out", str(tmp_path / "m.pt")]) == 1
@@ -839,21 +780,6 @@ def test_register_refuses_a_folder_holding_other_files(model, real, tmp_path, ca
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    assert (
-        main(
-            [
-                "register",
-                "--model",
-                str(model),
-                "--moving",
-                str(moving["image"]),
-                "--fixed",
-                str(fixed["image"]),
-                "--out",
-                str(out),
-            ]
-        )
-        == 1
-    )
+    assert main(register_argv(model, moving["image"], fixed["image"], out)) == 1
     assert "holds other files (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
