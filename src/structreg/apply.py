@@ -34,7 +34,6 @@ import torch
 from .data.defaults import DEFAULT_SPACING
 from .data.fields import write_itk_displacement
 from .data.grids import (
-    check_overlap,
     same_grid,
     sample_at,
     source_coordinates,
@@ -116,7 +115,6 @@ def _read_inputs(
 ) -> tuple[Volume, Volume, Volume | None]:
     moving = read_image(moving_path, frame=frame)
     fixed = read_image(fixed_path, frame=frame)
-    check_overlap(moving, fixed)
     labels = None
     if labels_path is not None:
         labels = read_labels(labels_path, frame=frame)

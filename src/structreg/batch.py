@@ -81,11 +81,15 @@ def register_batch(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / SUMMARY
-    done = {
-        name
-        for name, row in read_summary(path).items()
-        if resume and row.get("status") == "ok" and (out / name).is_dir()
-    }
+    done = (
+        {
+            name
+            for name, row in read_summary(path).items()
+            if row.get("status") == "ok" and (out / name).is_dir()
+        }
+        if resume
+        else set()
+    )
     registered = failures = 0
     with open(path, "a" if resume else "w", encoding="utf-8", newline="") as log:
         if log.tell() == 0:

@@ -24,7 +24,6 @@ from ..errors import DataError
 from .io import Volume, check_same_ndim
 
 __all__ = [
-    "check_overlap",
     "resample_into",
     "same_grid",
     "sample_at",
@@ -116,9 +115,9 @@ def voxel_grid(shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij"))
 
 
-def check_overlap(source: Volume, target: Volume) -> float:
-    """Fraction of the target's voxels inside the source's field of view; a
-    :class:`DataError` when the images differ in dimensionality or do not overlap."""
+def _check_meet(source: Volume, target: Volume) -> None:
+    """A :class:`DataError` unless the two images can meet: one dimensionality, and
+    2-D slices within 45 degrees of one plane."""
     check_same_ndim(source, target)
     if source.ndim == 2:
         cosine = abs(float(_normal(source) @ _normal(target)))
@@ -129,14 +128,6 @@ def check_overlap(source: Volume, target: Volume) -> float:
                 f"slices lie in planes {angle:.0f} degrees apart (e.g. sagittal and "
                 f"axial); 2-D slices must show the same plane"
             )
-    _, inside = source_coordinates(source, target, voxel_grid(target.shape))
-    fraction = float(inside.mean())
-    if fraction == 0.0:
-        raise DataError(
-            f"{source.path or 'moving'} and {target.path or 'fixed'}: the fields "
-            f"of view do not overlap in world space (check the NIfTI affines)"
-        )
-    return fraction
 
 
 def resample_into(source: Volume, target: Volume, *, labels: bool = False) -> Volume:
@@ -144,10 +135,17 @@ def resample_into(source: Volume, target: Volume, *, labels: bool = False) -> Vo
 
     Images are interpolated linearly, label maps (``labels=True``) by nearest
     neighbour; voxels outside the source's field of view are 0. The result has
-    the target's shape, affine, spacing and file layout.
+    the target's shape, affine, spacing and file layout. Images of another
+    dimensionality, slices of another plane and fields of view that do not overlap
+    are a :class:`DataError`.
     """
-    check_overlap(source, target)
+    _check_meet(source, target)
     coords, inside = source_coordinates(source, target, voxel_grid(target.shape))
+    if not inside.any():
+        raise DataError(
+            f"{source.path or 'moving'} and {target.path or 'fixed'}: the fields "
+            f"of view do not overlap in world space (check the NIfTI affines)"
+        )
     values = sample_at(source.data, coords, inside, order=0 if labels else 1)
     data = values.astype(np.int16 if labels else np.float32)
     return Volume(data, target.affine.copy(), tuple(target.spacing), source.path, target.file_shape)
