@@ -1,13 +1,14 @@
 """`structreg evaluate`: the comparison table, per-pair CSV, failure isolation."""
 
 import csv
+import math
 
 import pytest
 import torch
 
 from structreg.data.spec import load_pairs
 from structreg.errors import InputError
-from structreg.evaluation.evaluate import format_table, run_evaluation
+from structreg.evaluation.evaluate import format_table, holm, run_evaluation
 from structreg.methods import build_methods
 from structreg.methods.identity import Identity
 
@@ -69,7 +70,28 @@ def test_table_layout_with_significance():
         rows.append({"id": str(i), "method": "identity", "dice LV": 0.5 + 0.002 * i, "rmse": 0.05})
     table = format_table(rows, ["ours", "identity"], {"LV": (3,)})
     assert "| LV Dice | **0.904 ± 0.002** | 0.507 ± 0.005 |" in table
-    assert "Wilcoxon" in table and "| dice LV | 0.0078 |" in table
+    assert "| pairs (n) | 8 | 8 |" in table
+    # two tests in the table: Holm multiplies the smaller p by 2
+    assert "Wilcoxon" in table and "| dice LV | 0.0078 (0.016) |" in table
+
+
+def test_hd95_gets_a_median_row_and_counts_exclude_failed_pairs():
+    rows = [
+        {"id": str(i), "method": "ours", "hd95 LV": float(v)} for i, v in enumerate([1, 1, 2, 9])
+    ]
+    rows.append({"id": "4", "method": "ours", "error": "failed"})
+    table = format_table(rows, ["ours"], {"LV": (3,)})
+    assert "| pairs (n) | 4 |" in table
+    assert "| LV HD95 (mm), median [IQR] | 1.50 [1.00, 3.75] |" in table
+
+
+def test_holm_matches_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = [0.01, 0.04, 0.03, 0.2, 0.001, 0.5]
+    expected = multitest.multipletests(p, method="holm")[1]
+    assert holm(p) == pytest.approx(list(expected))
+    with_nan = holm([0.01, float("nan"), 0.04])
+    assert with_nan[0] == pytest.approx(0.02) and math.isnan(with_nan[1]) and with_nan[2] == 0.04
 
 
 def test_a_bug_is_not_turned_into_an_error_row(pairs, tmp_path):

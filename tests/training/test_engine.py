@@ -214,3 +214,65 @@ def test_temporary_files_of_a_killed_write_are_cleaned_at_the_next_start(tmp_pat
     mine.write_text("the user's")
     train(TINY, _config(3), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
     assert not any(p.exists() for p in stale) and mine.read_text() == "the user's"
+
+
+def test_early_stopping_ends_after_patience_validations_without_improvement(tmp_path, capsys):
+    pairs = random_pairs(10, seed=2)
+    # min_delta 1: no Dice change counts as an improvement, so the 3rd validation stops
+    config = _config(40, val_every=1, patience=2, min_delta=1.0)
+    rows = train(TINY, config, pairs[:8], pairs[8:], tmp_path / "a", progress=True)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert "stopped at step 3/40: no validation improvement" in capsys.readouterr().err
+    ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["loop"]["since_best"] == 2
+    assert ckpt["loop"]["stopped"].startswith("no validation improvement")
+    # a larger patience resumes the stopped run where it ended
+    more = train(
+        TINY,
+        _config(40, val_every=1, patience=4, min_delta=1.0),
+        pairs[:8],
+        pairs[8:],
+        tmp_path / "a",
+        resume=True,
+        progress=False,
+    )
+    assert [r["step"] for r in more] == [1, 2, 3, 4, 5]
+    # patience 0 (default) trains the whole budget
+    full = train(TINY, _config(4, val_every=1, min_delta=1.0), pairs[:8], pairs[8:], tmp_path / "b")
+    assert len(full) == 4
+
+
+def test_improvements_below_min_delta_update_best_but_count_towards_patience(tmp_path):
+    pairs = random_pairs(10, seed=2)
+    rows = train(
+        TINY,
+        _config(30, val_every=1, patience=3, min_delta=0.0),
+        pairs[:8],
+        pairs[8:],
+        tmp_path,
+        progress=False,
+    )
+    since, best, expected = 0, None, 30
+    for row in rows:  # the rule, replayed on the logged validation Dice
+        score = row["val_dice"]
+        since = 0 if best is None or score > best else since + 1
+        best = score if best is None else max(best, score)
+        if since >= 3:
+            expected = row["step"]
+            break
+    assert len(rows) == expected
+
+
+def test_a_time_budget_stops_training_and_validates_the_last_step(tmp_path):
+    pairs = random_pairs(10, seed=2)
+    rows = train(
+        TINY,
+        _config(50, val_every=100, max_seconds=1e-6),
+        pairs[:8],
+        pairs[8:],
+        tmp_path,
+        progress=False,
+    )
+    assert len(rows) == 1 and rows[0]["val_dice"] == rows[0]["val_dice"]  # validated (not NaN)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["loop"]["stopped"].startswith("time budget") and ckpt["loop"]["seconds"] > 0

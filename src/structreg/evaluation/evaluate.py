@@ -263,6 +263,24 @@ def _best(key: str, means: dict[str, float], references: Collection[str]) -> set
     return {m for m, x in candidates.items() if np.isclose(x, target)}
 
 
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down; NaN entries are left out of the
+    family and stay NaN). Reject at level α where the adjusted value is ≤ α."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(x) for x in out]
+
+
+def _p_text(p: float, adjusted: float) -> str:
+    return "–" if math.isnan(p) else f"{p:.2g} ({adjusted:.2g})"
+
+
 def _significance_lines(
     rows: Sequence[dict], methods: Sequence[str], structures: Structures, primary: str
 ) -> list[str]:
@@ -274,26 +292,40 @@ def _significance_lines(
         + [metrics.dice_key(s) for s in structures]
         + [metrics.hd95_key(s) for s in structures]
     )
-    tests = []
-    for key in keys:
-        p = significance(rows, methods, key, primary)
-        if not all(math.isnan(x) for x in p.values()):
-            tests.append(
-                f"| {key} | "
-                + " | ".join("–" if math.isnan(p[m]) else f"{p[m]:.2g}" for m in others)
-                + " |"
-            )
-    if not tests:
+    tested = {key: significance(rows, methods, key, primary) for key in keys}
+    tested = {k: p for k, p in tested.items() if not all(math.isnan(x) for x in p.values())}
+    if not tested:
         return []
+    flat = [(k, m) for k in tested for m in others]
+    adjusted = dict(zip(flat, holm([tested[k][m] for k, m in flat]), strict=True))
+    lines = [
+        f"| {key} | " + " | ".join(_p_text(p[m], adjusted[key, m]) for m in others) + " |"
+        for key, p in tested.items()
+    ]
     return [
         "",
-        f"Paired Wilcoxon signed-rank test of {primary} against each method "
-        "(p-values over the pairs where both succeeded):",
+        f"Paired Wilcoxon signed-rank test of {primary} against each method over the "
+        f"pairs where both succeeded: p-value (Holm-adjusted over the {len(flat)} tests "
+        "of this table; – : fewer than 5 pairs or identical values):",
         "",
         "| metric | " + " | ".join(others) + " |",
         "|---|" + "---|" * len(others),
-        *tests,
+        *lines,
     ]
+
+
+def _median_row(key: str, stats: dict[str, np.ndarray], methods: Sequence[str]) -> str:
+    """``median [q1, q3]`` per method (HD95: a skewed distance)."""
+    info = metrics.structure_info(key)
+    cells = []
+    for m in methods:
+        v = stats[m]
+        if len(v) == 0:
+            cells.append("–")
+            continue
+        q1, q2, q3 = (info.fmt.format(x) for x in np.percentile(v, [25, 50, 75]))
+        cells.append(f"{q2} [{q1}, {q3}]")
+    return f"| {info.label}, median [IQR] | " + " | ".join(cells) + " |"
 
 
 def format_table(
@@ -304,13 +336,19 @@ def format_table(
     references: Collection[str] = ("identity",),
     primary: str = "ours",
 ) -> str:
-    """Markdown table laid out like the paper's Table 1 (mean ± std, best in bold), with
-    paired Wilcoxon tests of ``primary`` against each other method.
+    """Markdown table laid out like the paper's Table 1 (mean ± std, best in bold; the
+    number of pairs each method registered; HD95 also as median [IQR]), with paired
+    Wilcoxon tests of ``primary`` against each other method, Holm-adjusted across the
+    table's tests.
 
     Args:
         references: methods that do not register (no folding or velocity to win on).
     """
     lines = ["| metric | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    counts = {
+        m: len({r["id"] for r in rows if r["method"] == m and not r.get("error")}) for m in methods
+    }
+    lines.append("| pairs (n) | " + " | ".join(str(counts[m]) for m in methods) + " |")
     for key in table_keys(structures):
         info = metrics.structure_info(key)
         stats = {m: values(rows, m, key) for m in methods}
@@ -325,6 +363,8 @@ def format_table(
             text = mean_std(stats[m], info.fmt)
             cells.append(f"**{text}**" if m in best else text)
         lines.append(f"| {info.label} | " + " | ".join(cells) + " |")
+        if key.startswith("hd95 "):
+            lines.append(_median_row(key, stats, methods))
     lines += _significance_lines(rows, methods, structures, primary)
     failed = [r for r in rows if r.get("error")]
     if failed:

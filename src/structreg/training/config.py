@@ -85,6 +85,13 @@ class TrainConfig:
         mask_weight: weight of the outside-mask penalty (0 = off).
         lcc_sigma, lcc_kernel: Gaussian window of the LCC (paper: 2, 9).
         val_every: validate every this many steps and at the end (0: at the end only).
+        patience: early stopping: stop after this many validations in a row without
+            an improvement of the validation score (Dice, or minus the loss without
+            labels) by more than ``min_delta`` (0: off, train the whole budget).
+        min_delta: the least improvement of the validation score that counts.
+        max_seconds: stop at the first step whose cumulative training wall time
+            (steps and validations) reaches this many seconds (0: no time budget);
+            for equal-wall-time comparisons; not reproducible across machines.
         checkpoint_every: write ``checkpoint.pt`` every this many steps and at the end.
         num_threads: torch CPU threads (0: leave torch's default).
         tensorboard: also log to TensorBoard when it is installed.
@@ -103,6 +110,9 @@ class TrainConfig:
     lcc_sigma: float = 2.0
     lcc_kernel: int = 9
     val_every: int = 100
+    patience: int = 0
+    min_delta: float = 0.0
+    max_seconds: float = 0.0
     checkpoint_every: int = 100
     num_threads: int = 0
     tensorboard: bool = True
@@ -141,6 +151,9 @@ class TrainConfig:
             "kl_weight",
             "mask_weight",
             "val_every",
+            "patience",
+            "min_delta",
+            "max_seconds",
             "checkpoint_every",
             "num_threads",
             "seed",
@@ -246,7 +259,18 @@ class RunConfig:
 # Train settings that may differ when resuming without changing the result
 # (more steps, other logging/checkpoint cadence, another device).
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "epochs", "val_every", "checkpoint_every", "device", "num_threads", "tensorboard"}
+    {
+        "steps",
+        "epochs",
+        "val_every",
+        "checkpoint_every",
+        "device",
+        "num_threads",
+        "tensorboard",
+        "patience",
+        "min_delta",
+        "max_seconds",
+    }
 )
 
 

@@ -66,13 +66,18 @@ def log_columns(task: TrainingTask) -> tuple[str, ...]:
 @dataclass
 class LoopState:
     """Where the loop is: steps done, epoch, position in the epoch's permutation,
-    and the best validation score so far (higher is better)."""
+    the best validation score so far (higher is better), the validations since
+    it improved (early stopping), the training wall time so far, and whether
+    training stopped before its step budget."""
 
     step: int = 0
     epoch: int = 0
     position: int = 0
     perm: torch.Tensor | None = None
     best: float | None = None
+    since_best: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None
 
     def loop_dict(self) -> dict[str, Any]:
         """The checkpoint's ``loop`` entry."""
@@ -81,6 +86,9 @@ class LoopState:
             "position": self.position,
             "perm": self.perm,
             "best": self.best,
+            "since_best": self.since_best,
+            "seconds": self.seconds,
+            "stopped": self.stopped,
         }
 
 
@@ -222,6 +230,8 @@ class Engine:
             position=loop["position"],
             perm=loop["perm"],
             best=loop["best"],
+            since_best=int(loop.get("since_best", 0)),
+            seconds=float(loop.get("seconds", 0.0)),
         )
         perm = self.state.perm
         if perm is not None and perm.numel() != self.n:
@@ -289,15 +299,21 @@ class Engine:
 
     @property
     def last_step(self) -> bool:
-        """True after the step that spends the budget."""
-        return self.state.step == self.max_steps
+        """True after the step that spends the budget, or when training stops here
+        (early stopping, the time budget)."""
+        return self.state.step == self.max_steps or self.state.stopped is not None
+
+    def stop(self, reason: str) -> None:
+        """End training after the current step (the hooks still see it as the last)."""
+        self.state.stopped = reason
 
     def run(self) -> list[dict[str, Any]]:
-        """Step until the budget is spent, calling the hooks; returns the log rows."""
+        """Step until the budget is spent or training stops, calling the hooks;
+        returns the log rows."""
         try:
             for hook in self.hooks:
                 hook.on_start(self)
-            while self.state.step < self.max_steps:
+            while self.state.step < self.max_steps and self.state.stopped is None:
                 row = self.step()
                 for hook in self.hooks:
                     hook.after_step(self, row)

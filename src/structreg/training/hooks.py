@@ -107,18 +107,39 @@ def validate(
 
 class ValidationHook(Hook):
     """Validates every ``val_every`` steps and at the last step; keeps the best score
-    (validation Dice, or minus the validation loss without labels)."""
+    (validation Dice, or minus the validation loss without labels).
+
+    Also ends training early: after ``patience`` validations in a row without an
+    improvement above ``min_delta``, or once the training wall time reaches
+    ``max_seconds`` (checked before validating, so the last step is validated).
+    """
 
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
         cfg = engine.train_config
+        if cfg.max_seconds and not engine.last_step:
+            spent = engine.state.seconds + time.perf_counter() - engine.step_started
+            if spent >= cfg.max_seconds:
+                engine.stop(f"time budget of {cfg.max_seconds:g} s reached")
         due = (cfg.val_every and engine.state.step % cfg.val_every == 0) or engine.last_step
         if engine.val_data is None or not due:
             return
         result = validate(engine.task, engine.model, engine.val_data, cfg, engine.batch_size)
         row.update(result)
         score = result["val_dice"] if math.isfinite(result["val_dice"]) else -result["val_loss"]
-        if engine.state.best is None or score > engine.state.best:
-            engine.state.best, engine.improved = score, True
+        state = engine.state
+        if state.best is None or score > state.best:
+            if state.best is None or score > state.best + cfg.min_delta:
+                state.since_best = 0
+            else:
+                state.since_best += 1
+            state.best, engine.improved = score, True
+        else:
+            state.since_best += 1
+        if cfg.patience and state.since_best >= cfg.patience and not engine.last_step:
+            engine.stop(
+                f"no validation improvement above {cfg.min_delta:g} in {cfg.patience} "
+                f"validations (best {state.best:.4g})"
+            )
 
 
 class LogHook(Hook):
@@ -135,6 +156,7 @@ class LogHook(Hook):
 
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
         row["step_time_s"] = time.perf_counter() - engine.step_started
+        engine.state.seconds += row["step_time_s"]
         assert self.logger is not None
         self.logger.log(row)
 
@@ -200,6 +222,19 @@ class ProgressHook(Hook):
             assert self.stream is not None
             print(
                 f"train: step {engine.state.step}/{engine.max_steps}: {text}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def on_end(self, engine: Engine) -> None:
+        if engine.state.stopped is not None:
+            assert self.stream is not None
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            print(
+                f"train: stopped at step {engine.state.step}/{engine.max_steps}: "
+                f"{engine.state.stopped}",
                 file=self.stream,
                 flush=True,
             )
