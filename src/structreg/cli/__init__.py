@@ -35,6 +35,7 @@ from . import (
     sample,
     train,
     transport,
+    tune,
 )
 
 COMMANDS: tuple[ModuleType, ...] = (
@@ -42,6 +43,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     train,
     register,
     evaluate,
+    tune,
     data_preview,
     embed,
     classify,
