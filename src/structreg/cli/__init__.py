@@ -32,6 +32,7 @@ from . import (
     export,
     interpolate,
     register,
+    reproduce,
     sample,
     train,
     transport,
@@ -51,6 +52,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     sample,
     interpolate,
     export,
+    reproduce,
 )
 GROUPS = {"data": "look at and check data sets"}
 

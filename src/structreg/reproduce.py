@@ -1,0 +1,479 @@
+"""Every result of the README from scratch: ``structreg reproduce --out DIR --budget B``.
+
+The stages are the README's own commands (each a ``structreg`` command line, or a
+script of ``benchmarks/``), run in order into ``DIR``; a stage whose output is
+complete is skipped, an interrupted training is resumed, so a killed run goes on
+where it stopped. ``DIR/RESULTS.md`` collects every table with its provenance
+line (the command, the budget, the machine and the date).
+
+Budgets:
+
+- ``quick``: the README's protocol on a 2-core CPU: 300 training steps for both
+  learned methods (VoxelMorph-2 also for the wall time ours took), LCC-Demons
+  tuned on the validation split over a reduced grid.
+- ``full``: each learned method trained until its validation Dice stops
+  improving (early stopping, patience 10 validations every 200 steps, at most
+  20,000 steps), the full LCC-Demons grid. Meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["BUDGETS", "Budget", "Stage", "machine", "plan", "reproduce"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much each stage may spend.
+
+    Attributes:
+        steps: step budget of every training (the cap, with early stopping).
+        patience: early-stopping patience in validations (0: train every step).
+        val_every: validation cadence (steps).
+        demons_grid: the LCC-Demons grid searched on the validation split.
+        brain_inter_steps: steps of the inter-subject brain model.
+        equal_time: also train VoxelMorph-2 for the wall time ours took.
+    """
+
+    steps: int
+    patience: int
+    val_every: int
+    demons_grid: dict[str, list[str]]
+    brain_inter_steps: int
+    equal_time: bool = True
+
+
+BUDGETS = {
+    "quick": Budget(
+        steps=300,
+        patience=0,
+        val_every=50,
+        demons_grid={
+            "sigma_fluid": ["0.5", "1", "2"],
+            "sigma_diffusion": ["1", "2.5"],
+            "max_step": ["0.5", "1", "2"],
+        },
+        brain_inter_steps=600,
+    ),
+    "full": Budget(
+        steps=20000,
+        patience=10,
+        val_every=200,
+        demons_grid={
+            "sigma_fluid": ["0.5", "1", "2"],
+            "sigma_diffusion": ["1", "1.5", "2.5"],
+            "max_step": ["0.5", "1", "2"],
+            "iterations": ["40/30/20", "100/60/40"],
+        },
+        brain_inter_steps=20000,
+    ),
+}
+
+CARDIAC = ["--data", "phantom:cardiac", "--subjects", "250"]
+BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
+
+
+@dataclass
+class Stage:
+    """One step of the reproduction.
+
+    Attributes:
+        name: short name (progress bar, ``RESULTS.md``).
+        argv: a ``structreg`` command line, or ``["python", script, ...]``.
+        done: the file whose existence marks the stage complete.
+        resume: for a training, its run folder (resumed when it holds a run).
+        report: the file the stage's table is read from (markdown), if any.
+        title: the section title of that table in ``RESULTS.md``.
+        before: computes extra arguments right before running (e.g. a time budget
+            from an earlier stage's log).
+    """
+
+    name: str
+    argv: list[str]
+    done: Path
+    resume: Path | None = None
+    report: Path | None = None
+    title: str = ""
+    before: Callable[[], list[str]] | None = None
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        """The stage's command line (without arguments computed when it runs)."""
+        return _command(self.argv)
+
+
+def _command(argv: Sequence[str]) -> str:
+    head = ["structreg"] if argv[0] != "python" else []
+    return shlex.join(head + list(argv))
+
+
+def _train_set(budget: Budget) -> list[str]:
+    out = ["--set", f"train.steps={budget.steps}", "--set", f"train.val_every={budget.val_every}"]
+    if budget.patience:
+        out += ["--set", f"train.patience={budget.patience}"]
+    return out
+
+
+def _train_seconds(run_dir: Path) -> Callable[[], list[str]]:
+    def extra() -> list[str]:
+        from .viz.curves import learning_curve
+
+        seconds = float(learning_curve(run_dir).seconds[-1])
+        return ["--set", f"train.max_seconds={seconds:.1f}", "--set", "train.steps=1000000"]
+
+    return extra
+
+
+def _grid_args(grid: dict[str, list[str]]) -> list[str]:
+    out: list[str] = []
+    for key, values in grid.items():
+        out += ["--grid", key, *values]
+    return out
+
+
+def _best_spec(tune_dir: Path) -> str:
+    return (tune_dir / "best.txt").read_text().strip()
+
+
+def _phantom_stages(
+    name: str, data: list[str], config: str, ours_run: Path | None, root: Path, budget: Budget
+) -> list[Stage]:
+    """Train (ours unless given, VoxelMorph-2), tune LCC-Demons, evaluate everything."""
+    d = root / name
+    stages = []
+    if ours_run is None:
+        ours_run = d / "ours"
+        stages.append(
+            Stage(
+                f"{name}: train ours",
+                ["train", *data, "--config", config, "--out", str(ours_run), *_train_set(budget)],
+                ours_run / "best.pt",
+                resume=ours_run,
+            )
+        )
+    vm = d / "voxelmorph"
+    stages.append(
+        Stage(
+            f"{name}: train VoxelMorph-2",
+            ["train", "--method", "voxelmorph", *data, "--out", str(vm), *_train_set(budget)],
+            vm / "best.pt",
+            resume=vm,
+        )
+    )
+    kind = f"{budget.steps}steps" if not budget.patience else "converged"
+    methods = [f"ours:{ours_run}", f"voxelmorph:{vm},label=voxelmorph-{kind}"]
+    if budget.equal_time:
+        vm_time = d / "voxelmorph_time"
+        stages.append(
+            Stage(
+                f"{name}: train VoxelMorph-2 for ours' wall time",
+                ["train", "--method", "voxelmorph", *data, "--out", str(vm_time)]
+                + ["--set", f"train.val_every={budget.val_every}"],
+                vm_time / "best.pt",
+                resume=vm_time,
+                before=_train_seconds(ours_run),
+            )
+        )
+        methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
+    tune_dir = d / "tune_demons"
+    stages.append(
+        Stage(
+            f"{name}: tune LCC-Demons (validation split)",
+            [
+                "tune",
+                *data,
+                "--split",
+                "val",
+                "--out",
+                str(tune_dir),
+                *_grid_args(budget.demons_grid),
+            ],
+            tune_dir / "best.txt",
+            report=tune_dir / "tuning.md",
+            title=f"{name}: LCC-Demons tuned on the validation split",
+        )
+    )
+    evaluation = d / "eval"
+
+    def tuned() -> list[str]:
+        return ["--methods", f"{_best_spec(tune_dir)},label=lcc-demons-tuned"]
+
+    stages.append(
+        Stage(
+            f"{name}: evaluate",
+            ["evaluate", *data, "--out", str(evaluation), "--methods", ",".join(methods)]
+            + ["--methods", "lcc-demons,ants-syn,dipy-syn,identity"],
+            evaluation / "table.md",
+            report=evaluation / "table.md",
+            title=f"{name} phantom, test split",
+            before=tuned,
+            figures=[evaluation / "registration.png", evaluation / "dice_boxplot.png"],
+        )
+    )
+    return stages
+
+
+def plan(
+    out: str | Path, budget: str = "quick", benchmarks: str | Path | None = None
+) -> list[Stage]:
+    """The stages of a reproduction into ``out`` (nothing runs).
+
+    Args:
+        benchmarks: the repository's ``benchmarks/`` folder (the latent experiments
+            and the real-image benchmark are scripts there); None: those stages are
+            left out.
+    """
+    if budget not in BUDGETS:
+        raise InputError(f"unknown budget {budget!r} (choose {', '.join(BUDGETS)})")
+    b = BUDGETS[budget]
+    root = Path(out)
+    demo = root / "demo"
+    stages = [
+        Stage(
+            "demo",
+            ["demo", "--out", str(demo)],
+            demo / "report.md",
+            report=demo / "report.md",
+            title="The demo",
+            figures=[demo / "registration.png"],
+        ),
+    ]
+    # quick: the demo's model is ours on the cardiac phantom (300 steps, demo.toml);
+    # full: ours is trained to convergence like the others
+    cardiac_ours = demo / "model" if not b.patience else None
+    stages += _phantom_stages("cardiac", CARDIAC, "cardiac", cardiac_ours, root, b)
+    stages += _phantom_stages("brain", BRAIN, "brain", None, root, b)
+    inter = root / "brain_inter"
+    stages.append(
+        Stage(
+            "brain-inter: train ours",
+            [
+                "train",
+                "--data",
+                "phantom:brain-inter",
+                "--config",
+                "brain-inter",
+                "--out",
+                str(inter),
+            ]
+            + [
+                "--set",
+                f"train.steps={b.brain_inter_steps}",
+                "--set",
+                f"train.val_every={b.val_every}",
+            ]
+            + (["--set", f"train.patience={b.patience}"] if b.patience else []),
+            inter / "best.pt",
+            resume=inter,
+        )
+    )
+    if benchmarks is not None:
+        bench = Path(benchmarks)
+        cardiac_model = cardiac_ours or root / "cardiac" / "ours"
+        for anatomy, model in (("cardiac", cardiac_model), ("brain", root / "brain" / "ours")):
+            report = root / f"latent_{anatomy}.md"
+            stages.append(
+                Stage(
+                    f"latent experiments ({anatomy})",
+                    [
+                        "python",
+                        str(bench / "latent_experiments.py"),
+                        "--anatomy",
+                        anatomy,
+                        "--model",
+                        str(model),
+                    ],
+                    report,
+                    report=report,
+                    title=f"latent experiments, {anatomy} phantom",
+                )
+            )
+        real = root / "real_pairs"
+        stages.append(
+            Stage(
+                "real inter-subject brain pairs",
+                ["python", str(bench / "real_pairs.py"), "--model", str(inter), "--out", str(real)],
+                real / "table.md",
+                report=real / "table.md",
+                title="real inter-subject brain slices",
+                figures=[real / "real_pairs.png"],
+            )
+        )
+    return stages
+
+
+def machine() -> str:
+    """The CPU model and thread count, and the GPU when one is used."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    text = f"{cpu}, {os.cpu_count()} CPU threads"
+    import torch
+
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _run_stage(stage: Stage, log: Path) -> list[str]:
+    """Run one stage (its output into ``log``); returns the command line it ran."""
+    argv = list(stage.argv) + (stage.before() if stage.before else [])
+    if stage.resume is not None and (stage.resume / "checkpoint.pt").is_file():
+        argv.append("--resume")
+    if argv[0] == "python":
+        cmd = [sys.executable, *argv[1:]]
+    else:
+        cmd = [sys.executable, "-m", "structreg", *argv]
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(f"\n$ {shlex.join(cmd)}\n")
+        fh.flush()
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, check=False)
+        fh.write(result.stdout)
+    if result.returncode != 0:
+        raise InputError(f"stage '{stage.name}' failed (exit {result.returncode}); see {log}")
+    if argv[0] == "python" and stage.report is not None:
+        from .io_utils import atomic_write_text
+
+        stage.report.parent.mkdir(parents=True, exist_ok=True)
+        if not stage.report.is_file():
+            atomic_write_text(stage.report, result.stdout)
+    return argv
+
+
+def reproduce(
+    out: str | Path,
+    budget: str = "quick",
+    benchmarks: str | Path | None = None,
+    progress: bool = True,
+    only: Sequence[str] = (),
+) -> Path:
+    """Run (or finish) every stage of :func:`plan` and write ``out/RESULTS.md``.
+
+    Args:
+        only: run only the stages whose name starts with one of these (their
+            dependencies must be complete).
+    Returns:
+        The path of ``RESULTS.md``.
+    """
+    from tqdm.auto import tqdm
+
+    from .io_utils import atomic_write_text
+
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    stages = plan(root, budget, benchmarks)
+    log = root / "reproduce.log"
+    seconds: dict[str, float] = {}
+    bar = tqdm(stages, desc="reproduce", unit="stage", disable=not progress)
+    for stage in bar:
+        bar.set_postfix_str(stage.name)
+        if stage.done.is_file() or (only and not any(stage.name.startswith(o) for o in only)):
+            continue
+        t0 = time.perf_counter()
+        argv = _run_stage(stage, log)
+        seconds[stage.name] = time.perf_counter() - t0
+        with (root / "stage_seconds.tsv").open("a", encoding="utf-8") as fh:
+            fh.write(f"{stage.name}\t{seconds[stage.name]:.1f}\n")
+        with (root / "commands.tsv").open("a", encoding="utf-8") as fh:
+            fh.write(f"{stage.name}\t{_command(argv)}\n")
+    curves = learning_curve_panels(root, budget)
+    if curves:
+        from .viz.curves import learning_curves_figure
+
+        learning_curves_figure(curves, root / "learning_curves.png")
+    results = root / "RESULTS.md"
+    atomic_write_text(results, results_text(stages, budget, root))
+    return results
+
+
+def learning_curve_panels(root: Path, budget: str) -> dict[str, dict[str, Path]]:
+    """Data set -> {method -> run folder} of the learned methods trained so far."""
+    b = BUDGETS[budget]
+    cardiac_ours = root / "demo" / "model" if not b.patience else root / "cardiac" / "ours"
+    panels: dict[str, dict[str, Path]] = {}
+    for name, ours in (("cardiac", cardiac_ours), ("brain", root / "brain" / "ours")):
+        runs = {
+            "ours": ours,
+            "VoxelMorph-2": root / name / "voxelmorph",
+            "VoxelMorph-2 (ours' wall time)": root / name / "voxelmorph_time",
+        }
+        runs = {k: v for k, v in runs.items() if (v / "train_log.csv").is_file()}
+        if runs:
+            panels[f"{name} phantom"] = runs
+    return panels
+
+
+def _stage_times(root: Path) -> dict[str, float]:
+    path = root / "stage_seconds.tsv"
+    out: dict[str, float] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            name, _, value = line.rpartition("\t")
+            out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+def _commands(root: Path) -> dict[str, str]:
+    """Stage name -> the command line that last ran it."""
+    path = root / "commands.tsv"
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            name, _, command = line.partition("\t")
+            out[name] = command
+    return out
+
+
+def results_text(stages: Sequence[Stage], budget: str, root: Path) -> str:
+    """``RESULTS.md``: provenance, then each stage's table with its command."""
+    from . import __version__
+
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    times, commands = _stage_times(root), _commands(root)
+    total = sum(times.values())
+    lines = [
+        f"# Results (`structreg reproduce --budget {budget}`)",
+        "",
+        f"Made on {date} with structreg {__version__} on {machine()}; "
+        f"{total / 60:.1f} min of stages in all (sum over the runs that made them).",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {s.name} | {times[s.name]:.0f} |" for s in stages if s.name in times],
+        "",
+    ]
+    for stage in stages:
+        if stage.report is None or not stage.report.is_file():
+            continue
+        lines += [
+            f"## {stage.title}",
+            "",
+            f"Made by `{commands.get(stage.name, stage.command)}` (budget {budget}; "
+            f"{machine()}; {date}).",
+            "",
+            stage.report.read_text().rstrip(),
+            "",
+        ]
+        lines += [f"![{f.stem}]({f.relative_to(root)})" for f in stage.figures if f.is_file()]
+        lines.append("")
+    curves = root / "learning_curves.png"
+    if curves.is_file():
+        lines += ["## Learning curves", "", f"![learning curves]({curves.name})", ""]
+    return "\n".join(lines)
