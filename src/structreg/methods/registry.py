@@ -8,6 +8,8 @@ A method spec is ``NAME[:TARGET][,key=value...]``:
 | ``voxelmorph:RUN_DIR`` | a VoxelMorph-2 run folder |
 | ``lcc-demons`` or ``lcc-demons:sigma_fluid=1.5,iterations=40/30/20`` | LCC-Demons |
 | ``identity`` | no registration |
+| ``ants-syn`` or ``ants-syn:iterations=40/20/0,radius=2`` | ANTs SyN, CC metric (antspyx) |
+| ``dipy-syn`` or ``dipy-syn:level_iters=100/50/25`` | DIPY SyN, CC metric (dipy) |
 
 Options every method takes: ``batch_size=N`` (pairs per call) and ``label=TEXT``
 (the name shown in tables, e.g. to compare two runs of one method). List values

@@ -1,0 +1,195 @@
+"""DIPY's SyN as a registration method: an optional classical baseline.
+
+Each pair is registered by DIPY's ``SymmetricDiffeomorphicRegistration`` with the
+local cross-correlation metric ``CCMetric``, with identity grid-to-world
+matrices (DIPY's world space is our voxel space) and no pre-alignment. The
+resulting ``DiffeomorphicMap`` warps the moving image onto the static (fixed)
+grid with ``mapping.transform(moving)``, which samples ``moving`` at
+``x + mapping.get_forward_field()[x]``. That field is our ``disp`` as it stands:
+shape ``(*S, ndim)`` with component ``c`` along array axis ``c``, in voxels (the
+world units here), the pull-back ``moved(x) = moving(x + disp(x))``; only the
+component axis moves to the front. ``get_backward_field()`` (which
+``transform_inverse`` uses to warp the fixed image onto the moving grid) is the
+inverse displacement. ``tests/methods/test_classical.py`` checks this against
+DIPY's own warped image.
+
+``dipy`` is imported only when a registration runs (``pip install
+'structreg[classical]'``), so structreg imports without it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, InputError, MissingDependencyError
+from ..ops import jacobian_det, warp
+from ..ops.checks import check_image, check_same_spatial
+from .base import RegistrationResult
+from .registry import MethodSpec, add_method, dataclass_defaults
+
+
+@dataclass
+class DipySynConfig:
+    """Parameters of DIPY SyN (DIPY's argument names, units in voxels).
+
+    Attributes:
+        level_iters: iterations per level of the Gaussian pyramid, coarsest first
+            (the number of entries is the number of levels).
+        radius: half-width of the CC window (the window is ``2 * radius + 1`` voxels).
+        sigma_diff: σ of the Gaussian smoothing of the update field (voxels).
+        step_length: length of the largest update vector per iteration (voxels).
+        ss_sigma_factor: scale-space smoothing, σ = ``ss_sigma_factor * 2**level``.
+        opt_tol: stop a level when the energy's estimated slope falls below this.
+        inv_iter: iterations of the displacement-field inversion.
+    """
+
+    level_iters: list[int] = field(default_factory=lambda: [100, 50, 25])
+    radius: int = 4
+    sigma_diff: float = 2.0
+    step_length: float = 0.25
+    ss_sigma_factor: float = 0.2
+    opt_tol: float = 1e-5
+    inv_iter: int = 20
+
+    def __post_init__(self) -> None:
+        if not self.level_iters or any(i < 0 for i in self.level_iters):
+            raise ConfigError(
+                f"DipySynConfig: level_iters must list counts >= 0 (one per level), "
+                f"got {self.level_iters}"
+            )
+        if self.radius < 1 or self.inv_iter < 0:
+            raise ConfigError("DipySynConfig: radius must be >= 1 and inv_iter >= 0")
+        for name in ("sigma_diff", "step_length", "ss_sigma_factor"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"DipySynConfig: {name} must be > 0")
+
+
+def import_dipy_syn() -> tuple[Any, Any, Any]:
+    """``(SymmetricDiffeomorphicRegistration, CCMetric, VerbosityLevels)`` from DIPY, or
+    :class:`MissingDependencyError` when dipy is missing."""
+    try:
+        from dipy.align import VerbosityLevels
+        from dipy.align.imwarp import SymmetricDiffeomorphicRegistration
+        from dipy.align.metrics import CCMetric
+    except ImportError:
+        raise MissingDependencyError(
+            "method dipy-syn needs dipy: pip install 'structreg[classical]'"
+        ) from None
+    return SymmetricDiffeomorphicRegistration, CCMetric, VerbosityLevels
+
+
+def dipy_syn_map(moving: np.ndarray, fixed: np.ndarray, config: DipySynConfig | None = None) -> Any:
+    """DIPY's ``DiffeomorphicMap`` of one pair (static = ``fixed``), identity affines.
+
+    Args:
+        moving, fixed: ``S``-shaped arrays (2-D or 3-D) on one grid.
+    Raises:
+        InputError: DIPY refuses the pair (e.g. its coarsest pyramid level is not
+            larger than the CC window, ``2 * radius + 1`` voxels).
+    """
+    config = config or DipySynConfig()
+    registration, cc_metric, verbosity = import_dipy_syn()
+    metric = cc_metric(fixed.ndim, sigma_diff=config.sigma_diff, radius=config.radius)
+    sdr = registration(
+        metric,
+        level_iters=list(config.level_iters),
+        step_length=config.step_length,
+        ss_sigma_factor=config.ss_sigma_factor,
+        opt_tol=config.opt_tol,
+        inv_iter=config.inv_iter,
+    )
+    sdr.verbosity = verbosity.NONE
+    try:
+        return sdr.optimize(np.asarray(fixed, np.float64), np.asarray(moving, np.float64))
+    except ValueError as err:  # e.g. the coarsest level is smaller than the CC window
+        raise InputError(
+            f"method dipy-syn: DIPY refused the pair or settings ({err}); "
+            f"for small images use fewer levels (level_iters) or a smaller radius"
+        ) from None
+
+
+def dipy_syn_pair(
+    moving: np.ndarray, fixed: np.ndarray, config: DipySynConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Register one pair with DIPY and return its transform in our convention.
+
+    Args:
+        moving, fixed: ``S``-shaped arrays (2-D or 3-D) on one grid.
+    Returns:
+        ``(disp, inverse_disp)``: ``(ndim, *S)`` float64 displacements in voxels,
+        ``moved(x) = moving(x + disp(x))`` and its inverse.
+    """
+    return map_fields(dipy_syn_map(moving, fixed, config))
+
+
+def map_fields(mapping: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(disp, inverse_disp)`` of a DIPY ``DiffeomorphicMap`` made with identity
+    affines and no pre-alignment, as ``(ndim, *S)`` float64 arrays in voxels.
+
+    ``disp`` is the field ``mapping.transform`` samples with (``moved(x) =
+    moving(x + disp(x))``, component ``c`` along array axis ``c``), ``inverse_disp``
+    the one ``mapping.transform_inverse`` samples with.
+    """
+    disp = np.moveaxis(np.asarray(mapping.get_forward_field(), np.float64), -1, 0)
+    inverse = np.moveaxis(np.asarray(mapping.get_backward_field(), np.float64), -1, 0)
+    return disp, inverse
+
+
+class DipySyN:
+    """DIPY SyN as a registration method (CPU; one DIPY registration per pair).
+
+    Args:
+        config: the DIPY settings.
+        batch_size: pairs per :meth:`register` call that suit callers.
+    """
+
+    name = "dipy-syn"
+
+    def __init__(self, config: DipySynConfig | None = None, batch_size: int = 8) -> None:
+        self.config = config or DipySynConfig()
+        self.batch_size = batch_size
+        import_dipy_syn()
+
+    def register(
+        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> RegistrationResult:
+        """Register ``moving`` ``(N, 1, *S)`` onto ``fixed`` pair by pair (a batch of 1
+        broadcasts; ``mask`` is not used). ``moved`` is ``moving`` warped by ``disp``
+        with our linear warp (border padding); ``velocity`` is None (SyN has none)."""
+        t0 = time.perf_counter()
+        ndim = check_image("dipy-syn", "moving", moving)
+        check_image("dipy-syn", "fixed", fixed, ndim)
+        check_same_spatial("dipy-syn", "moving", moving, "fixed", fixed)
+        n = max(moving.shape[0], fixed.shape[0])
+        moving = moving.expand(n, *moving.shape[1:])
+        fixed = fixed.expand(n, *fixed.shape[1:])
+        m_np = moving[:, 0].detach().cpu().double().numpy()
+        f_np = fixed[:, 0].detach().cpu().double().numpy()
+        pairs = [dipy_syn_pair(m_np[i], f_np[i], self.config) for i in range(n)]
+        disp = torch.from_numpy(np.stack([p[0] for p in pairs])).to(moving.device, moving.dtype)
+        inverse = torch.from_numpy(np.stack([p[1] for p in pairs])).to(moving.device, moving.dtype)
+        return RegistrationResult(
+            moved=warp(moving, disp, padding_mode="border"),
+            disp=disp,
+            inverse_disp=inverse,
+            velocity=None,
+            jacobian_det=jacobian_det(disp),
+            seconds=time.perf_counter() - t0,
+        )
+
+
+@add_method(
+    "dipy-syn",
+    "DIPY SyN with the CC metric (dipy; pip install 'structreg[classical]'); "
+    "options: the DipySynConfig fields, e.g. level_iters=100/50/25,radius=4",
+)
+def _build(spec: MethodSpec, device: str) -> DipySyN:
+    spec.refuse_target()
+    options = spec.converted({**dataclass_defaults(DipySynConfig), "batch_size": 8})
+    batch_size = options.pop("batch_size", 8)
+    return DipySyN(DipySynConfig(**options), batch_size=batch_size)
