@@ -173,3 +173,57 @@ def run_demo(
 def model_device(model: Any) -> str:
     """Device the model's parameters are on, as text."""
     return str(next(model.parameters()).device)
+
+
+# How far the demo's table may move across machines (CPU kernels differ in the last
+# digits, which 300 training steps amplify). A fresh clone on another 2-core Xeon
+# differed from the README by at most 0.002 Dice and 0.011 mm HD95.
+ACROSS_MACHINES = {"Dice": 0.01, "HD95": 0.15, "RMSE": 0.005}
+
+
+def table_means(text: str) -> dict[tuple[str, str], float]:
+    """``(metric, column) -> mean`` of the markdown table(s) of ``text`` whose rows are
+    ``| metric | mean ± std | ... |`` (a demo report or the README)."""
+    out: dict[tuple[str, str], float] = {}
+    header: list[str] = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.lstrip().startswith("|") or len(cells) < 2:
+            header = []
+            continue
+        if cells[0] == "metric":
+            header = cells
+            continue
+        for column, cell in zip(header[1:], cells[1:], strict=False):
+            mean, sep, _ = cell.replace("*", "").partition("±")
+            if sep:
+                try:
+                    out[cells[0], column] = float(mean)
+                except ValueError:
+                    continue
+    return out
+
+
+def table_differences(
+    report: str, reference: str, tolerances: dict[str, float] | None = None
+) -> list[str]:
+    """The rows of the demo table in ``report`` whose means differ from ``reference``'s
+    by more than the tolerance of their metric (first word: Dice, HD95, RMSE).
+
+    Returns:
+        One line per difference; empty when the tables agree (rows missing from
+        either side are differences too).
+    """
+    tolerances = tolerances or ACROSS_MACHINES
+    a, b = table_means(report), table_means(reference)
+    keys = [k for k in b if k[0].split()[0] in tolerances and k[1] in COLUMNS.values()]
+    if not keys:
+        return ["the reference has no demo table"]
+    out = []
+    for key in keys:
+        tol = tolerances[key[0].split()[0]]
+        if key not in a:
+            out.append(f"{key[0]} ({key[1]}): missing from the report")
+        elif abs(a[key] - b[key]) > tol + 1e-12:
+            out.append(f"{key[0]} ({key[1]}): {a[key]:g} vs {b[key]:g} (tolerance {tol:g})")
+    return out
