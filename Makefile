@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench results clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+# every README table and figure from scratch (about an hour on a 2-core CPU; BUDGET=full
+# trains every learned method to convergence, meant for a GPU)
+BUDGET ?= quick
+results: $(STAMP)
+	$(VENV)/bin/structreg reproduce --out runs/results --budget $(BUDGET)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py

@@ -310,7 +310,7 @@ def plan(
                 real / "table.md",
                 report=real / "table.md",
                 title="real inter-subject brain slices",
-                figures=[real / "real_pairs.png"],
+                figures=[real / "registration.png", real / "dice_boxplot.png"],
             )
         )
     return stages

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         help="TOML file with [model] and [train] tables, or a bundled config name: "
-        "cardiac, brain, demo (default: built-in defaults)",
+        "cardiac, brain, brain-inter, demo (default: built-in defaults)",
     )
     p.add_argument("--out", required=True, help="run folder (created; refused if it holds a run)")
     p.add_argument(
