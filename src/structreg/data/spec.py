@@ -1,4 +1,4 @@
-"""One data spec for every command: ``--data phantom:cardiac|phantom:brain|acdc:DIR|pairs:CSV``.
+"""One data spec for every command: ``--data phantom:NAME|acdc:DIR|pairs:CSV``.
 
 :func:`parse_data_spec` reads a spec, :func:`parse_size` / :func:`parse_spacing`
 the grid options, and :func:`load_pairs` turns a spec into a list of preprocessed
@@ -22,13 +22,13 @@ from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from .labels import LabelTable
 
 DATA_KINDS = ("phantom", "acdc", "pairs")
-PHANTOMS = ("cardiac", "brain")
+PHANTOMS = ("cardiac", "brain", "brain-inter")
 SPLIT_CHOICES = ("train", "val", "test", "all")
 DEFAULT_DATA = "phantom:cardiac"
 DEFAULT_PHANTOM_SUBJECTS = 100
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_TEST_FRACTION = 0.2
-SPEC_HELP = "phantom:cardiac, phantom:brain, acdc:DIR or pairs:FILE.csv"
+SPEC_HELP = "phantom:cardiac, phantom:brain, phantom:brain-inter, acdc:DIR or pairs:FILE.csv"
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,9 @@ def _attach_table(pairs: Sequence[Any], spec: DataSpec, table: LabelTable | None
 
     from .labels import BRAIN_TABLE, CARDIAC_TABLE
 
-    own = {"cardiac": CARDIAC_TABLE, "brain": BRAIN_TABLE}.get(spec.target)
+    own = {"cardiac": CARDIAC_TABLE, "brain": BRAIN_TABLE, "brain-inter": BRAIN_TABLE}.get(
+        spec.target
+    )
     if spec.kind == "acdc":
         own = CARDIAC_TABLE
     for p in pairs:
@@ -200,10 +202,13 @@ def _load_all(
 
 
 def _phantom(spec: DataSpec) -> Any:
-    """The phantom generator ``f(n_subjects, seed=, slices_per_subject=, size=, spacing=)``."""
+    """The phantom generator ``f(n_subjects, seed=, slices_per_subject=, size=, spacing=)``:
+    ``{name}_phantom`` of the module ``structreg.data.phantoms.{name}`` (``-`` in a
+    phantom's name read as ``_``: ``brain-inter`` -> ``brain_inter_phantom``)."""
     import importlib
 
-    module_name = f"structreg.data.phantoms.{spec.target}"
+    name = spec.target.replace("-", "_")
+    module_name = f"structreg.data.phantoms.{name}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -215,7 +220,7 @@ def _phantom(spec: DataSpec) -> Any:
         raise DataError(
             f"{spec}: the built-in phantom needs the package '{exc.name}' (pip install it)"
         ) from None
-    return getattr(module, f"{spec.target}_phantom")
+    return getattr(module, f"{name}_phantom")
 
 
 # ---------------------------------------------------------------------------- grid options

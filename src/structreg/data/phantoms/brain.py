@@ -35,6 +35,10 @@ come from the *baseline probability maps warped linearly by the ground-truth
 field* (template maps warped by the composed field), then the same argmax; not
 from a nearest-neighbour warp of the baseline labels, so the two differ at
 partial-volume boundaries (Dice about 0.92-0.96 for CSF and ventricles).
+
+Inter-subject pairs (``brain_phantom(..., pairing="inter")``, data spec
+``phantom:brain-inter``) are built from the same template slices in
+:mod:`.brain_inter`; the longitudinal pairs do not depend on them.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ from ..labels import BRAIN_LABELS
 from ..pair import Pair
 
 BRAIN_GROUPS = ("normal", "dementia")
+#: ``brain_phantom(pairing=...)``: one subject's baseline -> follow-up, or subject i -> j.
+PAIRINGS = ("longitudinal", "inter")
 
 #: Template files inside ``nilearn/datasets/data/``.
 TEMPLATE_FILES = {
@@ -445,14 +451,34 @@ def brain_phantom(
     slices_per_subject: int = 1,
     size: Sequence[int] = DEFAULT_SIZE,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    pairing: str = "longitudinal",
+    atrophy: bool = False,
 ) -> list[Pair]:
-    """``n_subjects * slices_per_subject`` pairs; groups alternate normal/dementia.
+    """``n_subjects * slices_per_subject`` pairs.
 
-    The slices of a subject are contiguous (``SLICE_THICKNESS_MM`` apart) around
-    the central slice, share the subject's deformation, intensities, group and
-    atrophy strength, and get ids ``brain{seed}_{subject:04d}_s{slice:02d}``
-    (slice 0 lowest). Shapes and units as in :func:`make_brain_pair`.
+    ``pairing="longitudinal"`` (default): baseline -> follow-up of each subject; groups
+    alternate normal/dementia. The slices of a subject are contiguous
+    (``SLICE_THICKNESS_MM`` apart) around the central slice, share the subject's
+    deformation, intensities, group and atrophy strength, and get ids
+    ``brain{seed}_{subject:04d}_s{slice:02d}`` (slice 0 lowest). Shapes and units as
+    in :func:`make_brain_pair`. ``atrophy`` is ignored (these pairs are atrophy).
+
+    ``pairing="inter"``: inter-subject pairs, moving = subject i, fixed = another
+    subject j of its cohort, the fixed one with its group's atrophy on top when
+    ``atrophy`` is true; see :mod:`structreg.data.phantoms.brain_inter` (its
+    :func:`~structreg.data.phantoms.brain_inter.brain_inter_phantom`).
+
+    Raises:
+        InputError: unknown ``pairing`` or bad arguments.
     """
+    if pairing not in PAIRINGS:
+        raise InputError(f"brain phantom: pairing must be one of {PAIRINGS}, got {pairing!r}")
+    if pairing == "inter":
+        from .brain_inter import brain_inter_phantom
+
+        return brain_inter_phantom(
+            n_subjects, seed, slices_per_subject, size, spacing, atrophy=atrophy
+        )
     if not isinstance(n_subjects, int) or n_subjects < 0:
         raise InputError(f"brain phantom: n_subjects must be an int >= 0, got {n_subjects!r}")
     if not isinstance(slices_per_subject, int) or slices_per_subject < 1:
