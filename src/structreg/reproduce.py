@@ -97,8 +97,8 @@ class Stage:
         resume: for a training, its run folder (resumed when it holds a run).
         report: the file the stage's table is read from (markdown), if any.
         title: the section title of that table in ``RESULTS.md``.
-        before: computes extra arguments right before running (e.g. a time budget
-            from an earlier stage's log).
+        before: runs right before the stage and returns extra arguments (a time
+            budget from an earlier stage's log; or it prepares the output folder).
     """
 
     name: str
@@ -138,6 +138,31 @@ def _train_seconds(run_dir: Path) -> Callable[[], list[str]]:
     return extra
 
 
+def _continue_from(source: Path, target: Path, steps: int) -> Callable[[], list[str]]:
+    """Copy the run ``source`` into ``target`` when it stopped before ``steps`` (and
+    ``target`` holds no run yet), so that ``target`` resumes it."""
+
+    def prepare() -> list[str]:
+        import shutil
+
+        import torch
+
+        from .training.run import RunFolder
+
+        src, dst = RunFolder(source), RunFolder(target)
+        if dst.holds_run() or not src.checkpoint.is_file():
+            return []
+        if int(torch.load(src.checkpoint, weights_only=True)["step"]) >= steps:
+            return []
+        dst.path.mkdir(parents=True, exist_ok=True)
+        for name in (src.checkpoint, src.best, src.config_file, src.log_file, src.data_file):
+            if name.is_file():
+                shutil.copy2(name, dst.path / name.name)
+        return []
+
+    return prepare
+
+
 def _grid_args(grid: dict[str, list[str]]) -> list[str]:
     out: list[str] = []
     for key, values in grid.items():
@@ -165,19 +190,10 @@ def _phantom_stages(
                 resume=ours_run,
             )
         )
-    vm = d / "voxelmorph"
-    stages.append(
-        Stage(
-            f"{name}: train VoxelMorph-2",
-            ["train", "--method", "voxelmorph", *data, "--out", str(vm), *_train_set(budget)],
-            vm / "best.pt",
-            resume=vm,
-        )
-    )
+    vm, vm_time = d / "voxelmorph", d / "voxelmorph_time"
     kind = f"{budget.steps}steps" if not budget.patience else "converged"
     methods = [f"ours:{ours_run}", f"voxelmorph:{vm},label=voxelmorph-{kind}"]
     if budget.equal_time:
-        vm_time = d / "voxelmorph_time"
         stages.append(
             Stage(
                 f"{name}: train VoxelMorph-2 for ours' wall time",
@@ -189,6 +205,23 @@ def _phantom_stages(
             )
         )
         methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
+    # with a plain step budget, the equal-steps run continues the equal-time run when
+    # that one stopped earlier (a resumed run equals an uninterrupted one)
+    copy = (
+        _continue_from(vm_time, vm, budget.steps)
+        if budget.equal_time and not budget.patience
+        else None
+    )
+    stages.append(
+        Stage(
+            f"{name}: train VoxelMorph-2",
+            ["train", "--method", "voxelmorph", *data, "--out", str(vm), *_train_set(budget)]
+            + ["--set", "train.max_seconds=0"],
+            vm / "best.pt",
+            resume=vm,
+            before=copy,
+        )
+    )
     tune_dir = d / "tune_demons"
     stages.append(
         Stage(

@@ -1,0 +1,97 @@
+"""structreg reproduce: its plan is made of valid commands; stages run once, then skip."""
+
+from pathlib import Path
+
+import pytest
+
+import structreg.reproduce as rep
+from structreg.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+def test_every_stage_is_a_valid_command(budget, tmp_path):
+    stages = rep.plan(tmp_path, budget, ROOT / "benchmarks")
+    parser = build_parser()
+    names = [s.name for s in stages]
+    assert len(names) == len(set(names))
+    for stage in stages:
+        if stage.argv[0] == "python":
+            assert Path(stage.argv[1]).is_file(), stage.argv[1]
+        else:
+            parser.parse_args(stage.argv)  # SystemExit on a bad option
+    evaluate = next(s for s in stages if s.name == "cardiac: evaluate")
+    text = " ".join(evaluate.argv)
+    assert "ants-syn" in text and "dipy-syn" in text and "voxelmorph" in text
+    if budget == "full":
+        train = [s for s in stages if "train" in s.name]
+        assert all("train.patience=10" in " ".join(s.argv) for s in train if "time" not in s.name)
+
+
+def test_stages_run_once_and_results_name_their_provenance(tmp_path, monkeypatch):
+    out = tmp_path / "results"
+    script = tmp_path / "table.py"
+    script.write_text("print('| a | b |\\n|---|---|\\n| 1 | 2 |')\n")
+    tune = out / "tune"
+
+    def tiny_plan(root, budget="quick", benchmarks=None):
+        return [
+            rep.Stage(
+                "tune",
+                ["tune", "--data", "phantom:cardiac", "--subjects", "12", "--size", "48x48"]
+                + ["--grid", "max_step", "1", "--grid", "iterations", "5/5/5"]
+                + ["--out", str(tune)],
+                tune / "best.txt",
+                report=tune / "tuning.md",
+                title="tuned",
+            ),
+            rep.Stage(
+                "script",
+                ["python", str(script)],
+                out / "t.md",
+                report=out / "t.md",
+                title="a script's table",
+            ),
+        ]
+
+    monkeypatch.setattr(rep, "plan", tiny_plan)
+    results = rep.reproduce(out, "quick", progress=False)
+    text = results.read_text()
+    assert "## tuned" in text and "Chosen: `lcc-demons:max_step=1" in text
+    assert "## a script's table" in text and "| 1 | 2 |" in text
+    assert "Made by `structreg tune --data phantom:cardiac" in text and "budget quick" in text
+    assert "CPU threads" in text
+    rep.reproduce(out, "quick", progress=False)  # everything done: nothing runs again
+    assert len((out / "stage_seconds.tsv").read_text().splitlines()) == 2
+
+
+def test_a_failing_stage_is_one_line_naming_the_log(tmp_path, monkeypatch):
+    def bad_plan(root, budget="quick", benchmarks=None):
+        return [
+            rep.Stage("bad", ["tune", "--data", "nope:x", "--out", str(tmp_path)], tmp_path / "x")
+        ]
+
+    monkeypatch.setattr(rep, "plan", bad_plan)
+    assert main(["reproduce", "--out", str(tmp_path / "r"), "--benchmarks", "none"]) == 1
+
+
+def test_an_equal_steps_run_continues_a_shorter_equal_time_run(tmp_path):
+    from helpers import random_pairs
+    from helpers import train_config as _config
+    from structreg.models import ModelConfig
+    from structreg.training import train
+
+    tiny = ModelConfig(
+        image_size=(32, 32), latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+    )
+    pairs = random_pairs(8, seed=1)
+    train(tiny, _config(2), pairs[:6], pairs[6:], tmp_path / "time", progress=False)
+    assert rep._continue_from(tmp_path / "time", tmp_path / "long", 2)() == []
+    assert not (tmp_path / "long").exists()  # not shorter: nothing to continue
+    rep._continue_from(tmp_path / "time", tmp_path / "long", 4)()
+    resumed = train(
+        tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "long", resume=True, progress=False
+    )
+    straight = train(tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "straight", progress=False)
+    assert [r["loss"] for r in resumed[2:]] == [r["loss"] for r in straight[2:]]
