@@ -46,6 +46,7 @@ class Budget:
         demons_grid: the LCC-Demons grid searched on the validation split.
         brain_inter_steps: steps of the inter-subject brain model.
         equal_time: also train VoxelMorph-2 for the wall time ours took.
+        refine: steps of per-pair refinement of ours' code in the evaluations.
     """
 
     steps: int
@@ -54,6 +55,7 @@ class Budget:
     demons_grid: dict[str, list[str]]
     brain_inter_steps: int
     equal_time: bool = True
+    refine: int = 50
 
 
 BUDGETS = {
@@ -192,7 +194,11 @@ def _phantom_stages(
         )
     vm, vm_time = d / "voxelmorph", d / "voxelmorph_time"
     kind = f"{budget.steps}steps" if not budget.patience else "converged"
-    methods = [f"ours:{ours_run}", f"voxelmorph:{vm},label=voxelmorph-{kind}"]
+    methods = [
+        f"ours:{ours_run}",
+        f"ours:{ours_run},refine={budget.refine},label=ours-refined",
+        f"voxelmorph:{vm},label=voxelmorph-{kind}",
+    ]
     if budget.equal_time:
         stages.append(
             Stage(
@@ -339,7 +345,8 @@ def plan(
         stages.append(
             Stage(
                 "real inter-subject brain pairs",
-                ["python", str(bench / "real_pairs.py"), "--model", str(inter), "--out", str(real)],
+                ["python", str(bench / "real_pairs.py"), "--model", str(inter), "--out", str(real)]
+                + ["--refine", str(b.refine)],
                 real / "table.md",
                 report=real / "table.md",
                 title="real inter-subject brain slices",
