@@ -6,7 +6,8 @@ from structreg.configs import resolve_config
 
 
 def test_unknown_config_lists_the_bundled_ones(tmp_path):
-    with pytest.raises(FileNotFoundError, match="bundled configs: brain, brain-inter, cardiac, demo"):
+    listed = "bundled configs: brain, brain-inter, cardiac, demo"
+    with pytest.raises(FileNotFoundError, match=listed):
         resolve_config("nope")
     own = tmp_path / "mine.toml"
     own.write_text("[train]\nsteps = 3\n")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..io_utils import safe_name
 from .options import add_device, add_model, add_out
+
+# the decoder's convolutions (structreg.methods.refine.MAX_ADAPTED_LAYERS; not imported
+# here: the parser is built before any command runs, without loading torch)
+MAX_ADAPTED_LAYERS = 4
 
 NAME = "register"
 HELP = "register NIfTI pairs with a trained model and write NIfTI results"
@@ -38,8 +43,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="batch mode: only the rows of this split of the CSV's split column "
         "(default: all rows)",
     )
+    p.add_argument(
+        "--refine",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="refine each pair's latent code z for at most N Adam steps on the training "
+        "objective (early stopping per pair; default 0: the plain one-pass registration)",
+    )
+    p.add_argument(
+        "--adapt-decoder",
+        type=_count(0, MAX_ADAPTED_LAYERS),
+        default=0,
+        metavar="K",
+        help="with --refine: also adapt the decoder's last K convolutions per pair "
+        f"(0..{MAX_ADAPTED_LAYERS}; the model file is not changed; default 0)",
+    )
     add_out(p)
     add_device(p)
+
+
+def _count(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=``: an int in ``[low, high]``, else a one-line usage error."""
+
+    def count(text: str) -> int:
+        bound = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return count
 
 
 def _jobs(args: argparse.Namespace) -> list[Any]:
@@ -81,25 +118,33 @@ def _jobs(args: argparse.Namespace) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     from ..apply import write_registration
     from ..batch import BatchJob, register_batch
+    from ..errors import UsageError
     from ..evaluation import metrics
+    from ..methods.ours import refinement_defaults
     from ..training.checkpoint import load_model
     from ..training.run import model_spacing
 
+    if args.adapt_decoder and not args.refine:
+        raise UsageError("--adapt-decoder needs --refine N (N > 0)")
     jobs = _jobs(args)
-    model, _ = load_model(args.model, args.device, method="ours")
+    model, run_config = load_model(args.model, args.device, method="ours")
     spacing = model_spacing(args.model)
+    # write_registration builds its CVAERegistrar itself: it takes these options (and
+    # the run's objective weights) from the enclosing refinement_defaults
+    refinement = {"refine": args.refine, "adapt_decoder": args.adapt_decoder}
 
     def register(job: BatchJob, out: Path) -> dict:
-        return write_registration(
-            model,
-            job.moving,
-            job.fixed,
-            out,
-            moving_labels_path=job.moving_labels,
-            spacing=spacing,
-            pair_id=job.name,
-            frame=job.frame,
-        )
+        with refinement_defaults(run_config.train, **refinement):
+            return write_registration(
+                model,
+                job.moving,
+                job.fixed,
+                out,
+                moving_labels_path=job.moving_labels,
+                spacing=spacing,
+                pair_id=job.name,
+                frame=job.frame,
+            )
 
     if args.data is None:  # one pair: its errors are the command's
         summary = register(jobs[0], Path(args.out))

@@ -84,9 +84,7 @@ def grid_specs(base: str, grid: Mapping[str, Sequence[str]]) -> list[str]:
     return out
 
 
-def _point(
-    spec: str, pairs: Sequence[Pair], structures: Structures, device: str
-) -> dict[str, Any]:
+def _point(spec: str, pairs: Sequence[Pair], structures: Structures, device: str) -> dict[str, Any]:
     method = build_method(spec, device)
     method.name = "point"
     rows, _ = evaluate(pairs, [method], structures, progress=False)

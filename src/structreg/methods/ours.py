@@ -1,16 +1,88 @@
-"""Our method: registration with a trained CVAE in one forward pass (``z = μ``)."""
+"""Our method: registration with a trained CVAE in one forward pass (``z = μ``),
+optionally followed by a per-pair refinement of the code (:mod:`.refine`)."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import torch
 
+from ..errors import InputError
 from ..layers import evaluating
 from ..models.cvae import CVAERegistration
 from ..models.inference import inference_copy
+from ..training.config import TrainConfig
 from .base import RegistrationResult, result_from_velocity
+from .refine import (
+    DEFAULT_DECODER_LR,
+    DEFAULT_LR,
+    DEFAULT_PATIENCE,
+    DEFAULT_TOL,
+    MAX_ADAPTED_LAYERS,
+    Objective,
+    RefineResult,
+    refine_codes,
+)
 from .registry import MethodSpec, add_method
+
+__all__ = ["REFINE_OPTIONS", "CVAERegistrar", "refinement_defaults"]
+
+REFINE_OPTIONS: dict[str, Any] = {
+    "refine": 0,
+    "refine_lr": DEFAULT_LR,
+    "refine_tol": DEFAULT_TOL,
+    "refine_patience": DEFAULT_PATIENCE,
+    "adapt_decoder": 0,
+    "refine_decoder_lr": DEFAULT_DECODER_LR,
+}
+"""The refinement options of :class:`CVAERegistrar` (and of the ``ours`` spec) and
+their built-in defaults."""
+
+_DEFAULTS: ContextVar[dict[str, Any] | None] = ContextVar("structreg_refinement", default=None)
+
+
+@contextmanager
+def refinement_defaults(train: TrainConfig | None = None, **options: Any) -> Iterator[None]:
+    """Within the block, :class:`CVAERegistrar` s built without an option take it (and
+    ``train``) from here: for code that builds the registrar itself, such as
+    :func:`structreg.apply.write_registration`. ``options`` are :data:`REFINE_OPTIONS`
+    keys; blocks may nest (the inner one wins per option)."""
+    unknown = sorted(set(options) - set(REFINE_OPTIONS))
+    if unknown:
+        raise InputError(f"refinement_defaults: unknown option(s) {', '.join(unknown)}")
+    outer = _DEFAULTS.get() or {}
+    values = {**outer, **options}
+    if train is not None:
+        values["train"] = train
+    token = _DEFAULTS.set(values)
+    try:
+        yield
+    finally:
+        _DEFAULTS.reset(token)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Refuse refinement options of the wrong type or out of range (one-line InputError)."""
+    for name in ("refine", "refine_patience", "adapt_decoder"):
+        value, low = options[name], 1 if name == "refine_patience" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InputError(f"ours: {name} must be an int >= {low}, got {value!r}")
+    if options["adapt_decoder"] > MAX_ADAPTED_LAYERS:
+        raise InputError(
+            f"ours: adapt_decoder must be 0..{MAX_ADAPTED_LAYERS} (the decoder's "
+            f"convolutions, from the output), got {options['adapt_decoder']}"
+        )
+    for name in ("refine_lr", "refine_tol", "refine_decoder_lr"):
+        value, strict = options[name], name != "refine_tol"
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and (value > 0 if strict else value >= 0)):
+            bound = "> 0" if strict else ">= 0"
+            raise InputError(f"ours: {name} must be a finite number {bound}, got {value!r}")
 
 
 class CVAERegistrar:
@@ -19,32 +91,90 @@ class CVAERegistrar:
     Args:
         model: a trained :class:`~structreg.models.cvae.CVAERegistration` (its
             device is where registration runs).
-        batch_size: pairs per forward pass.
+        batch_size: pairs per forward pass (and per refinement batch).
+        refine: the most Adam steps of the per-pair refinement of ``z``
+            (:func:`~structreg.methods.refine.refine_codes`); 0 (default): the
+            plain one-pass registration ``z = μ``.
+        refine_lr: Adam step size of the codes.
+        refine_tol, refine_patience: a pair stops early when its objective
+            improved by less than ``refine_tol`` (relative) over
+            ``refine_patience`` steps (``refine_tol = 0``: never early).
+        adapt_decoder: how many of the decoder's last convolutions are also
+            adapted per pair (0..4; 1 = the layer producing ``v``); the model
+            itself is never modified.
+        refine_decoder_lr: Adam step size of those weights.
+        train: the run's training settings, whose λ, KL weight, mask weight and
+            LCC window make the refinement objective (None: ``TrainConfig``
+            defaults).
+
+    Options left at None take the enclosing :func:`refinement_defaults`' value,
+    else :data:`REFINE_OPTIONS`'. After a refining :meth:`register`,
+    :attr:`last_refinement` holds its :class:`~structreg.methods.refine.RefineResult`.
     """
 
     name = "ours"
 
-    def __init__(self, model: CVAERegistration, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: CVAERegistration,
+        batch_size: int = 64,
+        *,
+        refine: int | None = None,
+        refine_lr: float | None = None,
+        refine_tol: float | None = None,
+        refine_patience: int | None = None,
+        adapt_decoder: int | None = None,
+        refine_decoder_lr: float | None = None,
+        train: TrainConfig | None = None,
+    ) -> None:
         self.model = model
         self.batch_size = batch_size
+        given: dict[str, Any] = {
+            "refine": refine,
+            "refine_lr": refine_lr,
+            "refine_tol": refine_tol,
+            "refine_patience": refine_patience,
+            "adapt_decoder": adapt_decoder,
+            "refine_decoder_lr": refine_decoder_lr,
+        }
+        context = dict(_DEFAULTS.get() or {})
+        options = {
+            name: given[name] if given[name] is not None else context.get(name, default)
+            for name, default in REFINE_OPTIONS.items()
+        }
+        _check_options(options)
+        self.refine: int = options["refine"]
+        self.refine_lr: float = float(options["refine_lr"])
+        self.refine_tol: float = float(options["refine_tol"])
+        self.refine_patience: int = options["refine_patience"]
+        self.adapt_decoder: int = options["adapt_decoder"]
+        self.refine_decoder_lr: float = float(options["refine_decoder_lr"])
+        self.train: TrainConfig | None = train if train is not None else context.get("train")
+        self.last_refinement: RefineResult | None = None
 
     def register(
         self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
     ) -> RegistrationResult:
-        """Register in one forward pass per ``batch_size`` pairs (``z = μ``, eval mode).
+        """Register in one forward pass per ``batch_size`` pairs (``z = μ``, eval mode),
+        then, with ``refine > 0``, refine each pair's code on the training objective.
 
         Args:
             moving, fixed: ``(N, 1, *S)`` images on the model's grid
                 (``S = image_size``), intensities normalised like the training data.
-            mask: not used (the network needs none at inference).
+            mask: ``(N, 1, *S)`` regions where motion is allowed: used only by the
+                refinement, and only when the run was trained with a mask penalty
+                (``train.mask_weight > 0``); the network needs none.
         Returns:
             :class:`RegistrationResult` with ``moved``, ``disp = exp(v)``,
-            ``inverse_disp = exp(-v)``, ``velocity``, ``jacobian_det`` and ``z`` (μ).
+            ``inverse_disp = exp(-v)``, ``velocity``, ``jacobian_det`` and ``z`` (μ,
+            or the refined code); ``seconds`` includes the refinement.
         """
         t0 = time.perf_counter()
         model = self.model
         device = next(model.parameters()).device
         moving, fixed = moving.to(device), fixed.to(device)
+        if self.refine:
+            return self._register_refined(moving, fixed, mask, t0)
         with evaluating(model):
             # same network with batch norm folded into its convolutions (cached; see
             # structreg.models.inference): identical result up to rounding, fewer passes
@@ -63,11 +193,64 @@ class CVAERegistrar:
         result.seconds = time.perf_counter() - t0
         return result
 
+    def _register_refined(
+        self, moving: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None, t0: float
+    ) -> RegistrationResult:
+        """:meth:`register` with ``refine > 0``: encode, refine, then exponentiate."""
+        model = self.model
+        objective = Objective.from_train(self.train, model.config.steps)
+        if mask is not None and objective.mask_weight > 0:
+            mask = mask.to(moving.device).expand(moving.shape[0], *mask.shape[1:])
+        else:
+            mask = None
+        refined = []
+        with evaluating(model):
+            net = inference_copy(model)
+            for start in range(0, moving.shape[0], self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                m, f = moving[rows], fixed[rows]
+                mu, logvar = net.encode(m, f)
+                refined.append(
+                    refine_codes(
+                        model,
+                        m,
+                        f,
+                        mu,
+                        steps=self.refine,
+                        objective=objective,
+                        logvar=logvar,
+                        mask=None if mask is None else mask[rows],
+                        lr=self.refine_lr,
+                        tol=self.refine_tol,
+                        patience=self.refine_patience,
+                        adapt_decoder=self.adapt_decoder,
+                        decoder_lr=self.refine_decoder_lr,
+                    )
+                )
+            self.last_refinement = RefineResult.cat(refined)
+            result = result_from_velocity(
+                moving,
+                self.last_refinement.velocity,
+                steps=model.config.steps,
+                z=self.last_refinement.z,
+            )
+        result.seconds = time.perf_counter() - t0
+        return result
 
-@add_method("ours", "the structured-encoding CVAE of a trained run: ours:RUN_DIR")
+
+@add_method(
+    "ours",
+    "the structured-encoding CVAE of a trained run: ours:RUN_DIR; options: refine=STEPS "
+    "(per-pair Adam refinement of z on the training objective, default 0 = off), "
+    "adapt_decoder=K (also adapt the decoder's last K convolutions per pair, 0..4), "
+    f"refine_lr (default {DEFAULT_LR:g}), refine_tol (default {DEFAULT_TOL:g}), "
+    f"refine_patience (default {DEFAULT_PATIENCE}), refine_decoder_lr "
+    f"(default {DEFAULT_DECODER_LR:g}), e.g. ours:RUN,refine=50,adapt_decoder=1",
+)
 def _build(spec: MethodSpec, device: str) -> CVAERegistrar:
     from ..training.checkpoint import load_model
 
     path = spec.require_target()
-    model, _ = load_model(path, device, method="ours")
-    return CVAERegistrar(model, **spec.converted({"batch_size": 64}))
+    model, run = load_model(path, device, method="ours")
+    options = spec.converted({"batch_size": 64, **REFINE_OPTIONS})
+    return CVAERegistrar(model, **options, train=run.train)

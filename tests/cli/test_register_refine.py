@@ -1,0 +1,100 @@
+"""`structreg register --refine N [--adapt-decoder K]` end to end on a tiny run."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from structreg.cli import main
+from structreg.cli import register as register_cli
+from structreg.data.phantoms.cardiac import make_cardiac_pair
+from structreg.methods import refine
+
+OUTPUTS = ("moved", "disp", "inverse_disp", "velocity", "jacobian_det")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster (and steady on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_run_factory):
+    return tiny_run_factory([1.5, -1.0])
+
+
+@pytest.fixture(scope="module")
+def nifti_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    pair = make_cardiac_pair(0, 1, size=(40, 36), spacing=(2.0, 2.0))
+    affine = np.diag([2.0, 2.0, 8.0, 1.0])
+    paths = {}
+    for name, data in (("moving", pair.moving), ("fixed", pair.fixed)):
+        paths[name] = folder / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), str(paths[name]))
+    return paths
+
+
+def _register(run_dir, pair, out, *extra):
+    argv = ["register", "--model", str(run_dir), "--moving", str(pair["moving"])]
+    argv += ["--fixed", str(pair["fixed"]), "--out", str(out), "--device", "cpu", *extra]
+    return main([str(a) for a in argv])
+
+
+def _codes(out):
+    return json.loads((out / "z.json").read_text())["codes"]
+
+
+def test_register_refines_the_code(run_dir, nifti_pair, tmp_path, capsys):
+    assert _register(run_dir, nifti_pair, tmp_path / "plain") == 0
+    for extra, name in (
+        (["--refine", "5"], "refined"),
+        (["--refine", "5", "--adapt-decoder", "1"], "adapted"),
+    ):
+        out = tmp_path / name
+        assert _register(run_dir, nifti_pair, out, *extra) == 0
+        for output in OUTPUTS:
+            assert (out / f"{output}.nii.gz").is_file(), (name, output)
+        det = np.asarray(nib.load(str(out / "jacobian_det.nii.gz")).dataobj)
+        assert det.min() > 0
+        plain, refined = _codes(tmp_path / "plain"), _codes(out)
+        assert len(refined) == 1 and len(refined[0]["z"]) == 8
+        assert refined[0]["z"] != plain[0]["z"]  # the code really was refined
+    assert "non-positive Jacobian" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--refine", "-1"], "--refine"),
+        (["--refine", "two"], "--refine"),
+        (["--refine", "3", "--adapt-decoder", "-2"], "--adapt-decoder"),
+        (["--refine", "3", "--adapt-decoder", "5"], "--adapt-decoder"),
+    ],
+)
+def test_bad_refine_flags_are_one_line_usage_errors(
+    extra, words, run_dir, nifti_pair, tmp_path, capsys
+):
+    with pytest.raises(SystemExit) as info:
+        _register(run_dir, nifti_pair, tmp_path / "out", *extra)
+    assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and words in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_adapt_decoder_needs_refine(run_dir, nifti_pair, tmp_path, capsys):
+    assert _register(run_dir, nifti_pair, tmp_path / "out", "--adapt-decoder", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--refine" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_parser_knows_the_decoder_layers():
+    assert register_cli.MAX_ADAPTED_LAYERS == refine.MAX_ADAPTED_LAYERS
