@@ -296,30 +296,6 @@ def plan(
     cardiac_ours = demo / "model" if not b.patience else None
     stages += _phantom_stages("cardiac", CARDIAC, "cardiac", cardiac_ours, root, b)
     stages += _phantom_stages("brain", BRAIN, "brain", None, root, b)
-    inter = root / "brain_inter"
-    stages.append(
-        Stage(
-            "brain-inter: train ours",
-            [
-                "train",
-                "--data",
-                "phantom:brain-inter",
-                "--config",
-                "brain-inter",
-                "--out",
-                str(inter),
-            ]
-            + [
-                "--set",
-                f"train.steps={b.brain_inter_steps}",
-                "--set",
-                f"train.val_every={b.val_every}",
-            ]
-            + (["--set", f"train.patience={b.patience}"] if b.patience else []),
-            inter / "best.pt",
-            resume=inter,
-        )
-    )
     if benchmarks is not None:
         bench = Path(benchmarks)
         cardiac_model = cardiac_ours or root / "cardiac" / "ours"
@@ -341,6 +317,30 @@ def plan(
                     title=f"latent experiments, {anatomy} phantom",
                 )
             )
+        inter = root / "brain_inter"
+        stages.append(
+            Stage(
+                "brain-inter: train ours",
+                [
+                    "train",
+                    "--data",
+                    "phantom:brain-inter",
+                    "--config",
+                    "brain-inter",
+                    "--out",
+                    str(inter),
+                ]
+                + [
+                    "--set",
+                    f"train.steps={b.brain_inter_steps}",
+                    "--set",
+                    f"train.val_every={b.val_every}",
+                ]
+                + (["--set", f"train.patience={b.patience}"] if b.patience else []),
+                inter / "best.pt",
+                resume=inter,
+            )
+        )
         real = root / "real_pairs"
         stages.append(
             Stage(
