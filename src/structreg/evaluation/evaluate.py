@@ -397,7 +397,19 @@ def dice_boxplot(
     fig = Figure(figsize=(1.6 + 1.4 * len(names) * max(1, len(methods)) / 2, 3.6))
     ax = fig.subplots()
     width = 0.8 / len(methods)
-    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    # ten distinct colours (matplotlib's tab10), so up to ten methods never share one
+    colours = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
     for j, m in enumerate(methods):
         data = [values(rows, m, metrics.dice_key(s)) for s in names]
         pos = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(names))]
