@@ -92,6 +92,6 @@ def learning_curves_figure(
         row[2].set_xlabel("step")
         for ax in row:
             ax.grid(alpha=0.3)
-        row[0].legend(fontsize=7, loc="lower right")
+        row[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return save_figure(fig, out)
