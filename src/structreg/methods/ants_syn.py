@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,9 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError, MissingDependencyError
-from ..ops import jacobian_det, warp
-from ..ops.checks import check_image, check_same_spatial
-from .base import RegistrationResult
+from .base import RegistrationResult, register_pairwise
 from .registry import MethodSpec, add_method, dataclass_defaults
 
 _THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
@@ -254,30 +251,8 @@ class AntsSyN:
         """Register ``moving`` ``(N, 1, *S)`` onto ``fixed`` pair by pair (a batch of 1
         broadcasts; ``mask`` is not used). ``moved`` is ``moving`` warped by ``disp``
         with our linear warp (border padding); ``velocity`` is None (SyN has none)."""
-        t0 = time.perf_counter()
-        ndim = check_image("ants-syn", "moving", moving)
-        check_image("ants-syn", "fixed", fixed, ndim)
-        check_same_spatial("ants-syn", "moving", moving, "fixed", fixed)
-        n = max(moving.shape[0], fixed.shape[0])
-        moving = moving.expand(n, *moving.shape[1:])
-        fixed = fixed.expand(n, *fixed.shape[1:])
-        m_np = moving[:, 0].detach().cpu().double().numpy()
-        f_np = fixed[:, 0].detach().cpu().double().numpy()
-        pairs = [ants_syn_pair(m_np[i], f_np[i], self.config) for i in range(n)]
-        disp_t = torch.from_numpy(np.stack([p[0] for p in pairs])).to(moving.device, moving.dtype)
-        inverses = [p[1] for p in pairs if p[1] is not None]
-        inverse_t = (
-            torch.from_numpy(np.stack(inverses)).to(moving.device, moving.dtype)
-            if len(inverses) == n
-            else None
-        )
-        return RegistrationResult(
-            moved=warp(moving, disp_t, padding_mode="border"),
-            disp=disp_t,
-            inverse_disp=inverse_t,
-            velocity=None,
-            jacobian_det=jacobian_det(disp_t),
-            seconds=time.perf_counter() - t0,
+        return register_pairwise(
+            "ants-syn", moving, fixed, lambda m, f: ants_syn_pair(m, f, self.config)[:2]
         )
 
 

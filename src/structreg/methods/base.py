@@ -10,6 +10,8 @@ spec string by :func:`structreg.methods.build_method`; ``evaluate``, ``register`
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from ..ops import exponentiate, jacobian_det, warp
+from ..ops.checks import check_image, check_same_spatial
 
 
 @dataclass
@@ -90,6 +93,50 @@ def warp_array(image: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray, np.ndar
     )[0, 0]
     det = jacobian_det(disp_t)[0, 0]
     return moved.numpy().astype(np.float32), det.numpy().astype(np.float32)
+
+
+def register_pairwise(
+    name: str,
+    moving: torch.Tensor,
+    fixed: torch.Tensor,
+    register_pair: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+) -> RegistrationResult:
+    """Run a one-pair-at-a-time registration (a library working on NumPy arrays) over a batch.
+
+    Args:
+        name: the method's name (error messages).
+        moving, fixed: ``(N, 1, *S)`` images (a batch of 1 broadcasts).
+        register_pair: ``(moving S, fixed S) float64 -> (disp, inverse_disp or None)``,
+            fields ``(ndim, *S)`` in voxels in our pull-back convention.
+    Returns:
+        :class:`RegistrationResult` with ``moved`` = ``moving`` warped by ``disp`` (our
+        linear warp, border padding), ``velocity`` None, ``inverse_disp`` None unless
+        every pair has one, and the call's wall time.
+    """
+    t0 = time.perf_counter()
+    ndim = check_image(name, "moving", moving)
+    check_image(name, "fixed", fixed, ndim)
+    check_same_spatial(name, "moving", moving, "fixed", fixed)
+    n = max(moving.shape[0], fixed.shape[0])
+    moving = moving.expand(n, *moving.shape[1:])
+    fixed = fixed.expand(n, *fixed.shape[1:])
+    m_np = moving[:, 0].detach().cpu().double().numpy()
+    f_np = fixed[:, 0].detach().cpu().double().numpy()
+    fields = [register_pair(m_np[i], f_np[i]) for i in range(n)]
+
+    def stacked(arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).to(moving.device, moving.dtype)
+
+    disp = stacked([f[0] for f in fields])
+    inverses = [f[1] for f in fields if f[1] is not None]
+    return RegistrationResult(
+        moved=warp(moving, disp, padding_mode="border"),
+        disp=disp,
+        inverse_disp=stacked(inverses) if len(inverses) == n else None,
+        velocity=None,
+        jacobian_det=jacobian_det(disp),
+        seconds=time.perf_counter() - t0,
+    )
 
 
 @runtime_checkable

@@ -19,7 +19,6 @@ DIPY's own warped image.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError, MissingDependencyError
-from ..ops import jacobian_det, warp
-from ..ops.checks import check_image, check_same_spatial
-from .base import RegistrationResult
+from .base import RegistrationResult, register_pairwise
 from .registry import MethodSpec, add_method, dataclass_defaults
 
 
@@ -161,25 +158,8 @@ class DipySyN:
         """Register ``moving`` ``(N, 1, *S)`` onto ``fixed`` pair by pair (a batch of 1
         broadcasts; ``mask`` is not used). ``moved`` is ``moving`` warped by ``disp``
         with our linear warp (border padding); ``velocity`` is None (SyN has none)."""
-        t0 = time.perf_counter()
-        ndim = check_image("dipy-syn", "moving", moving)
-        check_image("dipy-syn", "fixed", fixed, ndim)
-        check_same_spatial("dipy-syn", "moving", moving, "fixed", fixed)
-        n = max(moving.shape[0], fixed.shape[0])
-        moving = moving.expand(n, *moving.shape[1:])
-        fixed = fixed.expand(n, *fixed.shape[1:])
-        m_np = moving[:, 0].detach().cpu().double().numpy()
-        f_np = fixed[:, 0].detach().cpu().double().numpy()
-        pairs = [dipy_syn_pair(m_np[i], f_np[i], self.config) for i in range(n)]
-        disp = torch.from_numpy(np.stack([p[0] for p in pairs])).to(moving.device, moving.dtype)
-        inverse = torch.from_numpy(np.stack([p[1] for p in pairs])).to(moving.device, moving.dtype)
-        return RegistrationResult(
-            moved=warp(moving, disp, padding_mode="border"),
-            disp=disp,
-            inverse_disp=inverse,
-            velocity=None,
-            jacobian_det=jacobian_det(disp),
-            seconds=time.perf_counter() - t0,
+        return register_pairwise(
+            "dipy-syn", moving, fixed, lambda m, f: dipy_syn_pair(m, f, self.config)[:2]
         )
 
 
