@@ -95,3 +95,13 @@ def test_an_equal_steps_run_continues_a_shorter_equal_time_run(tmp_path):
     )
     straight = train(tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "straight", progress=False)
     assert [r["loss"] for r in resumed[2:]] == [r["loss"] for r in straight[2:]]
+
+
+def test_a_training_killed_before_its_first_checkpoint_starts_again(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text("x")
+    (run / "train_log.csv").write_text("step\n")
+    stage = rep.Stage("t", ["python", "-c", "pass"], tmp_path / "done", resume=run)
+    argv = rep._run_stage(stage, tmp_path / "log")
+    assert "--resume" not in argv and not any(run.iterdir())

@@ -374,8 +374,13 @@ def machine() -> str:
 
 def _run_stage(stage: Stage, log: Path) -> list[str]:
     """Run one stage (its output into ``log``); returns the command line it ran."""
+    from .training.run import RunFolder
+
+    if stage.resume is not None:
+        # a training killed before its first checkpoint left nothing to resume
+        RunFolder(stage.resume).discard_unstarted()
     argv = list(stage.argv) + (stage.before() if stage.before else [])
-    if stage.resume is not None and (stage.resume / "checkpoint.pt").is_file():
+    if stage.resume is not None and RunFolder(stage.resume).holds_run():
         argv.append("--resume")
     if argv[0] == "python":
         cmd = [sys.executable, *argv[1:]]

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -149,6 +150,32 @@ class RunFolder:
                     stale.unlink()
                     removed.append(stale)
         return removed
+
+    def discard_unstarted(self) -> list[Path]:
+        """Remove a training that was killed before its first checkpoint.
+
+        Such a folder holds only what a training writes when it starts (config, data
+        settings, log, lock, TensorBoard events) and no state to resume, yet a new
+        training refuses the non-empty folder. Nothing is removed when the folder
+        holds a checkpoint, a best model or any other file. Returns the removed paths.
+
+        Raises:
+            RunExistsError: a live training holds the folder's lock.
+        """
+        if not self.path.is_dir() or self.holds_run() or self.best.exists():
+            return []
+        self.clear_stale_lock()  # a live training is named and refused
+        self.clean_temporary_files()
+        started = {self.CONFIG, self.DATA, self.LOG, self.LOCK, self.TENSORBOARD}
+        entries = list(self.path.iterdir())
+        if not entries or any(e.name not in started for e in entries):
+            return []
+        for entry in entries:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return entries
 
     def is_empty(self) -> bool:
         """True when the folder is missing or holds nothing."""
