@@ -94,7 +94,16 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--refine", type=int, default=100, help="refinement steps (default 100)")
     parser.add_argument("--adapt-decoder", type=int, default=0, help="decoder layers adapted")
-    parser.add_argument("--extra", default="", help="more method specs, comma-separated")
+    parser.add_argument(
+        "--methods",
+        action="append",
+        default=None,
+        help="method specs to run instead of the default list (repeatable; "
+        "default: identity, ants-syn, dipy-syn, lcc-demons, ours, ours refined)",
+    )
+    parser.add_argument(
+        "--extra", action="append", default=[], help="one more method spec (repeatable)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -108,8 +117,15 @@ def main() -> None:
     refined = f"ours:{args.model},refine={args.refine},label=ours-refined"
     if args.adapt_decoder:
         refined += f",adapt_decoder={args.adapt_decoder}"
-    specs = ["identity", "ants-syn", "dipy-syn", "lcc-demons", f"ours:{args.model}", refined]
-    specs += [s for s in args.extra.split(",") if s]
+    specs = args.methods or [
+        "identity",
+        "ants-syn",
+        "dipy-syn",
+        "lcc-demons",
+        f"ours:{args.model}",
+        refined,
+    ]
+    specs += args.extra
     methods = build_methods(specs)
     out = Path(args.out)
     summary = run_evaluation(pairs, methods, out, progress=False, primary="ours")

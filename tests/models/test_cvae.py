@@ -119,6 +119,9 @@ def test_bad_inputs_are_refused_with_clear_errors():
         ({"steps": -1}, "steps"),
         ({"condition": "yes"}, "condition"),
         ({"upsampling": "nearest"}, "upsampling"),
+        ({"velocity_scales": 4}, "velocity_scales"),
+        ({"velocity_scales": True}, "velocity_scales"),
+        ({"velocity_smoothing": -1.0}, "velocity_smoothing"),
     ],
 )
 def test_model_config_validation(kw, match):
@@ -131,3 +134,44 @@ def test_model_config_dict_round_trip():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown key"):
         ModelConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+def test_coarse_velocity_heads_add_a_resized_field():
+    """velocity_scales = 3: the S/4 and S/2 heads' outputs, resized to S, add to v."""
+    torch.manual_seed(0)
+    model = CVAERegistration(tiny_config((30, 27), velocity_scales=3)).eval()
+    assert sorted(model.decoder.coarse_velocity) == ["1", "2"]
+    for head in (model.decoder.velocity, model.decoder.coarse_velocity["1"]):
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    coarse = model.decoder.coarse_velocity["2"]
+    torch.nn.init.zeros_(coarse.weight)
+    with torch.no_grad():
+        coarse.bias.copy_(torch.tensor([0.5, -2.0]))
+    moving, _ = images(2, (30, 27))
+    v = model.decode(torch.randn(2, model.config.latent_dim), moving)
+    assert torch.allclose(v[:, 0], torch.full_like(v[:, 0], 0.5))
+    assert torch.allclose(v[:, 1], torch.full_like(v[:, 1], -2.0))
+
+
+def test_velocity_smoothing_layer_is_a_gaussian_of_the_raw_velocity():
+    from structreg.ops import gaussian_smooth
+
+    torch.manual_seed(0)
+    raw = CVAERegistration(tiny_config(velocity_init_std=0.1)).eval()
+    smooth = CVAERegistration(tiny_config(velocity_init_std=0.1, velocity_smoothing=1.5)).eval()
+    smooth.load_state_dict(raw.state_dict())  # the kernel is not part of the weights
+    moving, _ = images(2, (32, 32))
+    z = torch.randn(2, raw.config.latent_dim)
+    with torch.no_grad():
+        expected = gaussian_smooth(raw.decode(z, moving), 1.5, 11)
+        got = smooth.decode(z, moving)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert got.std() < 0.9 * raw.decode(z, moving).detach().std()
+
+
+def test_configs_without_the_capacity_switches_load_as_the_paper_model():
+    data = tiny_config().to_dict()
+    del data["velocity_scales"], data["velocity_smoothing"]
+    config = ModelConfig.from_dict(data)
+    assert config.velocity_scales == 1 and config.velocity_smoothing == 0.0

@@ -75,6 +75,16 @@ class ModelConfig:
         leaky_slope: negative slope of the leaky ReLUs.
         velocity_init_std: standard deviation of the final convolution's initial
             weights (its bias starts at 0), so the first velocities are near zero.
+        velocity_scales: scales the velocity is predicted at (1: the finest only,
+            the paper's design; 2 or 3: also at ``S/2`` and ``S/4``). Each extra
+            scale has its own 3×3 head on the decoder's features there; its output
+            (voxels of the full grid) is linearly resized to ``S`` and added, so
+            the coarse heads carry the large, smooth part of ``v`` (the
+            multi-scale velocities of Krebs et al., IEEE TMI 2019, summed into one
+            field before the one exponentiation).
+        velocity_smoothing: standard deviation (voxels) of a Gaussian smoothing
+            layer applied to ``v`` before the exponentiation (0: none; the TMI
+            2019 model's smoothing layer). Window: ``2·⌈3σ⌉ + 1`` taps.
     """
 
     image_size: tuple[int, ...] = DEFAULT_SIZE
@@ -88,6 +98,8 @@ class ModelConfig:
     batch_norm: bool = True
     leaky_slope: float = 0.2
     velocity_init_std: float = 1e-5
+    velocity_scales: int = 1
+    velocity_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", _image_size(self.image_size))
@@ -110,8 +122,16 @@ class ModelConfig:
                 raise ConfigError(
                     f"ModelConfig: {name} must be true or false, got {getattr(self, name)!r}"
                 )
-        for name in ("leaky_slope", "velocity_init_std"):
+        for name in ("leaky_slope", "velocity_init_std", "velocity_smoothing"):
             object.__setattr__(self, name, _non_negative_float(name, getattr(self, name)))
+        if (
+            isinstance(self.velocity_scales, bool)
+            or not isinstance(self.velocity_scales, int)
+            or not 1 <= self.velocity_scales <= 3
+        ):
+            raise ConfigError(
+                f"ModelConfig: velocity_scales must be 1, 2 or 3, got {self.velocity_scales!r}"
+            )
         _check_bounds(self)
 
     @property
@@ -287,6 +307,14 @@ class _Resize(nn.Module):
         return f"size={self.size}"
 
 
+def _velocity_head(conv: Any, in_ch: int, config: ModelConfig) -> nn.modules.conv._ConvNd:
+    """A 3×3 convolution to ``ndim`` velocity channels, initialised near zero."""
+    head = cast(nn.modules.conv._ConvNd, conv(in_ch, config.ndim, 3, padding=1))
+    nn.init.normal_(head.weight, std=config.velocity_init_std)
+    nn.init.zeros_(cast(torch.Tensor, head.bias))
+    return head
+
+
 class Encoder(nn.Module):
     """``q(z | M, F)``: ``(moving, fixed)`` -> ``(mu, logvar)``, each ``(N, d)``.
 
@@ -335,6 +363,8 @@ class Decoder(nn.Module):
     upsampling stage.
     """
 
+    smoothing_kernel: torch.Tensor
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -345,6 +375,7 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(config.latent_dim, c0 * math.prod(bottom))
         cond = config.in_channels if config.condition else 0
         self.ups = nn.ModuleList()
+        self.coarse_velocity = nn.ModuleDict()
         in_ch = c0 + cond
         for level in (2, 1, 0):
             small, big = self.sizes[level + 1], self.sizes[level]
@@ -373,9 +404,16 @@ class Decoder(nn.Module):
             layers.append(nn.LeakyReLU(config.leaky_slope))
             self.ups.append(nn.Sequential(*layers))
             in_ch = out_ch + cond
-        self.velocity = Conv(in_ch, config.ndim, 3, padding=1)
-        nn.init.normal_(self.velocity.weight, std=config.velocity_init_std)
-        nn.init.zeros_(self.velocity.bias)
+            if 0 < level < config.velocity_scales:
+                # a velocity head at this coarser scale (multi-scale velocities)
+                self.coarse_velocity[str(level)] = _velocity_head(Conv, in_ch, config)
+        self.velocity = _velocity_head(Conv, in_ch, config)
+        if config.velocity_smoothing > 0:
+            from ..ops.smoothing import gaussian_kernel1d
+
+            radius = math.ceil(3 * config.velocity_smoothing)
+            kernel = gaussian_kernel1d(config.velocity_smoothing, 2 * radius + 1)
+            self.register_buffer("smoothing_kernel", kernel, persistent=False)
 
     def forward(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -384,13 +422,23 @@ class Decoder(nn.Module):
         h = F.leaky_relu(h, self.config.leaky_slope)
         if self.config.condition:
             h = _concat(h, _downsample(moving, self.sizes[-1]), layout)
+        coarse = []
         for level, up in zip((2, 1, 0), self.ups, strict=True):
             h = up(h)
             if self.config.condition:
                 h = _concat(h, _downsample(moving, self.sizes[level]), layout)
+            if str(level) in self.coarse_velocity:
+                coarse.append(self.coarse_velocity[str(level)](h))
         # (N, ndim, *S) in the standard layout whatever the network's (the field
         # operations downstream run faster on it)
-        return self.velocity(h).contiguous()
+        velocity = self.velocity(h).contiguous()
+        for v in coarse:
+            velocity = velocity + _Resize(self.sizes[0])(v.contiguous())
+        if self.config.velocity_smoothing > 0:
+            from ..ops import kernels
+
+            velocity = kernels.gaussian_smooth(velocity, self.smoothing_kernel)
+        return velocity
 
 
 @dataclass
@@ -555,7 +603,10 @@ class CVAERegistration(nn.Module):
             ("decoder.fc", self.decoder.fc),
             ("decoder.ups", self.decoder.ups),
             ("decoder.velocity", self.decoder.velocity),
+            ("decoder.coarse_velocity", self.decoder.coarse_velocity),
         ]:
+            if not any(True for _ in module.parameters()):
+                continue
             rows.append((name, sum(p.numel() for p in module.parameters())))
         width = max(len(r[0]) for r in rows)
         sizes = " -> ".join("×".join(map(str, s)) for s in pyramid_sizes(c.image_size))
@@ -563,6 +614,8 @@ class CVAERegistration(nn.Module):
             f"CVAERegistration: {c.ndim}-D, image {'×'.join(map(str, c.image_size))}, "
             f"d = {c.latent_dim}, scales {sizes}, conditioning {'on' if c.condition else 'off'}, "
             f"{c.upsampling} upsampling, exponentiation N = {c.steps}"
+            + (f", velocity at {c.velocity_scales} scales" if c.velocity_scales > 1 else "")
+            + (f", v smoothed (σ {c.velocity_smoothing:g})" if c.velocity_smoothing else "")
         ]
         lines += [f"  {name:<{width}}  {count:>9,}" for name, count in rows]
         lines.append(f"  {'trainable parameters':<{width}}  {self.num_parameters():>9,}")
