@@ -236,3 +236,19 @@ def test_a_run_trained_with_masks_refines_with_its_penalty():
     assert with_mask is not None and without is not None
     assert (with_mask.initial > without.initial).all()  # the penalty is in the objective
     assert (with_mask.final < with_mask.initial).all()
+
+
+def test_evaluate_records_the_refinement_steps_of_each_pair(tiny_run_factory):
+    from structreg.data.phantoms.cardiac import cardiac_phantom
+    from structreg.evaluation.evaluate import evaluate, format_table, structures_for
+    from structreg.evaluation.metrics import ITERATIONS
+
+    run = tiny_run_factory([0.0, 0.0])
+    plain = build_method(f"ours:{run}")
+    refined = build_method(f"ours:{run},refine=6,refine_tol=0,label=ours-refined")
+    pairs = cardiac_phantom(2, seed=3, size=SIZE, spacing=(6.0, 6.0))
+    rows, _ = evaluate(pairs, [plain, refined], progress=False)
+    assert [r[ITERATIONS] for r in rows if r["method"] == "ours-refined"] == [6, 6]
+    assert all(ITERATIONS not in r for r in rows if r["method"] == "ours")
+    table = format_table(rows, ["ours", "ours-refined"], structures_for(pairs))
+    assert "| Refinement steps per pair | – | 6.0 ± 0.0 |" in table

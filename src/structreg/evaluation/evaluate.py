@@ -103,6 +103,8 @@ def _run_chunk(
         }
         row.update(pair_metrics(pair, result, i, moved_labels, structures))
         row[metrics.SECONDS] = seconds
+        if result.iterations is not None:
+            row[metrics.ITERATIONS] = int(result.iterations[i])
         rows.append(row)
     return rows
 
@@ -219,7 +221,7 @@ def table_keys(structures: Structures) -> list[str]:
         head
         + [metrics.dice_key(s) for s in structures]
         + [metrics.hd95_key(s) for s in structures]
-        + [metrics.EPE, metrics.SECONDS]
+        + [metrics.EPE, metrics.SECONDS, metrics.ITERATIONS]
     )
 
 

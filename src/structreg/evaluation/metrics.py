@@ -40,6 +40,8 @@ VELOCITY_GRADIENT = "velocity_gradient"
 LOG_JACOBIAN_STD = "log_jacobian_std"
 EPE = "epe_mm"
 SECONDS = "seconds_per_pair"
+ITERATIONS = "iterations"
+"""Optimiser steps a method took on the pair (per-pair refinement; absent otherwise)."""
 
 
 def dice_key(structure: str) -> str:
@@ -69,6 +71,7 @@ METRICS: dict[str, MetricInfo] = {
     LOG_JACOBIAN_STD: MetricInfo("std log det J", True, "{:.4f}"),
     EPE: MetricInfo("Endpoint error (mm)", True, "{:.3f}"),
     SECONDS: MetricInfo("Time per pair (s)", True, "{:.3f}"),
+    ITERATIONS: MetricInfo("Refinement steps per pair", True, "{:.1f}"),
 }
 """Every scalar metric by key (per-structure Dice and HD95: :func:`structure_info`)."""
 

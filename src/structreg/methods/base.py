@@ -35,6 +35,8 @@ class RegistrationResult:
         jacobian_det: ``(N, 1, *S)`` determinant of the Jacobian of ``x + disp(x)``.
         z: ``(N, d)`` latent code (CVAE only), else None.
         seconds: wall time of the registration call (whole batch).
+        iterations: ``(N,)`` optimiser steps taken per pair (the per-pair
+            refinement of ``ours``), or None for methods that do not report them.
     """
 
     moved: torch.Tensor
@@ -44,6 +46,7 @@ class RegistrationResult:
     jacobian_det: torch.Tensor
     z: torch.Tensor | None = None
     seconds: float = float("nan")
+    iterations: torch.Tensor | None = None
 
     def warp_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Warp integer label maps ``(N, 1, *S)`` with nearest-neighbour interpolation."""

@@ -234,6 +234,7 @@ class CVAERegistrar:
                 steps=model.config.steps,
                 z=self.last_refinement.z,
             )
+            result.iterations = self.last_refinement.steps
         result.seconds = time.perf_counter() - t0
         return result
 
