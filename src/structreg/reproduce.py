@@ -86,6 +86,7 @@ BUDGETS = {
 
 CARDIAC = ["--data", "phantom:cardiac", "--subjects", "250"]
 BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
+BRAIN_INTER = ["--data", "phantom:brain-inter", "--subjects", "400"]
 
 
 @dataclass
@@ -321,15 +322,7 @@ def plan(
         stages.append(
             Stage(
                 "brain-inter: train ours",
-                [
-                    "train",
-                    "--data",
-                    "phantom:brain-inter",
-                    "--config",
-                    "brain-inter",
-                    "--out",
-                    str(inter),
-                ]
+                ["train", *BRAIN_INTER, "--config", "brain-inter", "--out", str(inter)]
                 + [
                     "--set",
                     f"train.steps={b.brain_inter_steps}",
@@ -339,6 +332,22 @@ def plan(
                 + (["--set", f"train.patience={b.patience}"] if b.patience else []),
                 inter / "best.pt",
                 resume=inter,
+            )
+        )
+        inter_eval = root / "brain_inter_eval"
+        stages.append(
+            Stage(
+                "brain-inter: evaluate",
+                ["evaluate", *BRAIN_INTER, "--out", str(inter_eval), "--methods"]
+                + [
+                    f"ours:{inter},ours:{inter},refine={b.refine},label=ours-refined",
+                    "--methods",
+                    "lcc-demons,ants-syn,dipy-syn,identity",
+                ],
+                inter_eval / "table.md",
+                report=inter_eval / "table.md",
+                title="inter-subject brain phantom, test split",
+                figures=[inter_eval / "dice_boxplot.png"],
             )
         )
         real = root / "real_pairs"
