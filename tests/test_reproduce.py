@@ -105,3 +105,26 @@ def test_a_training_killed_before_its_first_checkpoint_starts_again(tmp_path):
     stage = rep.Stage("t", ["python", "-c", "pass"], tmp_path / "done", resume=run)
     argv = rep._run_stage(stage, tmp_path / "log")
     assert "--resume" not in argv and not any(run.iterdir())
+
+
+def test_a_training_is_done_only_when_it_reached_its_steps(tmp_path):
+    from helpers import random_pairs
+    from helpers import train_config as _config
+    from structreg.models import ModelConfig
+    from structreg.training import train
+
+    tiny = ModelConfig(
+        image_size=(32, 32), latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+    )
+    pairs = random_pairs(8, seed=1)
+    run = tmp_path / "run"
+    train(tiny, _config(2), pairs[:6], pairs[6:], run, progress=False)
+    assert (run / "best.pt").is_file()
+
+    def stage(steps):
+        argv = ["train", "--out", str(run), "--set", f"train.steps={steps}"]
+        return rep.Stage("t", argv, run / "best.pt", resume=run)
+
+    assert stage(2).is_done()
+    assert not stage(4).is_done()  # a longer budget: interrupted, to be resumed
+    assert not rep.Stage("t", [], tmp_path / "none.pt", resume=run).is_done()

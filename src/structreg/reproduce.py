@@ -118,6 +118,37 @@ class Stage:
         """The stage's command line (without arguments computed when it runs)."""
         return _command(self.argv)
 
+    def is_done(self) -> bool:
+        """``done`` exists and, for a training, its run finished: it reached the step
+        budget its command line sets (else its config's) or stopped early. A run
+        interrupted after its first validation already holds ``best.pt``, so the file
+        alone does not mark a training complete."""
+        if not self.done.is_file():
+            return False
+        if self.resume is None:
+            return True
+        return _training_finished(self.resume, self.argv)
+
+
+def _training_finished(run_dir: Path, argv: Sequence[str]) -> bool:
+    """True when the run in ``run_dir`` reached the steps ``argv`` asks for (its
+    ``--set train.steps=N``, else the checkpoint's own budget) or stopped early."""
+    import torch
+
+    from .training.run import RunFolder
+
+    run = RunFolder(run_dir)
+    if not run.checkpoint.is_file():
+        return False
+    ckpt = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    if (ckpt.get("loop") or {}).get("stopped"):
+        return True
+    steps = int(ckpt["config"]["train"]["steps"])
+    for arg in argv:
+        if arg.startswith("train.steps="):
+            steps = int(arg.partition("=")[2])
+    return int(ckpt["step"]) >= steps
+
 
 def _command(argv: Sequence[str]) -> str:
     head = ["structreg"] if argv[0] != "python" else []
@@ -438,7 +469,7 @@ def reproduce(
     bar = tqdm(stages, desc="reproduce", unit="stage", disable=not progress)
     for stage in bar:
         bar.set_postfix_str(stage.name)
-        if stage.done.is_file() or (only and not any(stage.name.startswith(o) for o in only)):
+        if stage.is_done() or (only and not any(stage.name.startswith(o) for o in only)):
             continue
         t0 = time.perf_counter()
         argv = _run_stage(stage, log)
