@@ -14,6 +14,12 @@ Every image is put on a ``100 x 100`` canvas at 2 mm with its brain's bounding b
 and 99th percentiles, and labelled by one intensity rule: brain = intensity > 10 % of the
 99th percentile (holes filled), three 1-D k-means classes inside it (1 CSF, 2 GM, 3 WM).
 Pairs go both ways (template -> subject and subject -> template).
+
+What a model trained on the phantoms has and has not seen: one side of every pair is the
+MNI152 2009a template, which the brain phantoms are made from (axial slices around
+MNI z = 16 mm, each subject a warp of it); the other side is a real person no phantom
+contains. The coronal pairs show an orientation the phantoms never do; the axial pairs
+cover the phantoms' own levels, but as a 66 x 82 mm crop of the brain.
 """
 
 from __future__ import annotations
