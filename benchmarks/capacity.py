@@ -84,11 +84,21 @@ def main() -> None:
     from structreg.evaluation.metrics import FOLDING, SECONDS
     from structreg.io_utils import atomic_write_text
     from structreg.methods import build_method
+    from structreg.training.run import model_data_settings
 
     torch.manual_seed(0)
     runs = [(name, Path(path)) for name, _, path in (r.partition("=") for r in args.run)]
-    phantom = load_pairs("phantom:brain-inter", split="test", n_subjects=400)
-    phantom = phantom[: args.phantom_pairs]
+    # test pairs of the 400-subject split that no run trained or validated on (a run
+    # on more subjects splits them otherwise)
+    seen: set[str] = set()
+    for n in {model_data_settings(path).subjects or 400 for _, path in runs}:
+        for split in ("train", "val"):
+            seen |= {q.id for q in load_pairs("phantom:brain-inter", split=split, n_subjects=n)}
+    phantom = [
+        q
+        for q in load_pairs("phantom:brain-inter", split="test", n_subjects=400)
+        if q.id not in seen
+    ][: args.phantom_pairs]
     real = real_pairs()
     steps = [int(n) for n in args.refine.split(",") if n]
     lines = [
