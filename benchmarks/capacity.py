@@ -79,6 +79,7 @@ def main() -> None:
 
     import torch
 
+    from structreg.data.dataset import split_by_subject
     from structreg.data.spec import load_pairs
     from structreg.evaluation.evaluate import evaluate
     from structreg.evaluation.metrics import FOLDING, SECONDS
@@ -91,14 +92,12 @@ def main() -> None:
     # test pairs of the 400-subject split that no run trained or validated on (a run
     # on more subjects splits them otherwise)
     seen: set[str] = set()
-    for n in {model_data_settings(path).subjects or 400 for _, path in runs}:
-        for split in ("train", "val"):
-            seen |= {q.id for q in load_pairs("phantom:brain-inter", split=split, n_subjects=n)}
-    phantom = [
-        q
-        for q in load_pairs("phantom:brain-inter", split="test", n_subjects=400)
-        if q.id not in seen
-    ][: args.phantom_pairs]
+    test: list = []
+    for n in sorted({model_data_settings(path).subjects or 400 for _, path in runs} | {400}):
+        splits = split_by_subject(load_pairs("phantom:brain-inter", split="all", n_subjects=n))
+        seen |= {q.id for q in splits["train"] + splits["val"]}
+        test = splits["test"] if n == 400 else test
+    phantom = [q for q in test if q.id not in seen][: args.phantom_pairs]
     real = real_pairs()
     steps = [int(n) for n in args.refine.split(",") if n]
     lines = [
