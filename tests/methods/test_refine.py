@@ -252,3 +252,23 @@ def test_evaluate_records_the_refinement_steps_of_each_pair(tiny_run_factory):
     assert all(ITERATIONS not in r for r in rows if r["method"] == "ours")
     table = format_table(rows, ["ours", "ours-refined"], structures_for(pairs))
     assert "| Refinement steps per pair | – | 6.0 ± 0.0 |" in table
+
+
+def test_refinement_runs_on_a_multiscale_smoothed_decoder():
+    torch.manual_seed(0)
+    config = ModelConfig(
+        image_size=SIZE,
+        latent_dim=8,
+        enc_channels=(4, 8, 8, 2),
+        dec_channels=(8, 8, 8, 8),
+        velocity_scales=3,
+        velocity_smoothing=1.0,
+        velocity_init_std=0.1,
+    )
+    model = CVAERegistration(config).eval()
+    moving, fixed = toy_pairs(2, 2.0)
+    mu, _ = encode(model, moving, fixed)
+    for layers in (0, 2):
+        out = refine_codes(model, moving, fixed, mu, steps=8, tol=0, adapt_decoder=layers)
+        assert (out.final < out.initial).all()
+        assert out.velocity.shape == (2, 2, *SIZE)
