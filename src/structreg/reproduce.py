@@ -63,10 +63,12 @@ BUDGETS = {
         steps=300,
         patience=0,
         val_every=50,
+        # wide enough that the cardiac and brain choices of the first grid (σ_fluid 0.5 / 1,
+        # σ_diffusion 1, max_step 2: its edges) are inside it
         demons_grid={
-            "sigma_fluid": ["0.5", "1", "2"],
-            "sigma_diffusion": ["1", "2.5"],
-            "max_step": ["0.5", "1", "2"],
+            "sigma_fluid": ["0.25", "0.5", "1", "2"],
+            "sigma_diffusion": ["0.5", "1", "2.5"],
+            "max_step": ["0.5", "1", "2", "3"],
         },
         brain_inter_steps=600,
     ),
@@ -75,9 +77,9 @@ BUDGETS = {
         patience=10,
         val_every=200,
         demons_grid={
-            "sigma_fluid": ["0.5", "1", "2"],
-            "sigma_diffusion": ["1", "1.5", "2.5"],
-            "max_step": ["0.5", "1", "2"],
+            "sigma_fluid": ["0.25", "0.5", "1", "2"],
+            "sigma_diffusion": ["0.5", "1", "1.5", "2.5"],
+            "max_step": ["0.5", "1", "2", "3"],
             "iterations": ["40/30/20", "100/60/40"],
         },
         brain_inter_steps=20000,
