@@ -27,12 +27,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def toy_config(size=SIZE, **kw):
+    """The small network of these tests (d = 8), with any other ModelConfig field."""
+    return ModelConfig(
+        image_size=size, latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8), **kw
+    )
+
+
 def toy_model(velocity_std=0.5, dtype=torch.float32, seed=0):
     """A small untrained CVAE whose velocity (a few voxels) depends on z."""
     torch.manual_seed(seed)
-    config = ModelConfig(
-        image_size=SIZE, latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
-    )
+    config = toy_config()
     model = CVAERegistration(config).to(dtype).eval()
     with torch.no_grad():
         g = torch.Generator().manual_seed(seed)
@@ -202,14 +207,7 @@ def test_options_from_spec_context_and_checks(tiny_run_factory):
 )
 def test_per_pair_layers_start_as_the_shared_ones(size, upsampling):
     torch.manual_seed(0)
-    config = ModelConfig(
-        image_size=size,
-        latent_dim=8,
-        enc_channels=(4, 8, 8, 2),
-        dec_channels=(8, 8, 8, 8),
-        upsampling=upsampling,
-        velocity_init_std=0.3,
-    )
+    config = toy_config(size, upsampling=upsampling, velocity_init_std=0.3)
     model = CVAERegistration(config).eval()
     g = torch.Generator().manual_seed(1)
     moving, fixed = torch.rand(2, 1, *size, generator=g), torch.rand(2, 1, *size, generator=g)
@@ -256,15 +254,7 @@ def test_evaluate_records_the_refinement_steps_of_each_pair(tiny_run_factory):
 
 def test_refinement_runs_on_a_multiscale_smoothed_decoder():
     torch.manual_seed(0)
-    config = ModelConfig(
-        image_size=SIZE,
-        latent_dim=8,
-        enc_channels=(4, 8, 8, 2),
-        dec_channels=(8, 8, 8, 8),
-        velocity_scales=3,
-        velocity_smoothing=1.0,
-        velocity_init_std=0.1,
-    )
+    config = toy_config(velocity_scales=3, velocity_smoothing=1.0, velocity_init_std=0.1)
     model = CVAERegistration(config).eval()
     moving, fixed = toy_pairs(2, 2.0)
     mu, _ = encode(model, moving, fixed)
