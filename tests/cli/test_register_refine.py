@@ -5,7 +5,6 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from structreg.cli import main
 from structreg.cli import register as register_cli
@@ -15,13 +14,7 @@ from structreg.methods import refine
 OUTPUTS = ("moved", "disp", "inverse_disp", "velocity", "jacobian_det")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster (and steady on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
