@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 import structreg.reproduce as rep
 from structreg.cli import build_parser, main
@@ -95,6 +96,31 @@ def test_an_equal_steps_run_continues_a_shorter_equal_time_run(tmp_path):
     )
     straight = train(tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "straight", progress=False)
     assert [r["loss"] for r in resumed[2:]] == [r["loss"] for r in straight[2:]]
+
+
+def test_an_equal_time_run_continues_an_equal_steps_run_that_took_less_time(tmp_path):
+    from helpers import random_pairs
+    from helpers import train_config as _config
+    from structreg.models import ModelConfig
+    from structreg.training import train
+
+    tiny = ModelConfig(
+        image_size=(32, 32), latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
+    )
+    pairs = random_pairs(8, seed=1)
+    train(tiny, _config(2), pairs[:6], pairs[6:], tmp_path / "steps", progress=False)
+    took = float(torch.load(tmp_path / "steps" / "checkpoint.pt")["loop"]["seconds"])
+    assert took > 0
+    rep._continue_from(tmp_path / "steps", tmp_path / "time", seconds=lambda: took)()
+    assert not (tmp_path / "time").exists()  # it took the whole time: nothing to continue
+    rep._continue_from(tmp_path / "steps", tmp_path / "time", seconds=lambda: took + 60)()
+    assert (tmp_path / "time" / "checkpoint.pt").is_file()
+    # in the plan, the equal-steps run comes first and the equal-time stage prepares
+    # its folder from it
+    names = [s.name for s in rep.plan(tmp_path / "plan", "quick")]
+    assert names.index("cardiac: train VoxelMorph-2") < names.index(
+        "cardiac: train VoxelMorph-2 for ours' wall time"
+    )
 
 
 def test_a_training_killed_before_its_first_checkpoint_starts_again(tmp_path):

@@ -115,7 +115,7 @@ def run_demo(
     from .methods.ours import CVAERegistrar
     from .training.checkpoint import load_model
     from .training.engine import train
-    from .training.run import RunFolder
+    from .training.run import DataSettings, RunFolder
     from .viz.figures import pick_pairs, registration_panel
 
     out = Path(out)
@@ -134,7 +134,22 @@ def run_demo(
 
     run = RunFolder(out / "model")
     t0 = time.perf_counter()
-    train(config.model, config.train, train_pairs, val_pairs, run.path, resume=run.holds_run())
+    settings = DataSettings(
+        size=size,
+        spacing=tuple(train_pairs[0].spacing),
+        data="phantom:cardiac",
+        seed=seed,
+        subjects=subjects,
+    )
+    train(
+        config.model,
+        config.train,
+        train_pairs,
+        val_pairs,
+        run.path,
+        resume=run.holds_run(),
+        data_settings=settings,
+    )
     train_seconds = time.perf_counter() - t0
     model, _ = load_model(run.path, config.train.device)
 

@@ -88,7 +88,11 @@ BUDGETS = {
 
 CARDIAC = ["--data", "phantom:cardiac", "--subjects", "250"]
 BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
-BRAIN_INTER = ["--data", "phantom:brain-inter", "--subjects", "400"]
+# the bundled brain model's training data (1120 training pairs), and its test pairs:
+# 100 subjects drawn with another phantom seed, none of them seen in training
+BRAIN_INTER = ["--data", "phantom:brain-inter", "--subjects", "1600"]
+BRAIN_INTER_TEST = ["--data", "phantom:brain-inter", "--seed", "1", "--subjects", "100"]
+BRAIN_INTER_TEST += ["--split", "all"]
 
 
 @dataclass
@@ -166,17 +170,18 @@ def _train_set(budget: Budget) -> list[str]:
 
 def _train_seconds(run_dir: Path) -> Callable[[], list[str]]:
     def extra() -> list[str]:
-        from .viz.curves import learning_curve
-
-        seconds = float(learning_curve(run_dir).seconds[-1])
+        seconds = _ours_seconds(run_dir)()
         return ["--set", f"train.max_seconds={seconds:.1f}", "--set", "train.steps=1000000"]
 
     return extra
 
 
-def _continue_from(source: Path, target: Path, steps: int) -> Callable[[], list[str]]:
-    """Copy the run ``source`` into ``target`` when it stopped before ``steps`` (and
-    ``target`` holds no run yet), so that ``target`` resumes it."""
+def _continue_from(
+    source: Path, target: Path, steps: int | None = None, seconds: Callable[[], float] | None = None
+) -> Callable[[], list[str]]:
+    """Copy the run ``source`` into ``target`` when it stopped before ``steps`` steps
+    (or before ``seconds()`` seconds of training) and ``target`` holds no run yet, so
+    that ``target`` resumes it: a resumed run equals an uninterrupted one."""
 
     def prepare() -> list[str]:
         import shutil
@@ -188,7 +193,10 @@ def _continue_from(source: Path, target: Path, steps: int) -> Callable[[], list[
         src, dst = RunFolder(source), RunFolder(target)
         if dst.holds_run() or not src.checkpoint.is_file():
             return []
-        if int(torch.load(src.checkpoint, weights_only=True)["step"]) >= steps:
+        ckpt = torch.load(src.checkpoint, weights_only=True)
+        if steps is not None and int(ckpt["step"]) >= steps:
+            return []
+        if seconds is not None and float((ckpt.get("loop") or {}).get("seconds", 0)) >= seconds():
             return []
         dst.path.mkdir(parents=True, exist_ok=True)
         for name in (src.checkpoint, src.best, src.config_file, src.log_file, src.data_file):
@@ -197,6 +205,27 @@ def _continue_from(source: Path, target: Path, steps: int) -> Callable[[], list[
         return []
 
     return prepare
+
+
+def _then(*steps: Callable[[], list[str]]) -> Callable[[], list[str]]:
+    """Run ``steps`` in order; their extra arguments, concatenated."""
+
+    def run() -> list[str]:
+        out: list[str] = []
+        for step in steps:
+            out += step()
+        return out
+
+    return run
+
+
+def _ours_seconds(run_dir: Path) -> Callable[[], float]:
+    def seconds() -> float:
+        from .viz.curves import learning_curve
+
+        return float(learning_curve(run_dir).seconds[-1])
+
+    return seconds
 
 
 def _grid_args(grid: dict[str, list[str]]) -> list[str]:
@@ -233,25 +262,6 @@ def _phantom_stages(
         f"ours:{ours_run},refine={budget.refine},label=ours-refined",
         f"voxelmorph:{vm},label=voxelmorph-{kind}",
     ]
-    if budget.equal_time:
-        stages.append(
-            Stage(
-                f"{name}: train VoxelMorph-2 for ours' wall time",
-                ["train", "--method", "voxelmorph", *data, "--out", str(vm_time)]
-                + ["--set", f"train.val_every={budget.val_every}"],
-                vm_time / "best.pt",
-                resume=vm_time,
-                before=_train_seconds(ours_run),
-            )
-        )
-        methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
-    # with a plain step budget, the equal-steps run continues the equal-time run when
-    # that one stopped earlier (a resumed run equals an uninterrupted one)
-    copy = (
-        _continue_from(vm_time, vm, budget.steps)
-        if budget.equal_time and not budget.patience
-        else None
-    )
     stages.append(
         Stage(
             f"{name}: train VoxelMorph-2",
@@ -259,9 +269,25 @@ def _phantom_stages(
             + ["--set", "train.max_seconds=0"],
             vm / "best.pt",
             resume=vm,
-            before=copy,
         )
     )
+    if budget.equal_time:
+        # with a plain step budget, the equal-time run continues the equal-steps run
+        # when that one trained for less time than ours (same seed, same trajectory)
+        prepare = _train_seconds(ours_run)
+        if not budget.patience:
+            prepare = _then(_continue_from(vm, vm_time, seconds=_ours_seconds(ours_run)), prepare)
+        stages.append(
+            Stage(
+                f"{name}: train VoxelMorph-2 for ours' wall time",
+                ["train", "--method", "voxelmorph", *data, "--out", str(vm_time)]
+                + ["--set", f"train.val_every={budget.val_every}"],
+                vm_time / "best.pt",
+                resume=vm_time,
+                before=prepare,
+            )
+        )
+        methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
     tune_dir = d / "tune_demons"
     stages.append(
         Stage(
@@ -371,7 +397,7 @@ def plan(
         stages.append(
             Stage(
                 "brain-inter: evaluate",
-                ["evaluate", *BRAIN_INTER, "--out", str(inter_eval), "--methods"]
+                ["evaluate", *BRAIN_INTER_TEST, "--out", str(inter_eval), "--methods"]
                 + [
                     f"ours:{inter},ours:{inter},refine={b.refine},label=ours-refined",
                     "--methods",
@@ -379,7 +405,7 @@ def plan(
                 ],
                 inter_eval / "table.md",
                 report=inter_eval / "table.md",
-                title="inter-subject brain phantom, test split",
+                title="inter-subject brain phantom, held-out subjects (seed 1)",
                 figures=[inter_eval / "dice_boxplot.png"],
             )
         )
@@ -393,6 +419,36 @@ def plan(
                 report=real / "table.md",
                 title="real inter-subject brain slices",
                 figures=[real / "registration.png", real / "dice_boxplot.png"],
+            )
+        )
+        for cohort, data in (
+            ("inter-subject", []),
+            (
+                "longitudinal",
+                ["--data", "phantom:brain", "--subjects", "40", "--val-fraction", "0.1"],
+            ),
+        ):
+            tuned = root / ("fine_tune" if cohort == "inter-subject" else f"fine_tune_{cohort}")
+            stages.append(
+                Stage(
+                    f"fine-tuning the brain model ({cohort} cohort)",
+                    ["python", str(bench / "fine_tune.py"), "--init", str(inter)]
+                    + ["--out", str(tuned), *data],
+                    tuned / "report.md",
+                    report=tuned / "report.md",
+                    title=f"fine-tuning the inter-subject brain model on a small {cohort} cohort",
+                    figures=[tuned / "fine_tune_curves.png"],
+                )
+            )
+        bundled = root / "bundled"
+        stages.append(
+            Stage(
+                "bundled models",
+                ["python", str(bench / "bundle_models.py"), "--results", str(root)]
+                + ["--out", str(bundled)],
+                bundled / "report.md",
+                report=bundled / "report.md",
+                title="bundled models (copy into src/structreg/pretrained/)",
             )
         )
     return stages

@@ -31,6 +31,7 @@ from . import (
     evaluate,
     export,
     interpolate,
+    models,
     register,
     reproduce,
     sample,
@@ -52,6 +53,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     sample,
     interpolate,
     export,
+    models,
     reproduce,
 )
 GROUPS = {"data": "look at and check data sets"}

@@ -137,7 +137,12 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") ->
 
 def add_model(parser: argparse.ArgumentParser) -> None:
     """``--model`` (a run folder or checkpoint file of ours)."""
-    parser.add_argument("--model", required=True, help="run folder or checkpoint file")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="run folder, checkpoint or .safetensors file, or a bundled model "
+        "(builtin:cardiac, builtin:brain; see structreg models)",
+    )
 
 
 def label_table_from_args(args: argparse.Namespace) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..data.spec import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
 from .options import add_data_options, add_device, label_table_from_args
 
@@ -14,7 +15,13 @@ TRAINABLE = ("ours", "voxelmorph")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_data_options(p, split="train")
+    add_data_options(
+        p,
+        split="train",
+        grid_from_model=True,
+        grid_help=f"default: the --init model's, else {'x'.join(map(str, DEFAULT_SIZE))} "
+        f"voxels at {DEFAULT_SPACING[0]:g} mm",
+    )
     p.add_argument(
         "--val-fraction",
         type=float,
@@ -34,7 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         help="TOML file with [model] and [train] tables, or a bundled config name: "
-        "cardiac, brain, brain-inter, demo (default: built-in defaults)",
+        "cardiac, brain, brain-inter, demo (default: the --init model's settings, "
+        "else built-in defaults)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights (run folder, checkpoint or "
+        ".safetensors file, or builtin:NAME) instead of a random initialisation; its "
+        "model settings, grid and train settings are the defaults (train.init)",
     )
     p.add_argument("--out", required=True, help="run folder (created; refused if it holds a run)")
     p.add_argument(
@@ -105,18 +121,66 @@ def split_for_training(
     return parts["train"], parts["val"], how
 
 
-def run(args: argparse.Namespace) -> int:
+def _init_defaults(args: argparse.Namespace) -> Any:
+    """The ``--init`` model's run config (with ``train.init`` cleared); fills
+    ``args.size`` / ``args.spacing`` from its data settings when not given."""
+    from ..training.checkpoint import find_checkpoint, read_checkpoint
+    from ..training.config import with_train
+    from ..training.export import is_safetensors, read_safetensors
+    from ..training.run import model_data_settings
+
+    path = find_checkpoint(args.init)
+    saved = (read_safetensors(path) if is_safetensors(path) else read_checkpoint(path))["config"]
+    settings = model_data_settings(args.init)
+    if args.size is None:
+        args.size = tuple(settings.size)
+    if args.spacing is None:
+        args.spacing = tuple(settings.spacing)
+    return with_train(saved, init="")
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    """The run's :class:`~structreg.training.config.RunConfig`: ``--config`` (else the
+    ``--init`` model's, else the defaults) with the grid, ``--set`` and ``--device``;
+    fills ``args.size`` / ``args.spacing`` when not given."""
     from ..configs import resolve_config
+    from ..errors import UsageError
+    from ..training.checkpoint import init_weights
+    from ..training.config import apply_overrides, load_config, with_train
+
+    base = None
+    if args.init:
+        if args.method != "ours":
+            raise UsageError("--init fine-tunes our CVAE; it takes --method ours")
+        base = _init_defaults(args)
+        if base.method != "ours":
+            raise UsageError(f"--init {args.init} is a {base.method} model, not one of ours")
+    if args.size is None:
+        args.size = DEFAULT_SIZE
+    if args.spacing is None:
+        args.spacing = DEFAULT_SPACING
+    overrides = [f"model.image_size={list(args.size)}"] + list(args.overrides)
+    overrides += [f"train.device={args.device}"] if args.device else []
+    if args.config:
+        config = load_config(resolve_config(args.config), overrides)
+    elif base is not None:
+        config = apply_overrides(base, overrides)
+    else:
+        config = load_config(None, overrides)
+    if args.init:
+        config = with_train(config, init=str(args.init))
+        init_weights(args.init, config)  # refuses other model settings before any work
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, DataError, UsageError
     from ..models.cvae import ModelConfig
     from ..models.voxelmorph import VoxelMorphConfig
-    from ..training.config import load_config
     from ..training.engine import train
     from ..training.run import DataSettings, RunFolder
 
-    overrides = [f"model.image_size={list(args.size)}"] + list(args.overrides)
-    overrides += [f"train.device={args.device}"] if args.device else []
-    config = load_config(resolve_config(args.config) if args.config else None, overrides)
+    config = _run_config(args)
     if not isinstance(config.model, ModelConfig):
         raise ConfigError("train: the config's [model] table must describe our CVAE")
     size = tuple(config.model.image_size)

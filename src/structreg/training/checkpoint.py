@@ -209,13 +209,50 @@ def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> nn.Modul
 
 
 def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
-    """A file as given; for a run folder ``best.pt``, else ``checkpoint.pt``."""
-    path = Path(run_dir_or_file)
+    """A file as given; for a run folder ``best.pt``, else ``checkpoint.pt``; for
+    ``builtin:NAME`` the bundled model file (:mod:`structreg.pretrained`)."""
+    from ..pretrained import resolve_model
+
+    path = Path(resolve_model(run_dir_or_file))
     if path.is_dir():
         return RunFolder(path).model_file()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return path
+
+
+def init_weights(source: str | os.PathLike, config: RunConfig) -> dict[str, torch.Tensor]:
+    """The verified weights of ``source`` to start a run of ``config`` from
+    (``train.init``, fine-tuning).
+
+    Args:
+        source: a run folder, checkpoint or ``.safetensors`` file, or ``builtin:NAME``.
+        config: the run to start; its method and model settings must equal the
+            source's.
+    Returns:
+        The state dict (CPU tensors), digest checked.
+    Raises:
+        FileNotFoundError, CheckpointError (another method, other model settings,
+        corrupted weights).
+    """
+    from .export import is_safetensors, read_safetensors
+
+    path = find_checkpoint(source)
+    checkpoint = read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)
+    saved: RunConfig = checkpoint["config"]
+    if saved.method != config.method:
+        raise CheckpointError(
+            f"train.init {source}: a {saved.method} model, this run trains {config.method}"
+        )
+    if saved.model != config.model:
+        then, now = saved.model.to_dict(), config.model.to_dict()
+        diff = [f"{k}: {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
+        raise CheckpointError(
+            f"train.init {source}: model settings differ from the init model's "
+            f"({'; '.join(diff)}); drop those settings or train from scratch"
+        )
+    build_model(checkpoint, path)  # shapes, finiteness and digest
+    return {k: v.detach().clone() for k, v in checkpoint["state_dict"].items()}
 
 
 def load_model(
@@ -227,8 +264,9 @@ def load_model(
 
     Args:
         run_dir_or_file: a checkpoint file, a ``.safetensors`` model file
-            (``structreg export``), or a run folder (``best.pt`` is used when
-            present, else ``checkpoint.pt``).
+            (``structreg export``), a run folder (``best.pt`` is used when
+            present, else ``checkpoint.pt``), or ``builtin:NAME`` (a model bundled
+            with the package, :mod:`structreg.pretrained`).
         device: where to put the model (``"auto"``: CUDA when available).
         method: the method the run must have trained (``"ours"``: a
             :class:`~structreg.models.cvae.CVAERegistration`, ``"voxelmorph"``: a

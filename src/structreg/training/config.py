@@ -95,6 +95,12 @@ class TrainConfig:
         checkpoint_every: write ``checkpoint.pt`` every this many steps and at the end.
         num_threads: torch CPU threads (0: leave torch's default).
         tensorboard: also log to TensorBoard when it is installed.
+        init: start from the weights of this model instead of a random
+            initialisation (fine-tuning): a run folder, a checkpoint or
+            ``.safetensors`` file, or ``builtin:NAME``; its method and model
+            settings must equal this run's ("": random initialisation). The
+            optimiser starts afresh; a resumed run continues from its own
+            checkpoint.
     """
 
     lr: float = 5e-4
@@ -116,6 +122,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     num_threads: int = 0
     tensorboard: bool = True
+    init: str = ""
 
     def __post_init__(self) -> None:
         self._check_types()

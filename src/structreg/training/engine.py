@@ -38,7 +38,7 @@ from ..errors import (
     TrainingError,
 )
 from ..models.cvae import ModelConfig
-from .checkpoint import read_checkpoint, save_checkpoint, verify_digest
+from .checkpoint import init_weights, read_checkpoint, save_checkpoint, verify_digest
 from .config import RESUMABLE_CHANGES, RunConfig, TrainConfig, resolve_device, save_config
 from .rng import capture_rng, restore_rng, seed_everything
 from .run import DataSettings, RunFolder, data_fingerprint
@@ -211,6 +211,10 @@ class Engine:
         self.shuffle, self.noise = seed_everything(self.train_config.seed)
         self.model = self.task.build(self.config.model).to(self.device)
         self.optimizer = self.task.optimizer(self.model, self.train_config)
+
+    def start_from(self, source: str) -> None:
+        """Load the weights of ``source`` (``train.init``) into the fresh network."""
+        self.model.load_state_dict(init_weights(source, self.config), strict=True)
 
     def resume(self) -> None:
         """Restore the run folder's checkpoint: weights, optimiser, RNGs, data order."""
@@ -418,6 +422,8 @@ def _train_locked(
     engine.init()
     if resume:
         engine.resume()
+    elif train_config.init:
+        engine.start_from(train_config.init)
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(config, run.config_file)
     settings = data_settings or DataSettings(

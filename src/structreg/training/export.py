@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import CheckpointError, ConfigError
 from ..io_utils import atomic_write
 from .config import RunConfig
-from .run import DataSettings, RunFolder
+from .run import DataSettings, model_data_settings
 
 __all__ = [
     "SAFETENSORS_SUFFIX",
@@ -51,14 +51,14 @@ def export_safetensors(run_dir_or_file: str | os.PathLike, out: str | os.PathLik
     if not is_safetensors(out):
         raise CheckpointError(f"{out}: the exported file must end in {SAFETENSORS_SUFFIX}")
     path = find_checkpoint(run_dir_or_file)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)
     build_model(checkpoint, path)  # refuses corrupted or mismatched weights
     state = {k: v.contiguous() for k, v in checkpoint["state_dict"].items()}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(checkpoint["config"].to_dict()),
-        "data": json.dumps(RunFolder.of_model(run_dir_or_file).read_data_settings().to_dict()),
+        "data": json.dumps(model_data_settings(run_dir_or_file).to_dict()),
         "digest": weights_digest(state),
         "step": str(checkpoint["step"]),
     }

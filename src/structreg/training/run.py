@@ -255,9 +255,11 @@ class RunFolder:
 
 def model_data_settings(run_dir_or_file: str | os.PathLike) -> DataSettings:
     """The data settings a model was trained with: its run folder's ``data.json``, or
-    the metadata of a ``.safetensors`` model file."""
+    the metadata of a ``.safetensors`` model file (also a bundled ``builtin:NAME``)."""
+    from ..pretrained import resolve_model
     from .export import is_safetensors, safetensors_data_settings
 
+    run_dir_or_file = resolve_model(run_dir_or_file)
     if is_safetensors(run_dir_or_file):
         return safetensors_data_settings(run_dir_or_file)
     return RunFolder.of_model(run_dir_or_file).read_data_settings()
