@@ -9,6 +9,10 @@ copying them into ``src/structreg/pretrained/`` updates the package (the test su
 then checks the files' SHA-256, weights digest and check Dice). The scores are the
 mean Dice per method over the named structures, read from the ``pairs.csv`` of each
 evaluation of the reproduce run (all methods of one run on the same CPU).
+
+The weights (and their digest), config and data settings of an export are reproducible;
+the file's bytes are not (the safetensors library writes the metadata entries in no
+fixed order), so each export has its own SHA-256, recorded next to it in ``models.json``.
 """
 
 from __future__ import annotations

@@ -121,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             s = first_step_reaching(list(c.step), list(c.dice), level)
             cells.append("not reached" if math.isnan(s) else str(int(s)))
         print(f"| {level:.3f} | " + " | ".join(cells) + " |")
+    title = f"{args.data}, {args.subjects} subjects"
+    references = {title: {"no registration": first, f"{args.init} before fine-tuning": zero_shot}}
     figure = learning_curves_figure(
-        {f"{args.data}, {args.subjects} subjects": runs}, out / "fine_tune_curves.png"
+        {title: runs}, out / "fine_tune_curves.png", references=references
     )
     print(f"\nwrote {figure}")
     return 0

@@ -4,8 +4,9 @@ Inputs of any size and spacing are preprocessed to the model's grid (resampled
 in-plane, cropped/padded, normalised); the displacement found there is mapped
 back to the fixed image's grid (vectors rescaled to its voxels) and the original
 moving image and labels are warped at their own resolution, so outputs overlay
-the fixed image in any viewer. 3-D volumes are registered slice by slice along
-their last axis (the model is 2-D); the through-plane displacement is zero.
+the fixed image in any viewer. A 3-D model registers whole volumes (a true 3-D
+field); a 2-D model registers 3-D volumes slice by slice along their last axis,
+with a zero through-plane displacement.
 
 Outputs in ``out_dir`` (all written atomically, on the fixed image's affine):
 
@@ -168,7 +169,15 @@ def write_registration(
     _check_out(out_dir)
     moving, fixed, labels = _read_inputs(moving_path, fixed_path, moving_labels_path, frame)
     size = tuple(model.config.image_size)
-    n_slices = fixed.shape[-1] if fixed.ndim == 3 else None
+    if len(size) == 3:  # a 3-D model registers whole volumes
+        if fixed.ndim != 3 or moving.ndim != 3:
+            raise DataError(
+                f"a 3-D model ({'x'.join(map(str, size))}) registers 3-D volumes; "
+                f"got a {moving.ndim}-D moving and a {fixed.ndim}-D fixed image"
+            )
+        n_slices = None
+    else:  # a 2-D model registers a volume slice by slice along its last axis
+        n_slices = fixed.shape[-1] if fixed.ndim == 3 else None
     centre = (CARDIAC_LABELS["LV myocardium"], CARDIAC_LABELS["LV blood pool"])
     pairs = preprocess_pair(
         moving,

@@ -97,7 +97,8 @@ def load_pairs(
             volume (ACDC / CSV, default 9).
         val_fraction, test_fraction: fractions of subjects held out, grouped by
             ``Pair.subject`` and stratified by ``Pair.group``.
-        volumes: ACDC / CSV only: keep 3-D volumes whole (size, spacing: 3 entries).
+        volumes: ACDC / CSV only: keep 3-D volumes whole (size, spacing: 3 entries);
+            implied by a 3-entry ``size`` (``--size DxHxW``).
         label_table: a table that overrides the data's own.
     Returns:
         list of :class:`structreg.data.pair.Pair` with ``S = size``.
@@ -109,14 +110,15 @@ def load_pairs(
         raise InputError(f"--subjects must be >= 1, got {n_subjects}")
     if n_slices is not None and n_slices < 1:
         raise InputError(f"--slices must be >= 1, got {n_slices}")
+    size, spacing = tuple(size), grid_spacing(size, spacing)
     pairs = _load_all(
         spec,
         seed=seed,
-        size=tuple(size),
-        spacing=tuple(spacing),
+        size=size,
+        spacing=spacing,
         n_subjects=n_subjects,
         n_slices=n_slices,
-        volumes=volumes,
+        volumes=volumes or len(size) == 3,
     )
     if not pairs:
         raise DataError(f"{spec}: no pairs found")
@@ -231,6 +233,25 @@ def _parts(text: str) -> list[str]:
     if not parts or any(not p.strip() for p in parts):
         raise ValueError(text)
     return parts
+
+
+def grid_spacing(size: Sequence[int], spacing: Sequence[float]) -> tuple[float, ...]:
+    """``spacing`` with one entry per axis of ``size``: an isotropic spacing (every
+    entry equal, e.g. the default or ``--spacing 2``) is repeated to ``len(size)``
+    entries; an anisotropic one must already have them.
+
+    Raises:
+        InputError: an anisotropic spacing with another number of entries.
+    """
+    spacing = tuple(float(v) for v in spacing)
+    if len(spacing) == len(size):
+        return spacing
+    if spacing and len(set(spacing)) == 1:
+        return (spacing[0],) * len(size)
+    raise InputError(
+        f"spacing {'x'.join(f'{v:g}' for v in spacing)} mm has {len(spacing)} entries but "
+        f"size {'x'.join(map(str, size))} has {len(size)}; give one per axis"
+    )
 
 
 def parse_size(text: str) -> tuple[int, ...]:

@@ -46,8 +46,15 @@ def _value(row: dict[str, Any], key: str) -> float:
 
 
 def learning_curve(run_dir: str | Path) -> Curve:
-    """The validation history of a run folder's ``train_log.csv``."""
-    rows = read_log(RunFolder(run_dir).log_file, 10**12)
+    """The validation history of a run folder's ``train_log.csv``.
+
+    Raises:
+        FileNotFoundError: the folder holds no ``train_log.csv``.
+    """
+    log = RunFolder(run_dir).log_file
+    if not log.is_file():
+        raise FileNotFoundError(f"no training log {log}")
+    rows = read_log(log, 10**12)
     seconds = np.cumsum([_value(r, "step_time_s") for r in rows])
     picked = [
         (r, s) for r, s in zip(rows, seconds, strict=True) if math.isfinite(_value(r, "val_loss"))
@@ -61,7 +68,10 @@ def learning_curve(run_dir: str | Path) -> Curve:
 
 
 def learning_curves_figure(
-    panels: Mapping[str, Mapping[str, str | Path]], out: str | Path, colours: Sequence[str] = ()
+    panels: Mapping[str, Mapping[str, str | Path]],
+    out: str | Path,
+    colours: Sequence[str] = (),
+    references: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """One row per data set, columns: validation Dice against steps and against
     seconds, and the relative validation loss against steps.
@@ -69,13 +79,16 @@ def learning_curves_figure(
     Args:
         panels: data-set title -> {method label -> run folder}.
         out: the figure's path (PNG, PDF or SVG).
+        references: data-set title -> {label -> validation Dice}, drawn as dashed
+            horizontal lines on the Dice panels (e.g. no registration, a model before
+            fine-tuning).
     """
     from matplotlib.figure import Figure
 
     from .figures import save_figure
 
     colours = list(colours) or ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
-    fig = Figure(figsize=(11, 3.1 * len(panels)))
+    fig = Figure(figsize=(13.5, 3.1 * len(panels)))
     axes = fig.subplots(len(panels), 3, squeeze=False)
     for row, (title, runs) in zip(axes, panels.items(), strict=True):
         for j, (label, run_dir) in enumerate(runs.items()):
@@ -84,6 +97,9 @@ def learning_curves_figure(
             row[0].plot(c.step, c.dice, **style)
             row[1].plot(c.seconds, c.dice, **style)
             row[2].plot(c.step, c.relative_loss, **style)
+        for k, (label, value) in enumerate((references or {}).get(title, {}).items()):
+            for ax in row[:2]:
+                ax.axhline(value, color="0.4", ls=("--", ":", "-.")[k % 3], lw=1, label=label)
         row[0].set_ylabel(f"{title}\nvalidation Dice")
         row[1].set_ylabel("validation Dice")
         row[2].set_ylabel("validation loss, change\nsince first validation")
@@ -92,6 +108,7 @@ def learning_curves_figure(
         row[2].set_xlabel("step")
         for ax in row:
             ax.grid(alpha=0.3)
-        row[0].legend(fontsize=7, loc="best")
+        handles, labels = row[0].get_legend_handles_labels()
+        row[2].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return save_figure(fig, out)

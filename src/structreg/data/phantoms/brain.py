@@ -80,6 +80,7 @@ SLICE_THICKNESS_MM = 2.0
 _BRAIN_THRESHOLD = 0.2  # of the T1 maximum, as nilearn.datasets.load_mni152_brain_mask
 _VENTRICLE_RADIUS_MM = 35.0  # ventricle components have their centroid this close to the centre
 _VENTRICLE_MIN_AREA_MM2 = 16.0
+_VENTRICLE_MIN_VOLUME_MM3 = 200.0  # the same rule in 3-D (volume phantoms)
 # Atrophy per group, drawn uniformly per subject (one severity in [0, 1] for both):
 # relative ventricle-area growth rate, and largest speed (mm) of cortical retreat.
 _ATROPHY = {
@@ -142,16 +143,21 @@ def _load_template() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return volumes, np.asarray(affine, dtype=np.float64)
 
 
-@lru_cache(maxsize=1)
 def _brain_centre_mm() -> np.ndarray:
     """MNI (x, y) in mm of the centre of the whole brain's bounding box."""
+    return _brain_centre_mm3()[:2]
+
+
+@lru_cache(maxsize=1)
+def _brain_centre_mm3() -> np.ndarray:
+    """MNI (x, y, z) in mm of the centre of the whole brain's bounding box."""
     volumes, affine = _load_template()
     brain = volumes["t1"] > _BRAIN_THRESHOLD * volumes["t1"].max()
     centre = []
     for axis in range(3):
         extent = np.flatnonzero(brain.any(axis=tuple(a for a in range(3) if a != axis)))
         centre.append((extent[0] + extent[-1]) / 2.0)
-    return (affine[:3, :3] @ np.array(centre) + affine[:3, 3])[:2]
+    return affine[:3, :3] @ np.array(centre) + affine[:3, 3]
 
 
 def _subsample_offsets(step_mm: float) -> np.ndarray:
@@ -162,9 +168,9 @@ def _subsample_offsets(step_mm: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _TemplateSlice:
-    t1: np.ndarray  # (H, W) T1 in [0, 1]
-    probs: np.ndarray  # (5, H, W) background, CSF (non-ventricular), GM, WM, ventricles
-    affine: np.ndarray  # (4, 4) pixel (i, j, 0) -> MNI mm, before any subject deformation
+    t1: np.ndarray  # S = (H, W) or (D, H, W): T1 in [0, 1]
+    probs: np.ndarray  # (5, *S) background, CSF (non-ventricular), GM, WM, ventricles
+    affine: np.ndarray  # (4, 4) cell (i, j, k) -> MNI mm, before any subject deformation
 
 
 @lru_cache(maxsize=64)
@@ -202,6 +208,30 @@ def _template_slice(
     t1_max = volumes["t1"].max() / 255.0
     brain = (sample["t1"] > _BRAIN_THRESHOLD * t1_max).mean(-1)
     t1, gm, wm = (sample[k].mean(-1) for k in ("t1", "gm", "wm"))
+    probs = _tissue_probs(brain, gm, wm, spacing, _VENTRICLE_MIN_AREA_MM2)
+    grid_affine = np.eye(4)
+    grid_affine[0, 0], grid_affine[1, 1] = spacing
+    grid_affine[:3, 3] = origin
+    t1 = t1.astype(np.float32)
+    for arr in (t1, probs, grid_affine):
+        arr.setflags(write=False)
+    return _TemplateSlice(t1=t1, probs=probs, affine=grid_affine)
+
+
+def _tissue_probs(
+    brain: np.ndarray,
+    gm: np.ndarray,
+    wm: np.ndarray,
+    spacing: Sequence[float],
+    min_ventricle_measure: float,
+) -> np.ndarray:
+    """``(5, *S)`` float32 background, CSF (non-ventricular), GM, WM, ventricles from
+    the brain fraction and the GM/WM probabilities of each cell ``S`` (2-D or 3-D).
+
+    CSF = brain − GM − WM; ventricles = the CSF components enclosed by tissue whose
+    centroid lies within ``_VENTRICLE_RADIUS_MM`` of the brain centre and whose area
+    (2-D, mm²) or volume (3-D, mm³) is at least ``min_ventricle_measure``.
+    """
     fit = np.minimum(1.0, brain / np.maximum(gm + wm, 1e-6))
     gm, wm = gm * fit, wm * fit
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
@@ -212,22 +242,61 @@ def _template_slice(
     components, n = ndimage.label(classes == 1)
     outside = ndimage.binary_dilation(classes == 0)
     brain_centre = np.array(ndimage.center_of_mass(classes > 0))
+    cell = float(np.prod(spacing)) if len(spacing) == 3 else spacing[0] * spacing[1]
     keep = np.zeros(n + 1, dtype=bool)
     for k, region in enumerate(ndimage.find_objects(components), start=1):
         comp = components[region] == k
         if outside[region][comp].any():
             continue
         com = np.array(ndimage.center_of_mass(comp)) + [s.start for s in region]
-        area = comp.sum() * spacing[0] * spacing[1]
-        dist = np.linalg.norm((com - brain_centre) * spacing)
-        keep[k] = dist < _VENTRICLE_RADIUS_MM and area >= _VENTRICLE_MIN_AREA_MM2
+        measure = comp.sum() * cell
+        dist = np.linalg.norm((com - brain_centre) * np.asarray(spacing))
+        keep[k] = dist < _VENTRICLE_RADIUS_MM and measure >= min_ventricle_measure
     region = ndimage.binary_dilation(keep[components]) & (classes > 0)
     ventricles = csf * region
     probs = np.stack([background, csf - ventricles, gm, wm, ventricles]).astype(np.float32)
     probs /= probs.sum(0, keepdims=True)
+    return probs
 
+
+@lru_cache(maxsize=8)
+def _template_volume(
+    size: tuple[int, int, int], spacing: tuple[float, float, float]
+) -> _TemplateSlice:
+    """The template as a volume on the phantom grid: ``size`` cells of ``spacing`` mm
+    (axes x, y, z of MNI space), centred on the brain, each cell the average of about
+    1 mm sub-samples (as :func:`_template_slice` in 3-D)."""
+    volumes, affine = _load_template()
+    sp = np.asarray(spacing)
+    origin = _brain_centre_mm3() - (np.asarray(size) - 1) / 2 * sp
+    inv = np.linalg.inv(affine)
+    t1_max = volumes["t1"].max() / 255.0
+    sums = {key: np.zeros(size, dtype=np.float64) for key in ("t1", "gm", "wm", "brain")}
+    offsets = [_subsample_offsets(s) for s in spacing]
+    grid = np.stack(
+        np.meshgrid(*[origin[a] + np.arange(size[a]) * sp[a] for a in range(3)], indexing="ij")
+    )
+    count = 0
+    for ox in offsets[0]:
+        for oy in offsets[1]:
+            for oz in offsets[2]:
+                world = grid + np.array([ox, oy, oz]).reshape(3, 1, 1, 1)
+                vox = np.tensordot(inv[:3, :3], world, axes=1) + inv[:3, 3].reshape(3, 1, 1, 1)
+                values = {
+                    key: ndimage.map_coordinates(
+                        vol, vox.reshape(3, -1), order=1, output=np.float32, cval=0.0
+                    ).reshape(size)
+                    / 255.0
+                    for key, vol in volumes.items()
+                }
+                for key in ("t1", "gm", "wm"):
+                    sums[key] += values[key]
+                sums["brain"] += values["t1"] > _BRAIN_THRESHOLD * t1_max
+                count += 1
+    t1, gm, wm, brain = (sums[k] / count for k in ("t1", "gm", "wm", "brain"))
+    probs = _tissue_probs(brain, gm, wm, spacing, _VENTRICLE_MIN_VOLUME_MM3)
     grid_affine = np.eye(4)
-    grid_affine[0, 0], grid_affine[1, 1] = spacing
+    grid_affine[:3, :3] = np.diag(sp)
     grid_affine[:3, 3] = origin
     t1 = t1.astype(np.float32)
     for arr in (t1, probs, grid_affine):
@@ -243,19 +312,34 @@ def _rng(*keys: int) -> np.random.Generator:
 
 
 def _smooth_random_field(
-    rng: np.random.Generator, size: tuple[int, int], channels: int, n_ctrl: int = 6
+    rng: np.random.Generator, size: tuple[int, ...], channels: int, n_ctrl: int = 6
 ) -> np.ndarray:
-    """``(channels, H, W)`` smooth field: standard-normal control points, bicubic upsampling."""
+    """``(channels, *size)`` smooth field: standard-normal control points on an
+    ``n_ctrl`` grid spanning the image, bicubic (2-D) or cubic-spline (3-D) upsampling."""
+    if len(size) == 3:
+        ctrl3 = rng.standard_normal((channels, n_ctrl, n_ctrl, n_ctrl))
+        factors = [(n - 1) / (n_ctrl - 1) for n in size]
+        return np.stack(
+            [
+                ndimage.zoom(c, factors, order=3, mode="nearest", grid_mode=False)[
+                    tuple(slice(0, n) for n in size)
+                ]
+                for c in ctrl3
+            ]
+        )
     ctrl = torch.from_numpy(rng.standard_normal((1, channels, n_ctrl, n_ctrl)))
     return F.interpolate(ctrl, size=size, mode="bicubic", align_corners=True)[0].numpy()
 
 
 def _subject_disp(
-    rng: np.random.Generator, size: tuple[int, int], spacing: tuple[float, float]
+    rng: np.random.Generator, size: tuple[int, ...], spacing: tuple[float, ...]
 ) -> torch.Tensor:
     """``(1, 2, H, W)`` template -> subject pull-back displacement in voxels:
     a small affine map (rotation ±6°, scale ±6 %, shift ±3 mm about the centre)
-    composed with ``exp(v)`` of a smooth random velocity (about 3 mm per component)."""
+    composed with ``exp(v)`` of a smooth random velocity (about 3 mm per component).
+    3-D: ``(1, 3, D, H, W)``, a rotation of ±6° about each axis."""
+    if len(size) == 3:
+        return _subject_disp_3d(rng, size, spacing)
     sp = np.asarray(spacing)
     angle = np.deg2rad(rng.uniform(-6, 6))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -269,9 +353,34 @@ def _subject_disp(
     return compose(u_v, torch.from_numpy(affine[None]).float())
 
 
+def _rotation_3d(angles: np.ndarray) -> np.ndarray:
+    """``R_z R_y R_x`` for the three angles (radians) about x, y, z."""
+    (cx, cy, cz), (sx, sy, sz) = np.cos(angles), np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _subject_disp_3d(
+    rng: np.random.Generator, size: tuple[int, ...], spacing: tuple[float, ...]
+) -> torch.Tensor:
+    """:func:`_subject_disp` in 3-D."""
+    sp = np.asarray(spacing)
+    rot = _rotation_3d(np.deg2rad(rng.uniform(-6, 6, 3)))
+    a_mm = rot @ np.diag(rng.uniform(0.94, 1.06, 3))
+    a_vox = a_mm * (sp[None, :] / sp[:, None])  # S^-1 A S
+    shift = rng.uniform(-3, 3, 3) / sp
+    grid = np.stack(np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in size], indexing="ij"))
+    affine = np.einsum("cd,dxyz->cxyz", a_vox - np.eye(3), grid) + shift.reshape(3, 1, 1, 1)
+    velocity = _smooth_random_field(rng, size, 3) * (3.0 / sp).reshape(3, 1, 1, 1)
+    u_v = exponentiate(torch.from_numpy(velocity[None]).float(), steps=_EXP_STEPS)
+    return compose(u_v, torch.from_numpy(affine[None]).float())
+
+
 def _atrophy_velocity(
     probs: np.ndarray,
-    spacing: tuple[float, float],
+    spacing: tuple[float, ...],
     ventricle_growth: float,
     cortical_thinning_mm: float,
 ) -> np.ndarray:
@@ -305,7 +414,7 @@ def _atrophy_velocity(
     peak = np.linalg.norm(w_cortex, axis=0).max()
     if peak > 0:
         w_cortex *= cortical_thinning_mm / peak
-    return (w_vent + w_cortex) / sp[:, None, None]
+    return (w_vent + w_cortex) / sp.reshape(-1, *([1] * len(sp)))
 
 
 def _labels(probs: torch.Tensor) -> np.ndarray:
@@ -332,13 +441,24 @@ def _warp_probs(template: _TemplateSlice, disp: torch.Tensor) -> torch.Tensor:
 def _check_grid(
     size: Sequence[int], spacing: Sequence[float]
 ) -> tuple[tuple[int, int], tuple[float, float]]:
+    """A 2-D grid as tuples (two entries each)."""
+    size_t, spacing_t = _check_any_grid(size, spacing, volumes=False)
+    return (size_t[0], size_t[1]), (spacing_t[0], spacing_t[1])
+
+
+def _check_any_grid(
+    size: Sequence[int], spacing: Sequence[float], volumes: bool = True
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The grid as tuples; 2 entries each (3 also when ``volumes``)."""
     size_t = tuple(int(s) for s in size)
     spacing_t = tuple(float(s) for s in spacing)
-    if len(size_t) != 2 or min(size_t) < 16 or tuple(size) != size_t:
-        raise InputError(f"brain phantom: size must be two ints >= 16, got {size!r}")
-    if len(spacing_t) != 2 or not all(0.5 <= s <= 8.0 for s in spacing_t):
+    allowed = (2, 3) if volumes else (2,)
+    what = "two or three" if volumes else "two"
+    if len(size_t) not in allowed or min(size_t) < 16 or tuple(size) != size_t:
+        raise InputError(f"brain phantom: size must be {what} ints >= 16, got {size!r}")
+    if len(spacing_t) != len(size_t) or not all(0.5 <= s <= 8.0 for s in spacing_t):
         raise InputError(
-            f"brain phantom: spacing must be two values in [0.5, 8] mm, got {spacing!r}"
+            f"brain phantom: spacing must be {len(size_t)} values in [0.5, 8] mm, got {spacing!r}"
         )
     return size_t, spacing_t
 
@@ -360,7 +480,10 @@ def make_brain_pair(
             (strong atrophy); ``None`` alternates by ``index`` (even: normal).
         slice_offset: axial slice, in steps of ``SLICE_THICKNESS_MM`` from the
             central slice at MNI ``z = CENTRE_Z_MM``.
-        size: ``(H, W)`` pixels; spacing: ``(2,)`` mm per pixel in-plane.
+        size: ``(H, W)`` pixels; spacing: ``(2,)`` mm per pixel in-plane. Three
+            entries each (``(D, H, W)`` along MNI x, y, z): a whole-brain volume
+            (``slice_offset`` 0), the same pipeline in 3-D (``disp`` ``(3, D, H, W)``,
+            ventricle volumes, a 3-D rotation of the subject).
     Returns:
         ``Pair`` with ``moving`` (baseline) and ``fixed`` (follow-up) ``(H, W)``
         float32 in [0, 1]; ``moving_labels``/``fixed_labels`` ``(H, W)`` int16
@@ -383,8 +506,18 @@ def make_brain_pair(
             raise InputError(f"brain phantom: {name} must be an int, got {value!r}")
     if seed < 0 or index < 0:
         raise InputError(f"brain phantom: seed and index must be >= 0, got {seed}, {index}")
-    size_t, spacing_t = _check_grid(size, spacing)
-    template = _template_slice(int(slice_offset), size_t, spacing_t)
+    size_t, spacing_t = _check_any_grid(size, spacing)
+    volume = len(size_t) == 3
+    if volume and slice_offset != 0:
+        raise InputError(f"brain phantom: a 3-D volume has no slice_offset (got {slice_offset})")
+    if volume:
+        template = _template_volume(
+            cast(tuple[int, int, int], size_t), cast(tuple[float, float, float], spacing_t)
+        )
+    else:
+        template = _template_slice(
+            int(slice_offset), cast(tuple[int, int], size_t), cast(tuple[float, float], spacing_t)
+        )
 
     subject_rng = _rng(seed, index, 0)  # shared by every slice of the subject
     subject = _subject_disp(subject_rng, size_t, spacing_t)
@@ -420,8 +553,8 @@ def make_brain_pair(
         "seed": int(seed),
         "index": int(index),
         "slice_offset": int(slice_offset),
-        "slice_z_mm": CENTRE_Z_MM + int(slice_offset) * SLICE_THICKNESS_MM,
-        "slice_thickness_mm": SLICE_THICKNESS_MM,
+        "slice_z_mm": None if volume else CENTRE_Z_MM + int(slice_offset) * SLICE_THICKNESS_MM,
+        "slice_thickness_mm": None if volume else SLICE_THICKNESS_MM,
         "template_affine": template.affine.tolist(),
         "atrophy_severity": float(severity),
         **{key: float(value) for key, value in atrophy.items()},
@@ -434,7 +567,7 @@ def make_brain_pair(
         moving=images[0],
         fixed=images[1],
         spacing=spacing_t,
-        id=f"brain{seed}_{index:04d}_z{int(slice_offset):+d}",
+        id=f"brain{seed}_{index:04d}" + ("_3d" if volume else f"_z{int(slice_offset):+d}"),
         subject=f"brain{seed}_{index:04d}",
         group=group,
         moving_labels=moving_labels,
@@ -485,9 +618,14 @@ def brain_phantom(
         raise InputError(
             f"brain phantom: slices_per_subject must be an int >= 1, got {slices_per_subject!r}"
         )
+    if len(size) == 3 and slices_per_subject != 1:
+        raise InputError("brain phantom: 3-D volumes take one volume per subject (no --slices)")
     first = -(slices_per_subject // 2)
     pairs = []
     for subject in range(n_subjects):
+        if len(size) == 3:
+            pairs.append(make_brain_pair(seed, subject, size=size, spacing=spacing))
+            continue
         for k in range(slices_per_subject):
             pair = make_brain_pair(
                 seed, subject, slice_offset=first + k, size=size, spacing=spacing
