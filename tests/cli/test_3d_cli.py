@@ -89,3 +89,51 @@ def test_evaluate_a_3d_model_on_3d_phantom_volumes(run3d, tmp_path):
         assert 0 <= float(r["dice WM"]) <= 1 and float(r["hd95 WM"]) >= 0
         assert float(r["folding_pct"]) == 0.0 and r["epe_mm"] != ""
     assert "WM Dice" in (out / "table.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vol")
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    paths = {}
+    for k, index in enumerate((1, 2)):
+        pair = make_brain_pair(7, index, size=(16, 20, 16), spacing=(8.0, 8.0, 8.0))
+        for name, data in (("m", pair.moving), ("f", pair.fixed)):
+            paths[f"{name}{k}"] = folder / f"{name}{k}.nii.gz"
+            nib.save(nib.Nifti1Image(data, affine), str(paths[f"{name}{k}"]))
+    return paths
+
+
+def _volume_outputs(folder, names):
+    for name in names:
+        img = nib.load(str(folder / name))
+        assert img.shape[:3] == (16, 20, 16), (name, img.shape)
+
+
+def test_latent_commands_take_3d_volumes(run3d, volumes, tmp_path):
+    m = str(run3d)
+    out = tmp_path / "transport"
+    argv = ["transport", "--model", m, "--source-moving", str(volumes["m0"])]
+    argv += ["--source-fixed", str(volumes["f0"]), "--target", str(volumes["m1"])]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    _volume_outputs(out, ["transported.nii.gz", "disp.nii.gz", "jacobian_det.nii.gz"])
+    assert (out / "transport.png").stat().st_size > 1000
+    out = tmp_path / "sample"
+    argv = ["sample", "--model", m, "--moving", str(volumes["m0"]), "--fixed", str(volumes["f0"])]
+    assert main([*argv, "--n", "2", "--posterior-samples", "2", "--out", str(out)]) == 0
+    _volume_outputs(out, ["uncertainty.nii.gz"])
+    assert (out / "samples.png").is_file()
+    out = tmp_path / "interpolate"
+    argv = ["interpolate", "--model", m, "--moving", str(volumes["m0"])]
+    assert main([*argv, "--fixed", str(volumes["f0"]), "--steps", "3", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.nii.gz"))) >= 3
+    out = tmp_path / "codes.csv"
+    assert main(["embed", "--model", m, *DATA, "--split", "all", "--out", str(out)]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 10 and sum(k.startswith("mu_") for k in rows[0]) == 8
+    # a 3-D model refuses a single slice with one line
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((16, 20), np.float32), np.eye(4)), str(flat))
+    argv = ["transport", "--model", m, "--source-moving", str(flat), "--source-fixed", str(flat)]
+    assert main([*argv, "--target", str(flat), "--out", str(tmp_path / "bad")]) == 1

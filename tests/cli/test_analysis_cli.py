@@ -139,7 +139,7 @@ def test_transport_errors(run_dir, niftis, tmp_path, capsys):
         "cpu",
     ]
     assert main(base + ["--source-moving", str(niftis["volume"])]) != 0
-    assert "2-D only" in one_line_error(capsys)
+    assert "this 2-D model takes a single 2-D slice" in one_line_error(capsys)
     assert main(base + ["--source-moving", str(niftis["text"])]) != 0
     one_line_error(capsys)
     assert main(base + ["--source-moving", str(tmp_path / "none.nii.gz")]) != 0
@@ -200,7 +200,7 @@ def test_sample_errors(run_dir, niftis, tmp_path, capsys):
     assert main(base + ["--moving", str(niftis["c_ed"]), "--scale", "nan"]) == 2
     assert "--scale" in one_line_error(capsys)
     assert main(base + ["--moving", str(niftis["volume"])]) != 0
-    assert "2-D only" in one_line_error(capsys)
+    assert "this 2-D model takes a single 2-D slice" in one_line_error(capsys)
 
 
 def test_embed_errors(run_dir, tmp_path, capsys):

@@ -94,10 +94,55 @@ def test_the_data_spec_takes_a_3d_size_and_an_isotropic_spacing():
     "spec, kwargs, message",
     [
         ("phantom:brain", {"n_slices": 3}, "one volume per subject"),
-        ("phantom:brain-inter", {}, "size must be two ints"),
+        ("phantom:brain-inter", {"n_slices": 3}, "one volume per subject"),
         ("phantom:cardiac", {}, "size"),
     ],
 )
 def test_3d_sizes_the_phantom_cannot_make_are_clear_errors(spec, kwargs, message):
     with pytest.raises(InputError, match=message):
         load_pairs(spec, split="all", size=SIZE, spacing=SPACING, n_subjects=4, **kwargs)
+
+
+# ----------------------------------------------------------------- inter-subject volumes
+
+
+@pytest.fixture(scope="module")
+def inter_pairs():
+    return load_pairs("phantom:brain-inter", split="all", size=SIZE, spacing=(6.0,), n_subjects=4)
+
+
+def test_inter_subject_volumes_pair_subjects_of_a_cohort(inter_pairs):
+    assert [p.id for p in inter_pairs] == [
+        "brainx0_0000-0001_3d",
+        "brainx0_0001-0002_3d",
+        "brainx0_0002-0003_3d",
+        "brainx0_0003-0000_3d",
+    ]
+    assert {p.subject for p in inter_pairs} == {"brainx0_c000"}
+    for p in inter_pairs:
+        assert p.moving.shape == SIZE and p.disp.shape == (3, *SIZE)
+        assert folding_fraction(_t(p.disp)[None]).item() == 0.0
+    # subject 1 is the fixed image of the first pair and the moving one of the second
+    assert np.array_equal(inter_pairs[0].fixed_labels, inter_pairs[1].moving_labels)
+
+
+def test_inter_subject_ground_truth_maps_the_moving_subject_onto_the_fixed_one():
+    from structreg.data.phantoms.brain import _rng, _subject_maps_3d
+    from structreg.ops import compose
+
+    size, spacing = (24, 28, 24), (6.0, 6.0, 6.0)
+    u_m, inv_m = _subject_maps_3d(_rng(0, 0, 0), size, spacing, 1 / 3)
+    u_f, _ = _subject_maps_3d(_rng(0, 1, 0), size, spacing, 1 / 3)
+    p = load_pairs("phantom:brain-inter", split="all", size=size, spacing=spacing, n_subjects=2)[0]
+    assert np.allclose(p.disp, compose(inv_m, u_f)[0].numpy())
+    # φ_m(x + disp(x)) = φ_f(x): the moving subject's template point is the fixed one's
+    err = (compose(u_m, _t(p.disp)[None]) - u_f).norm(dim=1)[0][4:-4, 4:-4, 4:-4]
+    assert float(torch.quantile(err.flatten(), 0.99)) < 0.1 and float(err.max()) < 0.5
+    # inter-subject motion: several millimetres, far more than the longitudinal atrophy
+    mean_mm = float(np.linalg.norm(p.disp, axis=0)[p.mask > 0].mean() * spacing[0])
+    assert 4.0 < mean_mm < 25.0
+    # the field explains the labels: Dice after warping with it beats no registration
+    moved = warp(_t(p.moving_labels.astype(np.float32))[None, None], _t(p.disp)[None], "nearest")
+    for values in ((2,), (3,)):
+        after = _dice(moved[0, 0].numpy(), p.fixed_labels, values)
+        assert after > _dice(p.moving_labels, p.fixed_labels, values) + 0.1

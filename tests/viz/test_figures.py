@@ -161,7 +161,29 @@ def test_registration_non_square_and_3d() -> None:
         "moved": {"ours": rng.random(shape)},
         "jacobian": {"ours": rng.normal(1.0, 0.5, shape)},
     }
-    check_layout(registration_figure([row], methods=["ours"]))
+    fig = registration_figure([row], methods=["ours"])
+    check_layout(fig)
+    # a volume: three rows (axial, coronal, sagittal) of 4 panels, and the colour bar
+    assert len(fig.axes) == 3 * 4 + 1
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("axial" in t for t in titles) and any("sagittal" in t for t in titles)
+
+
+def test_orthogonal_views_cut_the_middle_of_each_axis() -> None:
+    from structreg.viz.figures import VIEWS, orthogonal_rows, view_slice
+
+    vol = np.zeros((5, 6, 7))
+    vol[2, :, :] += 1  # the sagittal middle plane (axis 0)
+    vol[:, 3, :] += 2  # coronal (axis 1)
+    vol[:, :, 3] += 4  # axial (axis 2)
+    for view, axis in VIEWS:
+        cut = view_slice(vol, axis)
+        assert cut.shape == tuple(n for a, n in enumerate(vol.shape) if a != axis)[::-1]
+        assert cut.min() >= {"sagittal": 1, "coronal": 2, "axial": 4}[view]
+    row = {"moving": vol, "fixed": vol, "moved": {"a": vol}, "jacobian": {"a": vol}}
+    rows = orthogonal_rows([row, {**row, "moving": vol[0], "fixed": vol[0]}])
+    assert [r.get("title") for r in rows] == ["axial", "coronal", "sagittal", None]
+    assert rows[0]["moved"]["a"].shape == (6, 5)
 
 
 def test_registration_panel_writes(tmp_path) -> None:

@@ -63,13 +63,15 @@ def posterior_spread(
     fixed: torch.Tensor,
     n: int = 16,
     generator: torch.Generator | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Per-pixel standard deviation of ``|u(x)|`` (voxels) over ``n`` codes
+    """Per-pixel standard deviation of ``|u(x)|`` over ``n`` codes
     ``z ~ q(z | M, F) = N(μ, σ²)``: where the registration is uncertain.
 
     Args:
         moving, fixed: ``(N, 1, *S)`` images on the model grid.
         n: samples per pair (>= 2).
+        spacing: the grid's voxel spacing (mm per axis): ``|u|`` in mm; None: voxels.
     Returns:
         ``(N, 1, *S)`` tensor (CPU).
     """
@@ -84,7 +86,12 @@ def posterior_spread(
         mu_i = mu[i : i + 1].expand(int(n), -1)
         z = model.reparameterize(mu_i, logvar[i : i + 1].expand(int(n), -1), generator)
         res = decode_code(model, z, moving[i : i + 1])
-        magnitude = res.disp.norm(dim=1, keepdim=True)  # (n, 1, *S)
+        disp = res.disp
+        if spacing is not None:
+            disp = disp * torch.tensor([float(s) for s in spacing], dtype=disp.dtype).to(
+                disp.device
+            ).view(1, -1, *([1] * (disp.ndim - 2)))
+        magnitude = disp.norm(dim=1, keepdim=True)  # (n, 1, *S)
         maps.append(magnitude.std(dim=0, keepdim=True).cpu())
     return torch.cat(maps)
 
@@ -145,10 +152,11 @@ def strip_figure(
     jacobians: Sequence[np.ndarray | None] | None = None,
     suptitle: str | None = None,
 ) -> Path:
-    """A row of 2-D images (and, when given, a second row of Jacobian maps)."""
+    """A row of 2-D images (and, when given, a second row of Jacobian maps); volumes
+    are shown by their axial middle slice."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import figure_format, save_figure, show_image
+    from ..viz.figures import display_slice, figure_format, save_figure, show_image
 
     figure_format(out)
     n = len(images)
@@ -162,7 +170,8 @@ def strip_figure(
                 fig.add_subplot(rows, n, n + i + 1).set_axis_off()
                 continue
             ax = fig.add_subplot(rows, n, n + i + 1)
-            ax.imshow(np.asarray(det), cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")
+            shown = display_slice(np.asarray(det))
+            ax.imshow(shown, cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")
             ax.set_title(f"det J min {np.min(det):.2f}", fontsize=7)
             ax.set_axis_off()
     if suptitle:
@@ -230,9 +239,9 @@ def sample_files(
             image.fixed,
             n=posterior_samples,
             generator=torch.Generator().manual_seed(int(seed) + 1),
+            spacing=image.record.target_spacing,
         )
-        # processed voxels are isotropic at the target spacing: voxels -> mm
-        spread_mm = spread[0, 0].numpy().astype(np.float64) * float(image.record.target_spacing[0])
+        spread_mm = spread[0, 0].numpy().astype(np.float64)
         write_image(
             out / "uncertainty.nii.gz",
             to_file_layout(to_original(spread_mm, image.record, kind="image"), image.volume).astype(
@@ -257,13 +266,13 @@ def uncertainty_figure(
     """Moving, fixed and the posterior spread map (mm) side by side."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import save_figure, show_image
+    from ..viz.figures import display_slice, save_figure, show_image
 
     fig = Figure(figsize=(6.6, 2.4))
     show_image(fig.add_subplot(1, 3, 1), moving, None, None, "moving")
     show_image(fig.add_subplot(1, 3, 2), fixed, None, None, "fixed")
     ax = fig.add_subplot(1, 3, 3)
-    im = ax.imshow(spread_mm, cmap="magma", interpolation="nearest")
+    im = ax.imshow(display_slice(spread_mm), cmap="magma", interpolation="nearest")
     ax.set_title("std of |u| over q(z|M,F) (mm)", fontsize=7)
     ax.set_axis_off()
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)

@@ -6,9 +6,10 @@ anatomy; ``exp(v)`` warps ``M_t``. With ``M_t = M_s`` this is ordinary
 registration of the source pair.
 
 Also the file side used by ``structreg transport`` and ``structreg sample``:
-2-D NIfTI images are preprocessed to the model grid exactly as
-``structreg register`` does (:func:`structreg.data.preprocess.preprocess_pair`),
-and fields found there are mapped back to the image's own grid.
+NIfTI images (2-D slices for a 2-D model, volumes for a 3-D one) are preprocessed to
+the model grid exactly as ``structreg register`` does
+(:func:`structreg.data.preprocess.preprocess_pair`), and fields found there are mapped
+back to the image's own grid.
 """
 
 from __future__ import annotations
@@ -97,24 +98,23 @@ def decode_code(
 
 @dataclass
 class PreparedImage:
-    """A 2-D NIfTI image read, and preprocessed to the model grid."""
+    """A NIfTI image read, and preprocessed to the model grid."""
 
-    volume: Any  # structreg.data.io.Volume as read (2-D)
+    volume: Any  # structreg.data.io.Volume as read (the model's dimension)
     processed: torch.Tensor  # (1, 1, *size) normalised, on the model grid
     fixed: torch.Tensor  # (1, 1, *size) the partner image preprocessed with it
     record: Any  # structreg.data.preprocess.PreprocessRecord
 
 
-def _read_2d(path: str | os.PathLike, frame: int | None = None) -> Any:
-    """Read a 2-D image (any 2-D layout: ``H×W``, ``H×W×1``, ``H×W×1×1``); volumes are refused."""
+def _read_image(path: str | os.PathLike, ndim: int, frame: int | None = None) -> Any:
+    """Read an image of the model's dimension: a 2-D model takes any 2-D layout
+    (``H×W``, ``H×W×1``, ``H×W×1×1``), a 3-D model a volume; anything else is refused."""
     from ..data.io import DataError, read_image
 
     vol = read_image(path, frame=frame)
-    if vol.ndim != 2:
-        raise DataError(
-            f"{Path(path).name}: shape {vol.shape}: 2-D only (give a single "
-            "slice; 3-D volumes are not supported by this command)"
-        )
+    if vol.ndim != ndim:
+        what = "a single 2-D slice" if ndim == 2 else "a 3-D volume"
+        raise DataError(f"{Path(path).name}: shape {vol.shape}: this {ndim}-D model takes {what}")
     return vol
 
 
@@ -127,13 +127,14 @@ def prepare_images(
     pair_id: str = "image",
     frame: int | None = None,
 ) -> PreparedImage:
-    """Read a 2-D moving image (and optional fixed partner, on any grid: the moving
+    """Read a moving image (and optional fixed partner, on any grid: the moving
     image is then resampled into the partner's world grid) and preprocess them to
     the model grid like ``structreg register``."""
     from ..data.preprocess import PreprocessRecord, preprocess_pair
 
-    moving = _read_2d(moving_path, frame)
-    fixed = _read_2d(fixed_path, frame) if fixed_path is not None else moving
+    ndim = len(model.config.image_size)
+    moving = _read_image(moving_path, ndim, frame)
+    fixed = _read_image(fixed_path, ndim, frame) if fixed_path is not None else moving
     if not same_grid(moving, fixed):  # meet on the fixed grid, in world space
         moving = resample_into(moving, fixed)
     (pair,) = preprocess_pair(
@@ -253,7 +254,7 @@ def transport_figure(
     transported result and its Jacobian determinant."""
     from matplotlib.figure import Figure
 
-    from ..viz.figures import save_figure, show_image
+    from ..viz.figures import display_slice, save_figure, show_image
 
     def img(t: torch.Tensor) -> np.ndarray:
         return t[0, 0].detach().cpu().numpy()
@@ -276,7 +277,7 @@ def transport_figure(
         show_image(fig.add_subplot(1, n, i + 1), data, None, None, title)
     ax = fig.add_subplot(1, n, n)
     det = transported.jacobian_det[0, 0].detach().cpu().numpy()
-    im = ax.imshow(det, cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")
+    im = ax.imshow(display_slice(det), cmap="RdBu_r", vmin=0.0, vmax=2.0, interpolation="nearest")
     ax.set_title(f"det J (min {det.min():.2f})", fontsize=7)
     ax.set_axis_off()
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)

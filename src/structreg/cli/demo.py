@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device, add_out
+from .options import add_device
 
 NAME = "demo"
 HELP = "run the built-in demonstration and write OUT/report.md"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_out(p, default="runs/demo")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: runs/demo, 3-D: runs/demo3d)"
+    )
+    p.add_argument(
+        "--dims",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2: the cardiac slice demo (default); 3: whole-brain volumes with a 3-D model",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument(
         "--subjects",
         type=int,
-        default=250,
-        help="phantom subjects, split 70/10/20 by subject (default: 250)",
+        default=None,
+        help="phantom subjects, split 70/10/20 by subject (default: 250; 3-D: 400)",
     )
     p.add_argument(
         "--steps", type=int, default=None, help="training steps (default: the bundled demo.toml's)"
@@ -26,10 +35,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    if args.dims == 3:
+        from ..demo3d import DEMO3D_SUBJECTS, run_demo_3d
 
-    report = run_demo(
-        args.out, seed=args.seed, subjects=args.subjects, steps=args.steps, device=args.device
-    )
+        report = run_demo_3d(
+            args.out or "runs/demo3d",
+            seed=args.seed,
+            subjects=args.subjects or DEMO3D_SUBJECTS,
+            steps=args.steps,
+            device=args.device,
+        )
+    else:
+        from ..demo import run_demo
+
+        report = run_demo(
+            args.out or "runs/demo",
+            seed=args.seed,
+            subjects=args.subjects or 250,
+            steps=args.steps,
+            device=args.device,
+        )
     print(f"wrote {report}")
     return 0

@@ -12,8 +12,8 @@ HELP = "decode codes between no motion and a pair's deformation (e.g. partial co
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--moving", required=True, help="moving image (2-D NIfTI)")
-    p.add_argument("--fixed", required=True, help="fixed image (2-D NIfTI)")
+    p.add_argument("--moving", required=True, help="moving image (NIfTI; a volume for a 3-D model)")
+    p.add_argument("--fixed", required=True, help="fixed image (NIfTI)")
     p.add_argument("--steps", type=int, default=6, help="frames from t = 0 to 1 (default: 6)")
     p.add_argument("--frame", type=int, default=None, help="time frame of 4-D inputs")
     add_out(p)

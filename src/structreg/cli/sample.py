@@ -12,7 +12,9 @@ HELP = "deform an image with codes sampled from the prior z ~ N(0, I)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--moving", required=True, help="image to deform (2-D NIfTI)")
+    p.add_argument(
+        "--moving", required=True, help="image to deform (NIfTI; a volume for a 3-D model)"
+    )
     p.add_argument("--n", type=int, default=8, help="number of samples (default: 8)")
     p.add_argument(
         "--scale",

@@ -12,8 +12,12 @@ HELP = "apply the deformation encoded from one pair to another image"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--source-moving", required=True, help="source pair: moving image (2-D NIfTI)")
-    p.add_argument("--source-fixed", required=True, help="source pair: fixed image (2-D NIfTI)")
+    p.add_argument(
+        "--source-moving",
+        required=True,
+        help="source pair: moving image (NIfTI; a volume for a 3-D model)",
+    )
+    p.add_argument("--source-fixed", required=True, help="source pair: fixed image (NIfTI)")
     p.add_argument("--target", required=True, help="image the deformation is applied to")
     p.add_argument("--target-fixed", help="the target's own fixed image (shown in the figure)")
     p.add_argument("--frame", type=int, default=None, help="time frame of 4-D inputs")

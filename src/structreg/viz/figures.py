@@ -72,7 +72,9 @@ def pick_pairs(pairs: Sequence, n: int) -> list:
 def show_image(
     ax: Axes, image: np.ndarray, labels: np.ndarray | None, mask: np.ndarray | None, title: str
 ) -> None:
-    """Draw a 2-D image (rows = first array axis) with label and mask contours."""
+    """Draw a 2-D image (rows = first array axis) with label and mask contours; a 3-D
+    volume is drawn by its axial middle slice (:func:`display_slice`)."""
+    image, labels, mask = display_slice(image), display_slice(labels), display_slice(mask)
     ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     if labels is not None:
         for value in np.unique(labels):
@@ -107,6 +109,60 @@ def _slice2d(array: np.ndarray | None) -> np.ndarray | None:
     if array is None or array.ndim == 2:
         return array
     return array[array.shape[0] // 2]
+
+
+#: The orthogonal views of a volume in (x, y, z) voxel order (RAS, as the phantoms and
+#: MNI space): the axis each view cuts at its middle.
+VIEWS = (("axial", 2), ("coronal", 1), ("sagittal", 0))
+
+
+def view_slice(array: np.ndarray | None, axis: int) -> np.ndarray | None:
+    """The middle slice of a 3-D ``array`` across ``axis``, oriented for display
+    (the slice's second axis upwards, e.g. anterior in an axial view, superior in the
+    coronal and sagittal ones)."""
+    if array is None:
+        return None
+    cut = np.take(np.asarray(array), array.shape[axis] // 2, axis=axis)
+    return np.flipud(cut.T)
+
+
+@overload
+def display_slice(array: np.ndarray) -> np.ndarray: ...
+
+
+@overload
+def display_slice(array: None) -> None: ...
+
+
+def display_slice(array: np.ndarray | None) -> np.ndarray | None:
+    """A 2-D array as it is; a 3-D volume's axial middle slice (:func:`view_slice` across
+    axis 2), for figures that show one image per panel."""
+    if array is None or np.ndim(array) != 3:
+        return array
+    return view_slice(np.asarray(array), 2)
+
+
+def orthogonal_rows(rows: Sequence[dict]) -> list[dict]:
+    """Rows of :func:`registration_figure` with every 3-D row replaced by three rows:
+    its axial, coronal and sagittal middle slices (:data:`VIEWS`); 2-D rows unchanged."""
+    out: list[dict] = []
+    for row in rows:
+        if np.ndim(row["moving"]) != 3:
+            out.append(dict(row))
+            continue
+        for view, axis in VIEWS:
+            out.append(
+                {
+                    **row,
+                    "title": f"{row.get('title') or ''} {view}".strip(),
+                    "moving": view_slice(row["moving"], axis),
+                    "fixed": view_slice(row["fixed"], axis),
+                    "fixed_labels": view_slice(row.get("fixed_labels"), axis),
+                    "moved": {m: view_slice(a, axis) for m, a in row["moved"].items()},
+                    "jacobian": {m: view_slice(a, axis) for m, a in row["jacobian"].items()},
+                }
+            )
+    return out
 
 
 # Layout of the panel figures, in inches. Every axes gets a fixed slot (title band
@@ -349,6 +405,7 @@ def registration_figure(
     methods = list(methods)
     if not rows:
         raise InputError("nothing to draw: no rows")
+    rows = orthogonal_rows(rows)  # a volume: axial, coronal and sagittal rows
     if not methods:
         raise InputError("nothing to draw: no methods")
     text = _Text()
@@ -440,7 +497,9 @@ def registration_panel(
     Args:
         rows: dicts with ``moving``, ``fixed`` (``(H, W)`` arrays), ``moved`` and
             ``jacobian`` (dicts method -> ``(H, W)`` array), optional ``fixed_labels``
-            (contours drawn on the fixed and moved images) and ``title``.
+            (contours drawn on the fixed and moved images) and ``title``. A row of
+            ``(D, H, W)`` volumes is drawn as three rows: its axial, coronal and
+            sagittal middle slices (:func:`orthogonal_rows`).
         methods: method names in column order.
     Folded voxels (det J ≤ 0) are drawn in black on the Jacobian maps. The figure
     grows with the number of rows and methods; titles are wrapped to the panel width.

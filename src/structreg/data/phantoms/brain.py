@@ -362,20 +362,57 @@ def _rotation_3d(angles: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def _subject_parts_3d(
+    rng: np.random.Generator,
+    size: tuple[int, ...],
+    spacing: tuple[float, ...],
+    affine_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The random draws of a 3-D subject: ``(a_vox (3, 3), shift (3,), velocity
+    (3, D, H, W))`` in voxels (see :func:`_subject_disp`); ``affine_scale`` shrinks the
+    affine part's ranges (rotation, scaling, shift) by that factor."""
+    sp = np.asarray(spacing)
+    k = float(affine_scale)
+    rot = _rotation_3d(np.deg2rad(rng.uniform(-6, 6, 3)) * k)
+    a_mm = rot @ np.diag(1.0 + (rng.uniform(0.94, 1.06, 3) - 1.0) * k)
+    a_vox = a_mm * (sp[None, :] / sp[:, None])  # S^-1 A S
+    shift = rng.uniform(-3, 3, 3) * k / sp
+    velocity = _smooth_random_field(rng, size, 3) * (3.0 / sp).reshape(3, 1, 1, 1)
+    return a_vox, shift, velocity
+
+
+def _affine_disp(a_vox: np.ndarray, shift: np.ndarray, size: tuple[int, ...]) -> torch.Tensor:
+    """``(1, 3, D, H, W)`` displacement of ``x -> c + a_vox (x - c) + shift`` (``c`` the
+    grid's centre), float32."""
+    grid = np.stack(np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in size], indexing="ij"))
+    disp = np.einsum("cd,dxyz->cxyz", a_vox - np.eye(3), grid) + shift.reshape(3, 1, 1, 1)
+    return torch.from_numpy(disp[None]).float()
+
+
 def _subject_disp_3d(
     rng: np.random.Generator, size: tuple[int, ...], spacing: tuple[float, ...]
 ) -> torch.Tensor:
-    """:func:`_subject_disp` in 3-D."""
-    sp = np.asarray(spacing)
-    rot = _rotation_3d(np.deg2rad(rng.uniform(-6, 6, 3)))
-    a_mm = rot @ np.diag(rng.uniform(0.94, 1.06, 3))
-    a_vox = a_mm * (sp[None, :] / sp[:, None])  # S^-1 A S
-    shift = rng.uniform(-3, 3, 3) / sp
-    grid = np.stack(np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in size], indexing="ij"))
-    affine = np.einsum("cd,dxyz->cxyz", a_vox - np.eye(3), grid) + shift.reshape(3, 1, 1, 1)
-    velocity = _smooth_random_field(rng, size, 3) * (3.0 / sp).reshape(3, 1, 1, 1)
+    """:func:`_subject_disp` in 3-D: ``φ = exp(v) ∘ A`` as a pull-back displacement."""
+    a_vox, shift, velocity = _subject_parts_3d(rng, size, spacing)
     u_v = exponentiate(torch.from_numpy(velocity[None]).float(), steps=_EXP_STEPS)
-    return compose(u_v, torch.from_numpy(affine[None]).float())
+    return compose(u_v, _affine_disp(a_vox, shift, size))
+
+
+def _subject_maps_3d(
+    rng: np.random.Generator,
+    size: tuple[int, ...],
+    spacing: tuple[float, ...],
+    affine_scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u, u_inverse)`` of a 3-D subject: the displacement of ``φ = exp(v) ∘ A`` (the
+    subject is the template at ``φ(x)``) and of ``φ⁻¹ = A⁻¹ ∘ exp(-v)``, both
+    ``(1, 3, D, H, W)`` voxels; the same draws as :func:`_subject_disp_3d`."""
+    a_vox, shift, velocity = _subject_parts_3d(rng, size, spacing, affine_scale)
+    v = torch.from_numpy(velocity[None]).float()
+    u = compose(exponentiate(v, steps=_EXP_STEPS), _affine_disp(a_vox, shift, size))
+    inv_a = np.linalg.inv(a_vox)
+    inverse = compose(_affine_disp(inv_a, -inv_a @ shift, size), exponentiate(-v, _EXP_STEPS))
+    return u, inverse
 
 
 def _atrophy_velocity(

@@ -467,13 +467,22 @@ def brain_inter_phantom(
     Slices are contiguous (``SLICE_THICKNESS_MM`` apart) around the central slice and
     share the subjects. Ids: ``brainx{seed}_{moving:04d}-{fixed:04d}_s{slice:02d}``;
     ``Pair.subject``: the cohort, ``brainx{seed}_c{cohort:03d}``. Shapes and units as
-    in :func:`make_brain_inter_pair`.
+    in :func:`make_brain_inter_pair`. A three-entry ``size``/``spacing`` gives
+    whole-brain volume pairs (:mod:`.brain_volumes`).
 
     Raises:
         InputError: ``n_subjects < 2`` or bad arguments.
     """
     if not isinstance(n_subjects, int) or isinstance(n_subjects, bool):
         raise InputError(f"brain-inter phantom: n_subjects must be an int, got {n_subjects!r}")
+    if len(size) == 3:  # whole-brain volumes
+        if slices_per_subject != 1 or atrophy:
+            raise InputError(
+                "brain-inter phantom: 3-D volumes take one volume per subject and no atrophy"
+            )
+        from .brain_volumes import brain_volume_inter_phantom
+
+        return brain_volume_inter_phantom(n_subjects, seed, size, spacing)
     if not isinstance(slices_per_subject, int) or slices_per_subject < 1:
         raise InputError(
             "brain-inter phantom: slices_per_subject must be an int >= 1, "
