@@ -202,3 +202,17 @@ def test_empty_or_missing_folder(tmp_path):
     assert_one_line_error(exc, tmp_path)
     with pytest.raises(DataError, match="not found"):
         find_patients(tmp_path / "nope")
+
+
+def test_a_3d_size_yields_whole_ed_es_stacks_with_anisotropic_spacing(acdc):
+    from structreg.data.spec import load_pairs
+
+    size, spacing = (40, 40, ACDC_SHAPE[2]), (2.0, 2.0, ACDC_SPACING[2])
+    stacks = load_pairs(f"acdc:{acdc}", split="all", size=size, spacing=spacing)
+    assert len(stacks) == len(ACDC_PATIENTS)  # one ED -> ES pair per patient
+    for p in stacks:
+        assert p.moving.shape == p.fixed.shape == p.moving_labels.shape == size
+        assert p.spacing == spacing
+        # the stack is kept whole: the blood pool runs through most of its slices
+        for labels in (p.moving_labels, p.fixed_labels):
+            assert (labels == 3).any(axis=(0, 1)).sum() >= size[2] - 2
