@@ -110,13 +110,10 @@ def run_demo(
     from .data import CARDIAC_STRUCTURES
     from .data.spec import load_pairs
     from .evaluation import metrics
-    from .evaluation.evaluate import evaluate, panel_rows, values
-    from .methods.identity import Identity
+    from .evaluation.evaluate import panel_rows, values
     from .methods.ours import CVAERegistrar
-    from .training.checkpoint import load_model
-    from .training.engine import train
-    from .training.run import DataSettings, RunFolder
-    from .viz.figures import pick_pairs, registration_panel
+    from .training.run import DataSettings
+    from .viz.figures import registration_panel
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,8 +129,6 @@ def run_demo(
         f"{len(test_pairs)} test pairs ({size[0]}x{size[1]} at {train_pairs[0].spacing[0]:g} mm)"
     )
 
-    run = RunFolder(out / "model")
-    t0 = time.perf_counter()
     settings = DataSettings(
         size=size,
         spacing=tuple(train_pairs[0].spacing),
@@ -141,27 +136,10 @@ def run_demo(
         seed=seed,
         subjects=subjects,
     )
-    train(
-        config.model,
-        config.train,
-        train_pairs,
-        val_pairs,
-        run.path,
-        resume=run.holds_run(),
-        data_settings=settings,
+    model, rows, kept, shown, train_seconds = train_and_register(
+        config, (train_pairs, val_pairs, test_pairs), out, settings, CARDIAC_STRUCTURES, 4
     )
-    train_seconds = time.perf_counter() - t0
-    model, _ = load_model(run.path, config.train.device)
-
-    ours = CVAERegistrar(model)
-    shown = pick_pairs(test_pairs, 4)
-    rows, kept = evaluate(
-        test_pairs,
-        [Identity(), ours],
-        dict(CARDIAC_STRUCTURES),
-        progress=False,
-        keep=[p.id for p in shown],
-    )
+    ours_batch = CVAERegistrar(model).batch_size
     per_pair_ms = 1e3 * float(values(rows, "ours", metrics.SECONDS).mean())
     registration_panel(
         panel_rows(shown, kept, ["ours"]),
@@ -176,13 +154,62 @@ def run_demo(
         subjects,
         train_seconds,
         per_pair_ms,
-        min(len(test_pairs), ours.batch_size),
+        min(len(test_pairs), ours_batch),
         demo_table(rows),
     )
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines))
     print("\n".join(lines))
     return report
+
+
+def train_and_register(
+    config: RunConfig,
+    splits: tuple[list[Any], list[Any], list[Any]],
+    out: Path,
+    settings: Any,
+    structures: Any,
+    n_shown: int,
+) -> tuple[Any, list[dict[str, Any]], dict, list[Any], float]:
+    """A demo's training (or resumed, finished run) in ``out/model`` and its one-pass
+    registration of the test pairs next to no registration.
+
+    Returns:
+        ``(model, rows, kept, shown, train_seconds)``: the trained model, the metric rows
+        of identity and ours, the kept images of the ``n_shown`` pairs picked for the
+        figure, those pairs, and the training's wall time this run (s).
+    """
+    from .evaluation.evaluate import evaluate
+    from .methods.identity import Identity
+    from .methods.ours import CVAERegistrar
+    from .training.checkpoint import load_model
+    from .training.engine import train
+    from .training.run import RunFolder
+    from .viz.figures import pick_pairs
+
+    train_pairs, val_pairs, test_pairs = splits
+    run = RunFolder(out / "model")
+    t0 = time.perf_counter()
+    train(
+        config.model,
+        config.train,
+        train_pairs,
+        val_pairs,
+        run.path,
+        resume=run.holds_run(),
+        data_settings=settings,
+    )
+    train_seconds = time.perf_counter() - t0
+    model, _ = load_model(run.path, config.train.device)
+    shown = pick_pairs(test_pairs, n_shown)
+    rows, kept = evaluate(
+        test_pairs,
+        [Identity(), CVAERegistrar(model)],
+        dict(structures),
+        progress=False,
+        keep=[p.id for p in shown],
+    )
+    return model, rows, kept, shown, train_seconds
 
 
 def model_device(model: Any) -> str:

@@ -69,14 +69,11 @@ def run_demo_3d(
     """Train (or reuse) the 3-D demo model, evaluate it and write ``out/report.md``."""
     from .data.dataset import split_by_subject
     from .data.spec import load_pairs
+    from .demo import train_and_register
     from .evaluation import metrics
-    from .evaluation.evaluate import evaluate, panel_rows, values
-    from .methods.identity import Identity
-    from .methods.ours import CVAERegistrar
-    from .training.checkpoint import load_model
-    from .training.engine import train
-    from .training.run import DataSettings, RunFolder
-    from .viz.figures import pick_pairs, registration_panel
+    from .evaluation.evaluate import panel_rows, values
+    from .training.run import DataSettings
+    from .viz.figures import registration_panel
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,30 +98,11 @@ def run_demo_3d(
         f"3-D brain phantom: {len(train_pairs)} training, {len(val_pairs)} validation, "
         f"{len(test_pairs)} test volumes ({grid} at {spacing[0]:g} mm, {data_seconds:.0f} s)"
     )
-    run = RunFolder(out / "model")
-    t0 = time.perf_counter()
     settings = DataSettings(
         size=size, spacing=spacing, data="phantom:brain-inter", seed=seed, subjects=subjects
     )
-    train(
-        config.model,
-        config.train,
-        train_pairs,
-        val_pairs,
-        run.path,
-        resume=run.holds_run(),
-        data_settings=settings,
-    )
-    train_seconds = time.perf_counter() - t0
-    model, _ = load_model(run.path, config.train.device)
-    ours = CVAERegistrar(model)
-    shown = pick_pairs(test_pairs, 2)
-    rows, kept = evaluate(
-        test_pairs,
-        [Identity(), ours],
-        dict(BRAIN_STRUCTURES),
-        progress=False,
-        keep=[p.id for p in shown],
+    model, rows, kept, shown, train_seconds = train_and_register(
+        config, (train_pairs, val_pairs, test_pairs), out, settings, BRAIN_STRUCTURES, 2
     )
     registration_panel(
         panel_rows(shown, kept, ["ours"]),
