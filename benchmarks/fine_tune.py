@@ -54,16 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     from structreg.evaluation.evaluate import values as metric_values
     from structreg.evaluation.metrics import dice_key
     from structreg.methods.registry import build_method
-    from structreg.training.checkpoint import find_checkpoint, read_checkpoint
+    from structreg.training.checkpoint import read_model
     from structreg.training.config import save_config, with_train
-    from structreg.training.export import is_safetensors, read_safetensors
     from structreg.training.run import RunFolder, model_data_settings
     from structreg.viz.curves import learning_curve, learning_curves_figure
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = find_checkpoint(args.init)
-    saved = (read_safetensors(path) if is_safetensors(path) else read_checkpoint(path))["config"]
+    saved = read_model(args.init)[0]["config"]
     config_file = save_config(with_train(saved, init=""), out / "init_config.toml")
     grid = model_data_settings(args.init)
     size = "x".join(str(n) for n in grid.size)

@@ -124,13 +124,11 @@ def split_for_training(
 def _init_defaults(args: argparse.Namespace) -> Any:
     """The ``--init`` model's run config (with ``train.init`` cleared); fills
     ``args.size`` / ``args.spacing`` from its data settings when not given."""
-    from ..training.checkpoint import find_checkpoint, read_checkpoint
+    from ..training.checkpoint import read_model
     from ..training.config import with_train
-    from ..training.export import is_safetensors, read_safetensors
     from ..training.run import model_data_settings
 
-    path = find_checkpoint(args.init)
-    saved = (read_safetensors(path) if is_safetensors(path) else read_checkpoint(path))["config"]
+    saved = read_model(args.init)[0]["config"]
     settings = model_data_settings(args.init)
     if args.size is None:
         args.size = tuple(settings.size)

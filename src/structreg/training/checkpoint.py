@@ -42,6 +42,8 @@ __all__ = [
     "read_checkpoint",
     "load_model",
     "find_checkpoint",
+    "read_model",
+    "init_weights",
 ]
 
 FORMAT_VERSION = 1
@@ -221,6 +223,15 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
     return path
 
 
+def read_model(run_dir_or_file: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """``(checkpoint dict, file)`` of any ``--model``: a run folder, a checkpoint or
+    ``.safetensors`` file, or ``builtin:NAME`` (not yet verified: see :func:`build_model`)."""
+    from .export import is_safetensors, read_safetensors
+
+    path = find_checkpoint(run_dir_or_file)
+    return (read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)), path
+
+
 def init_weights(source: str | os.PathLike, config: RunConfig) -> dict[str, torch.Tensor]:
     """The verified weights of ``source`` to start a run of ``config`` from
     (``train.init``, fine-tuning).
@@ -235,10 +246,7 @@ def init_weights(source: str | os.PathLike, config: RunConfig) -> dict[str, torc
         FileNotFoundError, CheckpointError (another method, other model settings,
         corrupted weights).
     """
-    from .export import is_safetensors, read_safetensors
-
-    path = find_checkpoint(source)
-    checkpoint = read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)
+    checkpoint, path = read_model(source)
     saved: RunConfig = checkpoint["config"]
     if saved.method != config.method:
         raise CheckpointError(
@@ -278,10 +286,8 @@ def load_model(
         FileNotFoundError, CheckpointError.
     """
     from .config import resolve_device
-    from .export import is_safetensors, read_safetensors
 
-    path = find_checkpoint(run_dir_or_file)
-    checkpoint = read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)
+    checkpoint, path = read_model(run_dir_or_file)
     trained = checkpoint["config"].method
     if method is not None and trained != method:
         raise CheckpointError(

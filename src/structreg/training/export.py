@@ -46,12 +46,11 @@ def export_safetensors(run_dir_or_file: str | os.PathLike, out: str | os.PathLik
     file) as a ``safetensors`` file with its config, data settings and digest."""
     from safetensors.torch import save_file
 
-    from .checkpoint import build_model, find_checkpoint, read_checkpoint, weights_digest
+    from .checkpoint import build_model, read_model, weights_digest
 
     if not is_safetensors(out):
         raise CheckpointError(f"{out}: the exported file must end in {SAFETENSORS_SUFFIX}")
-    path = find_checkpoint(run_dir_or_file)
-    checkpoint = read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)
+    checkpoint, path = read_model(run_dir_or_file)
     build_model(checkpoint, path)  # refuses corrupted or mismatched weights
     state = {k: v.contiguous() for k, v in checkpoint["state_dict"].items()}
     metadata = {
