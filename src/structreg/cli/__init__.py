@@ -25,6 +25,7 @@ from typing import Any
 from .. import __version__
 from . import (
     classify,
+    data_cache,
     data_preview,
     demo,
     embed,
@@ -47,6 +48,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     evaluate,
     tune,
     data_preview,
+    data_cache,
     embed,
     classify,
     transport,
@@ -118,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (getattr(args, "_parser", None) or parser).print_help()
         return 2
     warnings.showwarning = _show_warning
+    args._argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args._run(args) or 0)
     except (StructregError, OSError) as exc:

@@ -58,6 +58,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_device(p, default=None)
     p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train in K processes on this machine (DistributedDataParallel through "
+        "torchrun: one per GPU, gloo on CPUs); train.batch_size is per process. For "
+        "several machines run torchrun yourself (README)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -121,6 +130,40 @@ def split_for_training(
     return parts["train"], parts["val"], how
 
 
+def cached_split(args: argparse.Namespace, cache: Any) -> tuple[Any, list[Any], str]:
+    """``(streamed training pairs, validation pairs in memory, how)`` of a cache: its
+    own split (``--split all``: every pair streamed, no validation); ``--subjects N``
+    keeps the first N subjects."""
+    from ..errors import UsageError
+
+    if args.split not in (None, "train", "all"):
+        raise UsageError(f"train --split takes train (default) or all, got {args.split}")
+    records = cache.index["pairs"]
+    keep = None
+    if args.subjects is not None:
+        keep = set(list(dict.fromkeys(r["subject"] for r in records))[: args.subjects])
+
+    def chosen(split: str) -> list[int]:
+        return [i for i in cache.indices(split) if keep is None or records[i]["subject"] in keep]
+
+    if args.split == "all":
+        return cache.dataset(chosen("all"), ()), [], "all pairs, no validation (streamed)"
+    val = cache.pairs(chosen("val"))
+    return cache.dataset(chosen("train"), ()), val, "the cache's split (training pairs streamed)"
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def _init_defaults(args: argparse.Namespace) -> Any:
     """The ``--init`` model's run config (with ``train.init`` cleared); fills
     ``args.size`` / ``args.spacing`` from its data settings when not given."""
@@ -171,33 +214,83 @@ def _run_config(args: argparse.Namespace) -> Any:
     return config
 
 
+def _cache_grid(args: argparse.Namespace) -> Any:
+    """The opened cache of a ``cache:DIR`` spec (None for other data); fills the grid
+    from it and refuses another one."""
+    from ..data.cache import open_cache
+    from ..data.spec import grid_spacing, parse_data_spec
+    from ..errors import DataError
+
+    spec = parse_data_spec(args.data)
+    if spec.kind != "cache":
+        return None
+    cache = open_cache(spec.path)
+    if args.size is not None and (
+        tuple(args.size) != cache.shape
+        or (args.spacing is not None and grid_spacing(args.size, args.spacing) != cache.spacing)
+    ):
+        raise DataError(
+            f"{args.data} holds {'x'.join(map(str, cache.shape))} voxels at "
+            f"{'x'.join(f'{v:g}' for v in cache.spacing)} mm; --size/--spacing must match"
+        )
+    args.size, args.spacing = cache.shape, cache.spacing
+    return cache
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..training.distributed import from_env, launch, launched_by_torchrun
+
+    if args.nproc is not None and not launched_by_torchrun():
+        return launch(args.nproc, _without_nproc(args._argv), args.device)
+    dist = from_env()
+    try:
+        return _train(args, dist)
+    finally:
+        dist.close()
+
+
+def _train(args: argparse.Namespace, dist: Any) -> int:
     from ..errors import ConfigError, DataError, UsageError
     from ..models.cvae import ModelConfig
     from ..models.voxelmorph import VoxelMorphConfig
+    from ..training.config import resolve_device
+    from ..training.distributed import restart_count
     from ..training.engine import train
     from ..training.run import DataSettings, RunFolder
 
+    say = print if dist.is_main else (lambda *a, **k: None)
+    cache = _cache_grid(args)
     config = _run_config(args)
     if not isinstance(config.model, ModelConfig):
         raise ConfigError("train: the config's [model] table must describe our CVAE")
     size = tuple(config.model.image_size)
     run_folder = RunFolder(args.out)
+    if restart_count() and run_folder.checkpoint.is_file() and not args.resume:
+        say(f"restarted by torchrun: resuming {run_folder.path} from its last checkpoint")
+        args.resume = True
     if run_folder.holds_run() and not args.resume:
         raise UsageError(
             f"{run_folder.path} already holds a run; use --resume to continue it or another --out"
         )
-    train_pairs, val_pairs, how = split_for_training(args, size)
-    if not train_pairs:
+    dist.init(resolve_device(config.train.device))
+    if cache is not None:
+        train_pairs, val_pairs, how = cached_split(args, cache)
+        spacing = cache.spacing
+    else:
+        train_pairs, val_pairs, how = split_for_training(args, size)
+        spacing = tuple(train_pairs[0].spacing) if train_pairs else ()
+    if not len(train_pairs):
         raise DataError(f"no training pairs in {args.data}")
     model_config = VoxelMorphConfig(ndim=len(size)) if args.method == "voxelmorph" else config.model
-    print(
-        f"training {args.method} on {len(train_pairs)} pairs, validating on "
+    procs = f" in {dist.world_size} processes" if dist.enabled else ""
+    say(
+        f"training {args.method} on {len(train_pairs)} pairs{procs}, validating on "
         f"{len(val_pairs)} ({how})"
     )
-    print(f"  train: {_ids(train_pairs)}")
+    if cache is None:
+        say(f"  train: {_ids(train_pairs)}")
     if val_pairs:
-        print(f"  val: {_ids(val_pairs)}")
+        say(f"  val: {_ids(val_pairs)}")
     history = train(
         model_config,
         config.train,
@@ -208,13 +301,14 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         data_settings=DataSettings(
             size=size,
-            spacing=tuple(train_pairs[0].spacing),
+            spacing=tuple(spacing),
             data=args.data,
             seed=args.seed,
             subjects=args.subjects,
             slices=args.slices,
         ),
+        dist=dist,
     )
     last = history[-1] if history else {}
-    print(f"done: step {last.get('step')}, loss {last.get('loss')}; run folder {run_folder.path}")
+    say(f"done: step {last.get('step')}, loss {last.get('loss')}; run folder {run_folder.path}")
     return 0

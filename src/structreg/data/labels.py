@@ -35,6 +35,7 @@ __all__ = [
     "LabelTable",
     "parse_labels",
     "read_label_table",
+    "read_label_table_text",
 ]
 
 
@@ -147,11 +148,17 @@ def read_label_table(path: str | os.PathLike) -> LabelTable:
         raise DataError(f"{path}: label table not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: unreadable label table ({exc})") from None
+    return read_label_table_text(text, str(path))
+
+
+def read_label_table_text(text: str, where: str) -> LabelTable:
+    """A table from the text of a table file (:meth:`LabelTable.to_text`); ``where``
+    names its source in errors."""
     lines = [line.strip() for line in text.splitlines()]
     try:
         return _table(
-            (_entry(line, str(path)) for line in lines if line and not line.startswith("#")),
-            str(path),
+            (_entry(line, where) for line in lines if line and not line.startswith("#")),
+            where,
         )
     except InputError as exc:
         raise DataError(str(exc)) from None

@@ -21,27 +21,30 @@ from ..errors import DataError, InputError, StructregWarning
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from .labels import LabelTable
 
-DATA_KINDS = ("phantom", "acdc", "pairs")
+DATA_KINDS = ("phantom", "acdc", "pairs", "cache")
 PHANTOMS = ("cardiac", "brain", "brain-inter")
 SPLIT_CHOICES = ("train", "val", "test", "all")
 DEFAULT_DATA = "phantom:cardiac"
 DEFAULT_PHANTOM_SUBJECTS = 100
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_TEST_FRACTION = 0.2
-SPEC_HELP = "phantom:cardiac, phantom:brain, phantom:brain-inter, acdc:DIR or pairs:FILE.csv"
+SPEC_HELP = (
+    "phantom:cardiac, phantom:brain, phantom:brain-inter, acdc:DIR, pairs:FILE.csv or "
+    "cache:DIR (written by structreg data cache)"
+)
 
 
 @dataclass(frozen=True)
 class DataSpec:
     """A parsed data spec: ``kind`` in :data:`DATA_KINDS` and its ``target``
-    (phantom name, ACDC folder or CSV path)."""
+    (phantom name, ACDC folder, CSV path or cache folder)."""
 
     kind: str
     target: str
 
     @property
     def path(self) -> Path:
-        """The folder or file of an ``acdc`` / ``pairs`` spec."""
+        """The folder or file of an ``acdc`` / ``pairs`` / ``cache`` spec."""
         return Path(self.target).expanduser()
 
     def __str__(self) -> str:
@@ -178,6 +181,8 @@ def _load_all(
     n_slices: int | None,
     volumes: bool,
 ) -> list[Any]:
+    if spec.kind == "cache":
+        return _cached_pairs(spec, size, spacing, n_subjects)
     if spec.kind == "phantom":
         generate = _phantom(spec)
         return generate(
@@ -201,6 +206,33 @@ def _load_all(
     return load_pairs_csv(
         spec.path, size=size, spacing=spacing, n_slices=slices, n_subjects=n_subjects
     )
+
+
+def _cached_pairs(
+    spec: DataSpec, size: tuple, spacing: tuple, n_subjects: int | None
+) -> list[Any]:
+    """The pairs of a ``cache:DIR`` (its own grid and split; the first ``n_subjects``
+    subjects). A grid other than the cache's is refused, except the default grid,
+    which a command passes when none was asked for."""
+    from .cache import open_cache
+
+    cache = open_cache(spec.path)
+    asked = (tuple(size), tuple(spacing))
+    if asked != (cache.shape, cache.spacing) and asked != (
+        tuple(DEFAULT_SIZE),
+        grid_spacing(DEFAULT_SIZE, DEFAULT_SPACING),
+    ):
+        raise DataError(
+            f"{spec}: the cache holds {'x'.join(map(str, cache.shape))} voxels at "
+            f"{'x'.join(f'{s:g}' for s in cache.spacing)} mm, not "
+            f"{'x'.join(map(str, size))} at {'x'.join(f'{s:g}' for s in spacing)} mm; "
+            f"write another cache for that grid"
+        )
+    pairs = cache.pairs()
+    if n_subjects is not None:
+        keep = list(dict.fromkeys(p.subject for p in pairs))[:n_subjects]
+        pairs = [p for p in pairs if p.subject in keep]
+    return pairs
 
 
 def _phantom(spec: DataSpec) -> Any:

@@ -126,15 +126,22 @@ def voxelmorph_loss(
     Returns:
         ``(loss, {"loss", "ncc", "smooth"} as floats, disp (N, ndim, *S) in voxels)``.
     """
+    return voxelmorph_loss_of(model.config, moving, fixed, model(moving, fixed))
+
+
+def voxelmorph_loss_of(
+    config: VoxelMorphConfig, moving: torch.Tensor, fixed: torch.Tensor, disp: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """:func:`voxelmorph_loss` of a displacement ``disp (N, ndim, *S)`` (voxels) the
+    network already predicted (training runs the network through its DDP wrapper)."""
     import neurite as ne
 
-    disp = model(moving, fixed)
     moved = warp(moving, disp)
-    ncc = ne.nn.modules.NCC(window_size=model.config.ncc_window)(fixed, moved).mean()
+    ncc = ne.nn.modules.NCC(window_size=config.ncc_window)(fixed, moved).mean()
     grads = [torch.diff(disp, dim=d) for d in range(2, disp.dim())]
     total = grads[0].pow(2).mean()
     for g in grads[1:]:
         total = total + g.pow(2).mean()
     smooth = total / len(grads)
-    loss = -ncc + model.config.smoothness * smooth
+    loss = -ncc + config.smoothness * smooth
     return loss, {"loss": loss.item(), "ncc": ncc.item(), "smooth": float(smooth.detach())}, disp

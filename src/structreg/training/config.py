@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 
+PRECISIONS = ("float32", "bfloat16")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -101,6 +102,18 @@ class TrainConfig:
             settings must equal this run's ("": random initialisation). The
             optimiser starts afresh; a resumed run continues from its own
             checkpoint.
+        precision: ``"float32"`` or ``"bfloat16"``: the networks (encoder,
+            decoder, U-Net) run under bf16 autocast; the exponentiation, grid
+            sampling, LCC statistics and the optimiser stay in float32.
+        channels_last: lay the networks' weights and activations out channels-last
+            (``channels_last`` / ``channels_last_3d``), faster on GPUs with tensor cores.
+        compile: wrap the training network in ``torch.compile`` (needs a C/C++
+            compiler; the first steps pay the compilation).
+        sync_batchnorm: under DDP, share batch-norm statistics across processes
+            (``torch.nn.SyncBatchNorm``, GPUs only); off: each process normalises
+            by its own batch (the per-process batch is then the one that counts).
+        workers: DataLoader worker processes reading streamed (``cache:DIR``)
+            data (0: read in the training process).
     """
 
     lr: float = 5e-4
@@ -123,6 +136,11 @@ class TrainConfig:
     num_threads: int = 0
     tensorboard: bool = True
     init: str = ""
+    precision: str = "float32"
+    channels_last: bool = False
+    compile: bool = False
+    sync_batchnorm: bool = False
+    workers: int = 2
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -164,6 +182,7 @@ class TrainConfig:
             "checkpoint_every",
             "num_threads",
             "seed",
+            "workers",
         ):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
@@ -172,6 +191,10 @@ class TrainConfig:
             raise ConfigError("train.steps and train.epochs are both 0; set one of them")
         if self.lcc_kernel < 1 or self.lcc_kernel % 2 == 0:
             raise ConfigError(f"train.lcc_kernel must be a positive odd int, got {self.lcc_kernel}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if not _DEVICE_RE.match(self.device):
             raise ConfigError(
                 f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
@@ -277,6 +300,8 @@ RESUMABLE_CHANGES = frozenset(
         "patience",
         "min_delta",
         "max_seconds",
+        "workers",
+        "compile",
     }
 )
 

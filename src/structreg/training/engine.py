@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.cache import CachedPairs
 from ..data.pair import Pair, collate_pairs
 from ..errors import (
     CheckpointError,
@@ -39,7 +40,15 @@ from ..errors import (
 )
 from ..models.cvae import ModelConfig
 from .checkpoint import init_weights, read_checkpoint, save_checkpoint, verify_digest
-from .config import RESUMABLE_CHANGES, RunConfig, TrainConfig, resolve_device, save_config
+from .config import (
+    RESUMABLE_CHANGES,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    resolve_device,
+    save_config,
+)
+from .distributed import SINGLE, Dist, shard
 from .rng import capture_rng, restore_rng, seed_everything
 from .run import DataSettings, RunFolder, data_fingerprint
 from .tasks import TrainingTask, task_for
@@ -153,44 +162,86 @@ def _check_resume(saved: RunConfig, current: RunConfig, path: Path) -> None:
         )
 
 
+def _missing_key(key: str) -> DataError:
+    return DataError(
+        f"train: mask_weight > 0 but the training pairs have no {key}s"
+        if key == "mask"
+        else f"train: no {key} in the data"
+    )
+
+
+def _layout(module: nn.Module, ndim: int) -> nn.Module:
+    fmt = torch.channels_last if ndim == 2 else torch.channels_last_3d
+    # Module.to accepts memory_format (documented), torch's stubs omit it
+    return module.to(memory_format=fmt)  # type: ignore[call-overload]
+
+
 class Engine:
     """Trains the method of ``config`` on ``train_pairs`` into ``run``.
 
     Args:
         config: the run's method, network and training settings.
-        train_pairs, val_pairs: data (all of the model's spatial shape for ``ours``).
+        train_pairs, val_pairs: data (all of the model's spatial shape for ``ours``);
+            ``train_pairs`` may be streamed (:class:`~structreg.data.cache.CachedPairs`,
+            read batch by batch by a DataLoader with ``train.workers`` processes).
         run: the run folder.
-        hooks: called in order (see :class:`Hook`).
+        hooks: called in order (see :class:`Hook`); every rank runs them (they
+            write only on rank 0).
+        dist: this process's rank in a torchrun run (default: one process).
+            ``train.batch_size`` is then the per-process batch and the global
+            batch ``batch_size × world_size``; each rank takes its share of every
+            global batch (:func:`~structreg.training.distributed.shard`).
     """
 
     def __init__(
         self,
         config: RunConfig,
-        train_pairs: Sequence[Pair],
+        train_pairs: Sequence[Pair] | CachedPairs,
         val_pairs: Sequence[Pair] | None,
         run: RunFolder,
         hooks: Sequence[Hook] = (),
+        dist: Dist = SINGLE,
     ) -> None:
         self.config = config
         self.run_folder = run
         self.hooks = list(hooks)
+        self.dist = dist
         self.task = task_for(config.method)
-        self.device = resolve_device(config.train.device)
+        self.device = dist.device(resolve_device(config.train.device))
         size = tuple(config.model.image_size) if isinstance(config.model, ModelConfig) else None
-        self.train_data = _prepare(train_pairs, size, "training", self.device)
-        self.val_data = _prepare(val_pairs, size, "validation", self.device) if val_pairs else None
-        self.n = self.train_data["moving"].shape[0]
-        self.batch_size = min(config.train.batch_size, self.n)
-        self.per_epoch = self.n // self.batch_size
         t = config.train
-        self.max_steps = t.steps if t.steps > 0 else t.epochs * self.per_epoch
-        for key in self.task.batch_keys(t):
-            if self.train_data.get(key) is None:
+        keys = self.task.batch_keys(t)
+        self.stream: CachedPairs | None = None
+        self.train_data: dict[str, Any] | None = None
+        if isinstance(train_pairs, CachedPairs):
+            missing = [k for k in keys if k not in train_pairs.cache.arrays]
+            if missing:
+                raise _missing_key(missing[0])
+            if size is not None and train_pairs.cache.shape != size:
                 raise DataError(
-                    f"train: mask_weight > 0 but the training pairs have no {key}s"
-                    if key == "mask"
-                    else f"train: no {key} in the data"
+                    f"train: the cache holds pairs of shape {train_pairs.cache.shape} but "
+                    f"the model is built for image_size {size}"
                 )
+            if not len(train_pairs):
+                raise DataError("train: no training pairs")
+            self.stream = train_pairs.cache.dataset(train_pairs.indices, keys)
+            self.n = len(self.stream)
+        else:
+            self.train_data = _prepare(train_pairs, size, "training", self.device)
+            for key in keys:
+                if self.train_data.get(key) is None:
+                    raise _missing_key(key)
+            self.n = self.train_data["moving"].shape[0]
+        self.val_data = _prepare(val_pairs, size, "validation", self.device) if val_pairs else None
+        if self.n < dist.world_size:
+            raise DataError(
+                f"train: {self.n} training pairs cannot feed {dist.world_size} processes"
+            )
+        self.batch_size = min(t.batch_size, self.n // dist.world_size)  # per process
+        self.global_batch = self.batch_size * dist.world_size
+        self.per_epoch = self.n // self.global_batch
+        self.max_steps = t.steps if t.steps > 0 else t.epochs * self.per_epoch
+        self._stream_iter: Any = None
         self.state = LoopState()
         self.rows: list[dict[str, Any]] = []
         self.step_started = 0.0
@@ -205,12 +256,39 @@ class Engine:
         return self.config.train
 
     def init(self) -> None:
-        """Seed every RNG, build the network and its optimiser."""
-        if self.train_config.num_threads:
-            torch.set_num_threads(self.train_config.num_threads)
-        self.shuffle, self.noise = seed_everything(self.train_config.seed)
-        self.model = self.task.build(self.config.model).to(self.device)
-        self.optimizer = self.task.optimizer(self.model, self.train_config)
+        """Seed every RNG, build the network, its training wrapper and its optimiser.
+
+        Under DDP every rank draws the same weights and data order; rank ``r``'s
+        reparameterisation noise is seeded ``r`` further on, so ranks draw
+        different noise (a one-process run is unchanged)."""
+        t = self.train_config
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        self.shuffle, self.noise = seed_everything(t.seed)
+        if self.dist.enabled:
+            self.noise.manual_seed(t.seed + 0x5EED + self.dist.rank)
+        model = self.task.build(self.config.model).to(self.device)
+        ndim = self.config.model.ndim
+        if t.channels_last:
+            model = _layout(model, ndim)
+        if self.dist.enabled and t.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise ConfigError(
+                    "train.sync_batchnorm needs CUDA devices (torch.nn.SyncBatchNorm); "
+                    "on CPUs each process keeps its own batch statistics"
+                )
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        net: nn.Module = self.task.training_module(model, t)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(net, device_ids=ids)
+        if t.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        self.net = net
+        self.optimizer = self.task.optimizer(self.model, t)
 
     def start_from(self, source: str) -> None:
         """Load the weights of ``source`` (``train.init``) into the fresh network."""
@@ -224,10 +302,22 @@ class Engine:
         verify_digest(ckpt, path)
         if ckpt["optimizer"] is None or ckpt["rng"] is None or ckpt.get("loop") is None:
             raise CheckpointError(f"cannot resume from {path}: it holds no training state")
+        loop = ckpt["loop"]
+        world = int(loop.get("world_size", 1))
+        if world != self.dist.world_size:
+            raise CheckpointError(
+                f"cannot resume from {path}: it was trained by {world} process(es), now "
+                f"{self.dist.world_size}; resume with the same number of processes"
+            )
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        restore_rng(ckpt["rng"], self.shuffle, self.noise)
-        loop = ckpt["loop"]
+        rng = ckpt["rng"]
+        if self.dist.enabled:
+            ranks = rng.get("ranks") or []
+            if len(ranks) != self.dist.world_size:
+                raise CheckpointError(f"cannot resume from {path}: it lacks the ranks' RNG states")
+            rng = ranks[self.dist.rank]
+        restore_rng(rng, self.shuffle, self.noise)
         self.state = LoopState(
             step=ckpt["step"],
             epoch=loop["epoch"],
@@ -244,32 +334,76 @@ class Engine:
             )
 
     def training_state(self) -> dict[str, Any]:
-        """The checkpoint's ``rng`` and ``loop`` entries, for exact resumption."""
-        return {"rng": capture_rng(self.shuffle, self.noise), "loop": self.state.loop_dict()}
+        """The checkpoint's ``rng`` and ``loop`` entries, for exact resumption (under
+        DDP a collective: every rank's RNG state goes into ``rng["ranks"]``)."""
+        rng = capture_rng(self.shuffle, self.noise)
+        loop = self.state.loop_dict()
+        if self.dist.enabled:
+            rng["ranks"] = self.dist.gather(rng)
+            loop["world_size"] = self.dist.world_size
+        return {"rng": rng, "loop": loop}
 
     def save(self, path: Path, *, with_state: bool) -> None:
-        """Checkpoint the model (and, ``with_state``, the optimiser and training state)."""
+        """Checkpoint the model (and, ``with_state``, the optimiser and training state).
+        Under DDP every rank calls it (``with_state`` gathers the RNG states) and rank
+        0 writes."""
         if with_state:
+            state = self.training_state()
+            if not self.dist.is_main:
+                return
             save_checkpoint(
                 path,
                 self.model,
                 self.config,
                 optimizer=self.optimizer,
                 step=self.state.step,
-                **self.training_state(),
+                **state,
             )
+        elif not self.dist.is_main:
+            return
         else:
             save_checkpoint(
                 path, self.model, self.config, step=self.state.step, rng=None, loop=None
             )
+
+    def _global_indices(self, position: int) -> torch.Tensor:
+        assert self.state.perm is not None
+        g = self.global_batch
+        return self.state.perm[position * g : (position + 1) * g]
+
+    def _epoch_loader(self) -> Any:
+        """A DataLoader over the rest of this epoch's batches of the streamed data (this
+        rank's share of each), in the engine's order: the order stays the engine's
+        (checkpointed) permutation, the workers only read."""
+        from torch.utils.data import DataLoader
+
+        assert self.stream is not None
+        batches = [
+            shard(self._global_indices(p), self.dist).tolist()
+            for p in range(self.state.position, self.per_epoch)
+        ]
+        workers = self.train_config.workers
+        return DataLoader(
+            self.stream,  # type: ignore[arg-type]
+            batch_sampler=batches,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=2 if workers else None,
+        )
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         s = self.state
         if s.position == 0 or s.perm is None:
             s.perm = torch.randperm(self.n, generator=self.shuffle)
             s.position = 0
-        idx = s.perm[s.position * self.batch_size : (s.position + 1) * self.batch_size]
-        idx = idx.to(self.device)
+            self._stream_iter = None
+        if self.stream is not None:
+            if self._stream_iter is None:
+                self._stream_iter = iter(self._epoch_loader())
+            batch = next(self._stream_iter)
+            return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        assert self.train_data is not None
+        idx = shard(self._global_indices(s.position), self.dist).to(self.device)
         return {
             k: self.train_data[k].index_select(0, idx)
             for k in self.task.batch_keys(self.train_config)
@@ -284,10 +418,13 @@ class Engine:
         row_epoch = s.epoch
         try:
             parts = self.task.train_step(
-                self.model, self.optimizer, batch, self.train_config, self.noise
+                self.model, self.optimizer, batch, self.train_config, self.noise, self.net
             )
         except NonFiniteError:  # an op saw NaN/Inf before the loss did
-            parts = {"total": math.nan}
+            parts = {"total": math.nan, **{t: math.nan for t in self.task.terms}}
+        if self.dist.enabled:  # the global batch's terms, the same on every rank
+            names = ["total", *self.task.terms]
+            parts = dict(zip(names, self.dist.mean([parts[k] for k in names]), strict=True))
         if not math.isfinite(parts["total"]):
             raise TrainingError(
                 f"training diverged at step {s.step + 1} (loss "
@@ -297,6 +434,7 @@ class Engine:
         s.position += 1
         if s.position == self.per_epoch:
             s.position, s.epoch = 0, s.epoch + 1
+            self._stream_iter = None
         row: dict[str, Any] = {"step": s.step, "epoch": row_epoch, "loss": parts["total"]}
         row.update({t: parts[t] for t in self.task.terms})
         return row
@@ -333,13 +471,14 @@ class Engine:
 def train(
     model_config: Any,
     train_config: TrainConfig,
-    train_pairs: Sequence[Pair],
+    train_pairs: Sequence[Pair] | CachedPairs,
     val_pairs: Sequence[Pair] | None,
     out_dir: str | os.PathLike,
     resume: bool = False,
     progress: bool = True,
     method: str = "ours",
     data_settings: DataSettings | None = None,
+    dist: Dist = SINGLE,
 ) -> list[dict[str, Any]]:
     """Train a method and write its run folder.
 
@@ -364,11 +503,30 @@ def train(
         data_settings: what to record in ``data.json`` (the grid, the data spec);
             the data's fingerprint is added. A resume on data with another
             fingerprint is refused before anything is written.
+        dist: this process's rank in a torchrun run (see :class:`Engine`); rank 0
+            checks and locks the run folder and writes everything in it, the
+            other ranks only train.
     Returns:
-        The log rows (dicts keyed by :func:`log_columns`) from step 1 to the last.
+        The log rows (dicts keyed by :func:`log_columns`) from step 1 to the last
+        (rank 0; the other ranks' rows hold only the training loss).
     """
 
     run = RunFolder(out_dir)
+    if not dist.is_main:
+        if resume and not run.checkpoint.is_file():
+            raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
+        return _train_locked(
+            run,
+            model_config,
+            train_config,
+            train_pairs,
+            val_pairs,
+            resume,
+            False,
+            method,
+            data_settings,
+            dist,
+        )
     run.clear_stale_lock()  # a live training here is named and refused first
     if not resume and run.holds_run():
         raise RunExistsError(
@@ -393,6 +551,7 @@ def train(
             progress,
             method,
             data_settings,
+            dist,
         )
 
 
@@ -400,12 +559,13 @@ def _train_locked(
     run: RunFolder,
     model_config: Any,
     train_config: TrainConfig,
-    train_pairs: Sequence[Pair],
+    train_pairs: Sequence[Pair] | CachedPairs,
     val_pairs: Sequence[Pair] | None,
     resume: bool,
     progress: bool,
     method: str,
     data_settings: DataSettings | None,
+    dist: Dist = SINGLE,
 ) -> list[dict[str, Any]]:
     from .hooks import default_hooks
 
@@ -418,16 +578,20 @@ def _train_locked(
                 f"cannot resume {run.path}: the training data differ from "
                 f"the run's (other pairs, contents, split or seed)"
             )
-    engine = Engine(config, train_pairs, val_pairs, run, default_hooks(progress=progress))
+    hooks = default_hooks(progress=progress and dist.is_main)
+    engine = Engine(config, train_pairs, val_pairs, run, hooks, dist=dist)
     engine.init()
     if resume:
         engine.resume()
     elif train_config.init:
         engine.start_from(train_config.init)
-    run.path.mkdir(parents=True, exist_ok=True)
-    save_config(config, run.config_file)
-    settings = data_settings or DataSettings(
-        size=tuple(train_pairs[0].moving.shape), spacing=tuple(train_pairs[0].spacing)
-    )
-    run.write_data_settings(replace(settings, fingerprint=fingerprint))
+    if dist.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        save_config(config, run.config_file)
+        if isinstance(train_pairs, CachedPairs):
+            grid = (train_pairs.cache.shape, train_pairs.cache.spacing)
+        else:
+            grid = (tuple(train_pairs[0].moving.shape), tuple(train_pairs[0].spacing))
+        settings = data_settings or DataSettings(size=grid[0], spacing=grid[1])
+        run.write_data_settings(replace(settings, fingerprint=fingerprint))
     return engine.run()

@@ -112,17 +112,32 @@ class ValidationHook(Hook):
     Also ends training early: after ``patience`` validations in a row without an
     improvement above ``min_delta``, or once the training wall time reaches
     ``max_seconds`` (checked before validating, so the last step is validated).
+
+    Under DDP rank 0 validates and decides; its decisions (stop, best, improved)
+    are broadcast, so every rank leaves the loop at the same step.
     """
 
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
         cfg = engine.train_config
+        dist = engine.dist
         if cfg.max_seconds and not engine.last_step:
             spent = engine.state.seconds + time.perf_counter() - engine.step_started
-            if spent >= cfg.max_seconds:
+            stop = dist.broadcast(spent >= cfg.max_seconds)
+            if stop:
                 engine.stop(f"time budget of {cfg.max_seconds:g} s reached")
         due = (cfg.val_every and engine.state.step % cfg.val_every == 0) or engine.last_step
         if engine.val_data is None or not due:
             return
+        if dist.is_main:
+            self._validate(engine, row)
+        state = engine.state
+        decided = (state.best, state.since_best, state.stopped, engine.improved)
+        state.best, state.since_best, state.stopped, engine.improved = dist.broadcast(decided)
+
+    @staticmethod
+    def _validate(engine: Engine, row: dict[str, Any]) -> None:
+        cfg = engine.train_config
+        assert engine.val_data is not None
         result = validate(engine.task, engine.model, engine.val_data, cfg, engine.batch_size)
         row.update(result)
         score = result["val_dice"] if math.isfinite(result["val_dice"]) else -result["val_loss"]
@@ -149,6 +164,8 @@ class LogHook(Hook):
         self.logger: TrainLogger | None = None
 
     def on_start(self, engine: Engine) -> None:
+        if not engine.dist.is_main:  # rank 0 logs the global batch's terms
+            return
         run = engine.run_folder
         engine.rows = read_log(run.log_file, engine.state.step) if engine.state.step else []
         tensorboard = run.tensorboard if engine.train_config.tensorboard else None
@@ -157,8 +174,8 @@ class LogHook(Hook):
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
         row["step_time_s"] = time.perf_counter() - engine.step_started
         engine.state.seconds += row["step_time_s"]
-        assert self.logger is not None
-        self.logger.log(row)
+        if self.logger is not None:
+            self.logger.log(row)
 
     def close(self, engine: Engine) -> None:
         if self.logger is not None:
@@ -170,6 +187,7 @@ class CheckpointHook(Hook):
     ``checkpoint.pt`` every ``checkpoint_every`` steps and at the last step."""
 
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
+        # every rank calls save (the training state gathers every rank's RNGs); rank 0 writes
         if engine.improved:
             engine.save(engine.run_folder.best, with_state=False)
         every = engine.train_config.checkpoint_every

@@ -274,6 +274,11 @@ def data_fingerprint(train_pairs: Sequence[Any], val_pairs: Sequence[Any] | None
     """SHA-256 of the pairs' ids and image contents (train and validation, in order)
     and the seed: what a resumed run must train on again."""
     digest = hashlib.sha256(f"seed {seed}\n".encode())
+    from ..data.cache import CachedPairs
+
+    if isinstance(train_pairs, CachedPairs):  # streamed: the cache's digest and indices
+        digest.update(f"cache {train_pairs.fingerprint()}\n".encode())
+        train_pairs = []
     for split, pairs in (("train", train_pairs), ("val", val_pairs or [])):
         for pair in pairs:
             digest.update(f"{split} {pair.id}\n".encode())

@@ -64,7 +64,12 @@ from torch import nn
 from ..errors import InputError
 from ..losses import kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, ModelConfig
-from ..models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss
+from ..models.voxelmorph import (
+    VoxelMorph2,
+    VoxelMorphConfig,
+    voxelmorph_loss,
+    voxelmorph_loss_of,
+)
 from .config import TrainConfig
 
 __all__ = [
@@ -76,6 +81,7 @@ __all__ = [
     "registration_loss",
     "task_for",
     "train_step",
+    "autocast",
 ]
 
 
@@ -105,6 +111,12 @@ class TrainingTask(Protocol):
         """The collated data keys a training batch needs."""
         ...
 
+    def training_module(self, model: nn.Module, train: TrainConfig) -> nn.Module:
+        """The module whose ``forward`` a training step runs: the network's part of
+        the step, under the config's precision (the engine wraps it in
+        DistributedDataParallel and ``torch.compile`` when asked)."""
+        ...
+
     def train_step(
         self,
         model: nn.Module,
@@ -112,8 +124,10 @@ class TrainingTask(Protocol):
         batch: dict[str, torch.Tensor],
         train: TrainConfig,
         noise: torch.Generator,
+        net: nn.Module | None = None,
     ) -> dict[str, float]:
-        """One optimisation step; returns ``total`` and each of :attr:`terms`."""
+        """One optimisation step (the forward through ``net``, by default
+        :meth:`training_module` of ``model``); returns ``total`` and each of :attr:`terms`."""
         ...
 
     def evaluate(
@@ -127,6 +141,46 @@ class TrainingTask(Protocol):
         """Deterministic registration of a batch in eval mode, without gradients:
         ``(disp (N, ndim, *S) in voxels, {"loss": ..., term: ...})`` (batch means)."""
         ...
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context of ``precision`` (``"bfloat16"``: bf16 autocast; else off)."""
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
+    )
+
+
+class VelocitySampler(nn.Module):
+    """Our CVAE's training forward: ``(moving, fixed, generator)`` ->
+    ``(mu, logvar, velocity)`` (float32) with ``z`` drawn by the reparameterisation
+    trick; the encoder and decoder run under the precision's autocast."""
+
+    def __init__(self, model: CVAERegistration, precision: str = "float32"):
+        super().__init__()
+        self.model = model
+        self.precision = precision
+
+    def forward(
+        self, moving: torch.Tensor, fixed: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with autocast(moving.device, self.precision):
+            mu, logvar, _, velocity = self.model.sample_velocity(moving, fixed, True, generator)
+        return mu.float(), logvar.float(), velocity.float()
+
+
+class DisplacementPredictor(nn.Module):
+    """VoxelMorph-2's training forward: ``(moving, fixed)`` -> displacement (float32),
+    the U-Net under the precision's autocast."""
+
+    def __init__(self, model: VoxelMorph2, precision: str = "float32"):
+        super().__init__()
+        self.model = model
+        self.precision = precision
+
+    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        with autocast(moving.device, self.precision):
+            disp = self.model(moving, fixed)
+        return disp.float()
 
 
 @dataclass
@@ -224,13 +278,15 @@ def train_step(
     batch: dict[str, torch.Tensor],
     config: TrainConfig,
     generator: torch.Generator | None = None,
+    net: nn.Module | None = None,
 ) -> LossParts:
     """One optimisation step of our CVAE on ``batch`` (``moving``, ``fixed``, optional
-    ``mask``), with ``z`` sampled by the reparameterisation trick from ``generator``."""
-    model.train()
-    mu, logvar, _, velocity = model.sample_velocity(
-        batch["moving"], batch["fixed"], True, generator
-    )
+    ``mask``), with ``z`` sampled by the reparameterisation trick from ``generator``.
+    The network runs through ``net`` (a :class:`VelocitySampler` of ``model``, possibly
+    wrapped by DDP or ``torch.compile``; default: one made here)."""
+    net = VelocitySampler(model, config.precision) if net is None else net
+    net.train()
+    mu, logvar, velocity = net(batch["moving"], batch["fixed"], generator)
     parts = registration_loss(
         mu,
         logvar,
@@ -267,6 +323,10 @@ class CVAETask:
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed", "mask") if train.mask_weight > 0 else ("moving", "fixed")
 
+    def training_module(self, model: nn.Module, train: TrainConfig) -> nn.Module:
+        assert isinstance(model, CVAERegistration)
+        return VelocitySampler(model, train.precision)
+
     def train_step(
         self,
         model: nn.Module,
@@ -274,9 +334,10 @@ class CVAETask:
         batch: dict[str, torch.Tensor],
         train: TrainConfig,
         noise: torch.Generator,
+        net: nn.Module | None = None,
     ) -> dict[str, float]:
         assert isinstance(model, CVAERegistration)
-        return train_step(model, optimizer, batch, train, noise).as_floats()
+        return train_step(model, optimizer, batch, train, noise, net).as_floats()
 
     @torch.no_grad()
     def evaluate(
@@ -314,6 +375,10 @@ class VoxelMorphTask:
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed")
 
+    def training_module(self, model: nn.Module, train: TrainConfig) -> nn.Module:
+        assert isinstance(model, VoxelMorph2)
+        return DisplacementPredictor(model, train.precision)
+
     def train_step(
         self,
         model: nn.Module,
@@ -321,11 +386,14 @@ class VoxelMorphTask:
         batch: dict[str, torch.Tensor],
         train: TrainConfig,
         noise: torch.Generator,
+        net: nn.Module | None = None,
     ) -> dict[str, float]:
         assert isinstance(model, VoxelMorph2)
-        model.train()
+        net = self.training_module(model, train) if net is None else net
+        net.train()
         optimizer.zero_grad(set_to_none=True)
-        loss, parts, _ = voxelmorph_loss(model, batch["moving"], batch["fixed"])
+        moving, fixed = batch["moving"], batch["fixed"]
+        loss, parts, _ = voxelmorph_loss_of(model.config, moving, fixed, net(moving, fixed))
         loss.backward()
         optimizer.step()
         return {"total": parts["loss"], "ncc": parts["ncc"], "smooth": parts["smooth"]}

@@ -1,0 +1,83 @@
+"""``structreg data cache``: preprocess a data set once into a folder that training streams."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data.spec import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
+from .options import add_data_options, data_summary, label_table_from_args
+
+NAME = "data cache"
+HELP = "preprocess a data set once into a cache folder (train streams it with --data cache:DIR)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_options(p, split="all")
+    p.add_argument("--out", required=True, help="cache folder (created; refused if not empty)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        help="fraction of subjects assigned to validation when the data have no split of "
+        f"their own (default: {DEFAULT_VAL_FRACTION}; phantoms and ACDC also keep "
+        f"{DEFAULT_TEST_FRACTION} of the subjects for testing, as train does)",
+    )
+
+
+def cache_splits(pairs: list, kind: str, seed: int, val_fraction: float) -> list[str]:
+    """Each pair's split, as ``structreg train`` would split the same data: the data's
+    own split column, else subject-wise (a test split held out except for pairs CSVs)."""
+    from ..data.dataset import split_by_subject
+    from ..data.spec import has_own_split
+
+    if has_own_split(pairs):
+        return [str(p.meta["split"]) for p in pairs]
+    test_fraction = 0.0 if kind == "pairs" else DEFAULT_TEST_FRACTION
+    parts = split_by_subject(
+        pairs, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    )
+    split_of = {id(p): name for name, members in parts.items() for p in members}
+    return [split_of[id(p)] for p in pairs]
+
+
+def run(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from ..data.cache import write_cache
+    from ..data.spec import load_pairs, parse_data_spec
+    from ..errors import UsageError
+
+    if not 0 <= args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    spec = parse_data_spec(args.data)
+    if spec.kind == "cache":
+        raise UsageError("--data is already a cache")
+    pairs = load_pairs(
+        spec,
+        split="all",
+        seed=args.seed,
+        size=args.size,
+        spacing=args.spacing,
+        n_subjects=args.subjects,
+        n_slices=args.slices,
+        label_table=label_table_from_args(args),
+    )
+    splits = cache_splits(pairs, spec.kind, args.seed, args.val_fraction)
+    source = {
+        "data": str(spec),
+        "seed": args.seed,
+        "size": list(args.size),
+        "spacing": list(pairs[0].spacing),
+        "subjects": args.subjects,
+        "slices": args.slices,
+        "val_fraction": args.val_fraction,
+    }
+    out = write_cache(pairs, args.out, splits=splits, source=source)
+    print(data_summary(pairs))
+    counts = Counter(splits)
+    print(
+        f"wrote {out}: {len(pairs)} pairs ("
+        + ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test") if counts[k])
+        + f"); train with --data cache:{out}"
+    )
+    return 0
