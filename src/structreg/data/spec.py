@@ -208,9 +208,7 @@ def _load_all(
     )
 
 
-def _cached_pairs(
-    spec: DataSpec, size: tuple, spacing: tuple, n_subjects: int | None
-) -> list[Any]:
+def _cached_pairs(spec: DataSpec, size: tuple, spacing: tuple, n_subjects: int | None) -> list[Any]:
     """The pairs of a ``cache:DIR`` (its own grid and split; the first ``n_subjects``
     subjects). A grid other than the cache's is refused, except the default grid,
     which a command passes when none was asked for."""

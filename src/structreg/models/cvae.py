@@ -537,16 +537,24 @@ class CVAERegistration(nn.Module):
 
     @staticmethod
     def reparameterize(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> torch.Tensor:
         """``z = mu + exp(logvar / 2) · ε`` with ``ε ~ N(0, I)``.
 
         ``ε`` is drawn on the CPU from ``generator`` (the global generator when
         None) and moved to ``mu``'s device, so a seeded run draws the same noise
-        on any device.
+        on any device. ``shard = (rank, world)``: ``mu`` holds rank's share (every
+        world-th row) of a global batch; the noise of the whole global batch is
+        drawn and rank's rows taken, so K processes draw the noise one process
+        draws for the same global batch.
         """
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps.to(mu.device)
+        rank, world = shard
+        shape = (mu.shape[0] * world, *mu.shape[1:])
+        eps = torch.randn(shape, generator=generator, dtype=torch.float32)[rank::world]
+        return mu + torch.exp(0.5 * logvar) * eps.to(device=mu.device, dtype=mu.dtype)
 
     def sample_velocity(
         self,
@@ -554,11 +562,13 @@ class CVAERegistration(nn.Module):
         fixed: torch.Tensor,
         sample: bool,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, pick ``z`` and decode, without exponentiating or warping
-        (what training needs). Returns ``(mu, logvar, z, velocity)``."""
+        (what training needs). Returns ``(mu, logvar, z, velocity)``; ``shard`` as
+        in :meth:`reparameterize`."""
         mu, logvar = self.encode(moving, fixed)
-        z = self.reparameterize(mu, logvar, generator) if sample else mu
+        z = self.reparameterize(mu, logvar, generator, shard) if sample else mu
         return mu, logvar, z, self.decoder(z, moving)
 
     def forward(

@@ -10,16 +10,17 @@ GPUs) and offers the few collectives the training engine needs:
 * :meth:`Dist.mean` - the global batch's loss terms for the log (all-reduce);
 * :meth:`Dist.broadcast` - rank 0's decisions (early stopping, the time budget)
   to every rank, so all ranks leave the loop at the same step;
-* :meth:`Dist.gather` - every rank's RNG state into rank 0's checkpoint, so a
-  resumed run draws the noise an uninterrupted one would have drawn.
 
 Data parallelism: rank ``r`` of ``K`` takes every K-th index of the global
 batch (the partition :class:`torch.utils.data.DistributedSampler` makes), so
 the union of the ranks' batches is exactly the global batch of a one-process
-run with ``batch_size × K`` and the same seed; DistributedDataParallel averages
-the gradients, so K processes follow a one-process run at the global batch up
-to the batch-norm statistics (per process unless ``train.sync_batchnorm``) and
-the reparameterisation noise (each rank draws its own).
+run with ``batch_size × K`` and the same seed. Every rank draws the
+reparameterisation noise of the whole global batch from the same seeded
+generator and uses its rows, so the ranks' RNG states stay equal (rank 0's
+checkpoint restores them all) and the noise is the one-process run's.
+DistributedDataParallel averages the gradients, so K processes follow a
+one-process run at the global batch up to rounding and the batch-norm
+statistics (per process unless ``train.sync_batchnorm``).
 """
 
 from __future__ import annotations
@@ -117,16 +118,6 @@ class Dist:
         box = [obj]
         tdist.broadcast_object_list(box, src=0, device=self._comm_device())
         return box[0]
-
-    def gather(self, obj: Any) -> list[Any] | None:
-        """Every rank's ``obj`` in rank order on rank 0 (None elsewhere)."""
-        if not self.enabled:
-            return [obj]
-        import torch.distributed as tdist
-
-        out: list[Any] | None = [None] * self.world_size if self.is_main else None
-        tdist.gather_object(obj, out, dst=0)
-        return out
 
     def barrier(self) -> None:
         """Wait for every rank."""

@@ -258,15 +258,13 @@ class Engine:
     def init(self) -> None:
         """Seed every RNG, build the network, its training wrapper and its optimiser.
 
-        Under DDP every rank draws the same weights and data order; rank ``r``'s
-        reparameterisation noise is seeded ``r`` further on, so ranks draw
-        different noise (a one-process run is unchanged)."""
+        Under DDP every rank draws the same weights, data order and noise stream:
+        each draws the noise of the whole global batch and uses its share, so the
+        ranks' RNG states stay equal and K processes draw what one process would."""
         t = self.train_config
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.shuffle, self.noise = seed_everything(t.seed)
-        if self.dist.enabled:
-            self.noise.manual_seed(t.seed + 0x5EED + self.dist.rank)
         model = self.task.build(self.config.model).to(self.device)
         ndim = self.config.model.ndim
         if t.channels_last:
@@ -279,7 +277,8 @@ class Engine:
                 )
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
-        net: nn.Module = self.task.training_module(model, t)
+        shard = (self.dist.rank, self.dist.world_size)
+        net: nn.Module = self.task.training_module(model, t, shard)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -311,13 +310,7 @@ class Engine:
             )
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        rng = ckpt["rng"]
-        if self.dist.enabled:
-            ranks = rng.get("ranks") or []
-            if len(ranks) != self.dist.world_size:
-                raise CheckpointError(f"cannot resume from {path}: it lacks the ranks' RNG states")
-            rng = ranks[self.dist.rank]
-        restore_rng(rng, self.shuffle, self.noise)
+        restore_rng(ckpt["rng"], self.shuffle, self.noise)
         self.state = LoopState(
             step=ckpt["step"],
             epoch=loop["epoch"],
@@ -335,22 +328,19 @@ class Engine:
 
     def training_state(self) -> dict[str, Any]:
         """The checkpoint's ``rng`` and ``loop`` entries, for exact resumption (under
-        DDP a collective: every rank's RNG state goes into ``rng["ranks"]``)."""
-        rng = capture_rng(self.shuffle, self.noise)
+        DDP rank 0's: every rank's data-order and noise generators are equal)."""
         loop = self.state.loop_dict()
         if self.dist.enabled:
-            rng["ranks"] = self.dist.gather(rng)
             loop["world_size"] = self.dist.world_size
-        return {"rng": rng, "loop": loop}
+        return {"rng": capture_rng(self.shuffle, self.noise), "loop": loop}
 
     def save(self, path: Path, *, with_state: bool) -> None:
-        """Checkpoint the model (and, ``with_state``, the optimiser and training state).
-        Under DDP every rank calls it (``with_state`` gathers the RNG states) and rank
-        0 writes."""
+        """Checkpoint the model (and, ``with_state``, the optimiser and training state);
+        under DDP only rank 0 writes."""
+        if not self.dist.is_main:
+            return
         if with_state:
             state = self.training_state()
-            if not self.dist.is_main:
-                return
             save_checkpoint(
                 path,
                 self.model,
@@ -359,8 +349,6 @@ class Engine:
                 step=self.state.step,
                 **state,
             )
-        elif not self.dist.is_main:
-            return
         else:
             save_checkpoint(
                 path, self.model, self.config, step=self.state.step, rng=None, loop=None

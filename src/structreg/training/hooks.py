@@ -187,7 +187,6 @@ class CheckpointHook(Hook):
     ``checkpoint.pt`` every ``checkpoint_every`` steps and at the last step."""
 
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
-        # every rank calls save (the training state gathers every rank's RNGs); rank 0 writes
         if engine.improved:
             engine.save(engine.run_folder.best, with_state=False)
         every = engine.train_config.checkpoint_every

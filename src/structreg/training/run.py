@@ -270,11 +270,14 @@ def model_spacing(run_dir_or_file: str | os.PathLike) -> tuple[float, ...]:
     return model_data_settings(run_dir_or_file).spacing
 
 
-def data_fingerprint(train_pairs: Sequence[Any], val_pairs: Sequence[Any] | None, seed: int) -> str:
+def data_fingerprint(train_pairs: Any, val_pairs: Sequence[Any] | None, seed: int) -> str:
     """SHA-256 of the pairs' ids and image contents (train and validation, in order)
-    and the seed: what a resumed run must train on again."""
-    digest = hashlib.sha256(f"seed {seed}\n".encode())
+    and the seed: what a resumed run must train on again. ``train_pairs``: a list of
+    pairs or streamed :class:`~structreg.data.cache.CachedPairs` (their cache's digest
+    and indices)."""
     from ..data.cache import CachedPairs
+
+    digest = hashlib.sha256(f"seed {seed}\n".encode())
 
     if isinstance(train_pairs, CachedPairs):  # streamed: the cache's digest and indices
         digest.update(f"cache {train_pairs.fingerprint()}\n".encode())

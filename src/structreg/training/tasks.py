@@ -111,10 +111,13 @@ class TrainingTask(Protocol):
         """The collated data keys a training batch needs."""
         ...
 
-    def training_module(self, model: nn.Module, train: TrainConfig) -> nn.Module:
+    def training_module(
+        self, model: nn.Module, train: TrainConfig, shard: tuple[int, int] = (0, 1)
+    ) -> nn.Module:
         """The module whose ``forward`` a training step runs: the network's part of
         the step, under the config's precision (the engine wraps it in
-        DistributedDataParallel and ``torch.compile`` when asked)."""
+        DistributedDataParallel and ``torch.compile`` when asked). ``shard = (rank,
+        world)``: its batches are rank's share of a global batch."""
         ...
 
     def train_step(
@@ -155,16 +158,21 @@ class VelocitySampler(nn.Module):
     ``(mu, logvar, velocity)`` (float32) with ``z`` drawn by the reparameterisation
     trick; the encoder and decoder run under the precision's autocast."""
 
-    def __init__(self, model: CVAERegistration, precision: str = "float32"):
+    def __init__(
+        self, model: CVAERegistration, precision: str = "float32", shard: tuple[int, int] = (0, 1)
+    ):
         super().__init__()
         self.model = model
         self.precision = precision
+        self.shard = shard
 
     def forward(
         self, moving: torch.Tensor, fixed: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with autocast(moving.device, self.precision):
-            mu, logvar, _, velocity = self.model.sample_velocity(moving, fixed, True, generator)
+            mu, logvar, _, velocity = self.model.sample_velocity(
+                moving, fixed, True, generator, self.shard
+            )
         return mu.float(), logvar.float(), velocity.float()
 
 
@@ -323,9 +331,11 @@ class CVAETask:
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed", "mask") if train.mask_weight > 0 else ("moving", "fixed")
 
-    def training_module(self, model: nn.Module, train: TrainConfig) -> nn.Module:
+    def training_module(
+        self, model: nn.Module, train: TrainConfig, shard: tuple[int, int] = (0, 1)
+    ) -> nn.Module:
         assert isinstance(model, CVAERegistration)
-        return VelocitySampler(model, train.precision)
+        return VelocitySampler(model, train.precision, shard)
 
     def train_step(
         self,
@@ -375,7 +385,9 @@ class VoxelMorphTask:
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed")
 
-    def training_module(self, model: nn.Module, train: TrainConfig) -> nn.Module:
+    def training_module(
+        self, model: nn.Module, train: TrainConfig, shard: tuple[int, int] = (0, 1)
+    ) -> nn.Module:
         assert isinstance(model, VoxelMorph2)
         return DisplacementPredictor(model, train.precision)
 
