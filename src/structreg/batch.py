@@ -13,6 +13,12 @@ so a killed batch keeps what it did, and memory stays flat however many pairs
 there are. With ``resume`` the pairs whose last row is ``ok`` (and whose folder
 is there) are skipped and the new attempts are appended; the last row of a name
 is its status.
+
+Several processes (``structreg register --data ... --nproc K``, or torchrun): rank
+``r`` registers every K-th pair from ``r`` on into its own ``summary.partR.csv``;
+when all are done rank 0 merges them into ``summary.csv`` (pair order) and
+removes the parts. A killed multi-process batch keeps its parts, which
+``resume`` reads.
 """
 
 from __future__ import annotations
@@ -29,7 +35,15 @@ from .errors import StructregError
 from .evaluation import metrics
 from .io_utils import inside
 
-__all__ = ["BatchJob", "SUMMARY", "SUMMARY_COLUMNS", "read_summary", "register_batch"]
+__all__ = [
+    "BatchJob",
+    "SUMMARY",
+    "SUMMARY_COLUMNS",
+    "merge_summaries",
+    "part_name",
+    "read_summary",
+    "register_batch",
+]
 
 SUMMARY = "summary.csv"
 SUMMARY_COLUMNS = ("name", "id", "status", "error", metrics.FOLDING, "seconds")
@@ -64,6 +78,15 @@ def _line(row: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+def part_name(rank: int) -> str:
+    """The summary a process of a multi-process batch writes (merged at the end)."""
+    return f"summary.part{rank}.csv"
+
+
+def _summaries(out: Path) -> list[Path]:
+    return [out / SUMMARY, *sorted(out.glob("summary.part*.csv"))]
+
+
 def register_batch(
     register: Callable[[BatchJob, Path], dict[str, Any]],
     jobs: Iterable[BatchJob],
@@ -72,19 +95,23 @@ def register_batch(
     resume: bool = False,
     report: Callable[[str], None] = print,
     report_error: Callable[[str], None] = print,
+    summary: str = SUMMARY,
 ) -> tuple[int, int]:
     """Register every job with ``register(job, folder) -> summary`` (as
-    :func:`structreg.apply.write_registration` returns), appending to ``summary.csv``.
+    :func:`structreg.apply.write_registration` returns), appending to ``summary``
+    (``summary.csv``; a process of a multi-process batch its :func:`part_name`).
+    With ``resume``, a pair that ``summary.csv`` or a part lists as ok is skipped.
 
     Returns ``(registered, failed)``, skipped pairs counted as registered.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / SUMMARY
+    path = out / summary
     done = (
         {
             name
-            for name, row in read_summary(path).items()
+            for file in _summaries(out)
+            for name, row in read_summary(file).items()
             if row.get("status") == "ok" and (out / name).is_dir()
         }
         if resume
@@ -105,6 +132,25 @@ def register_batch(
                 (registered + 1, failures) if row["status"] == "ok" else (registered, failures + 1)
             )
     return registered, failures
+
+
+def merge_summaries(out_dir: str | os.PathLike, names: Iterable[str]) -> tuple[int, int]:
+    """Fold ``summary.csv`` and the processes' parts into one ``summary.csv`` (written
+    atomically; the parts are then removed): for each of ``names`` (in that order)
+    its last row in any of them. Returns ``(ok, failed)`` over those names."""
+    from .io_utils import atomic_write_text
+
+    out = Path(out_dir)
+    files = _summaries(out)
+    last: dict[str, dict[str, str]] = {}
+    for file in files:
+        last.update(read_summary(file))
+    rows = [last[name] for name in names if name in last]
+    atomic_write_text(out / SUMMARY, ",".join(SUMMARY_COLUMNS) + "\n" + "".join(map(_line, rows)))
+    for file in files[1:]:
+        file.unlink()
+    ok = sum(row.get("status") == "ok" for row in rows)
+    return ok, len(rows) - ok
 
 
 def _register_one(

@@ -183,3 +183,54 @@ def test_voxelmorph_resumes_through_the_cli(tmp_path):
     assert resumed["step"] == 4
     log = (out / "train_log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3", "4"]
+
+
+def test_register_batch_in_two_processes_equals_one_process(run_dir, nifti_pair, tmp_path):
+    import csv as csvlib
+    import os
+    import subprocess
+    import sys
+
+    folder = nifti_pair["moving"].parent
+    bad = folder / "nan2.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((48, 44), np.nan, np.float32), np.eye(4)), str(bad))
+    rows = [f"moving.nii.gz,fixed.nii.gz,p{i}" for i in range(4)] + ["nan2.nii.gz,fixed.nii.gz,bad"]
+    table = folder / "five.csv"
+    table.write_text("moving,fixed,id\n" + "\n".join(rows) + "\n")
+    common = ["register", "--model", str(run_dir), "--data", f"pairs:{table}", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 1  # the bad pair fails
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "structreg",
+            *common,
+            "--nproc",
+            "2",
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0 and "bad" in done.stderr and "Traceback" not in done.stderr
+    assert "4 registered, 1 failed" in done.stdout
+    two = tmp_path / "two"
+    summary = list(csvlib.DictReader((two / "summary.csv").open()))
+    assert [r["name"] for r in summary] == ["p0", "p1", "p2", "p3", "bad"]  # pair order
+    assert [r["status"] for r in summary] == ["ok"] * 4 + ["failed"]
+    assert not list(two.glob("summary.part*.csv"))
+    for name in ("p0", "p3"):
+        a = nib.load(str(tmp_path / "one" / name / "disp.nii.gz")).get_fdata()
+        b = nib.load(str(two / name / "disp.nii.gz")).get_fdata()
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_register_nproc_needs_a_batch(run_dir, nifti_pair, tmp_path, capsys):
+    code = main(["register", "--model", str(run_dir), "--moving", str(nifti_pair["moving"]),
+                 "--fixed", str(nifti_pair["fixed"]), "--nproc", "2",
+                 "--out", str(tmp_path / "x")])  # fmt: skip
+    assert code == 2 and "--nproc registers a batch" in capsys.readouterr().err

@@ -59,6 +59,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --refine: also adapt the decoder's last K convolutions per pair "
         f"(0..{MAX_ADAPTED_LAYERS}; the model file is not changed; default 0)",
     )
+    p.add_argument(
+        "--nproc",
+        type=_count(1),
+        default=None,
+        metavar="K",
+        help="batch mode: register in K processes on this machine (torchrun; one per GPU), "
+        "every K-th pair each; summary.csv merged at the end",
+    )
     add_out(p)
     add_device(p)
 
@@ -116,18 +124,41 @@ def _jobs(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+    from ..training.distributed import from_env, launch, launched_by_torchrun, without_option
+
+    if args.adapt_decoder and not args.refine:
+        raise UsageError("--adapt-decoder needs --refine N (N > 0)")
+    if args.nproc is not None and not launched_by_torchrun():
+        if args.data is None:
+            raise UsageError("--nproc registers a batch: give --data pairs:FILE.csv")
+        code = launch(args.nproc, without_option(args._argv, "--nproc"), args.device)
+        return code or _batch_status(Path(args.out))
+    dist = from_env()
+    try:
+        return _register(args, dist)
+    finally:
+        dist.close()
+
+
+def _register(args: argparse.Namespace, dist: Any) -> int:
     from ..apply import write_registration
-    from ..batch import BatchJob, register_batch
+    from ..batch import BatchJob, merge_summaries, part_name, register_batch
     from ..errors import UsageError
     from ..evaluation import metrics
     from ..methods.ours import refinement_defaults
     from ..training.checkpoint import load_model
+    from ..training.config import resolve_device
+    from ..training.distributed import launched_by_structreg
     from ..training.run import model_spacing
 
-    if args.adapt_decoder and not args.refine:
-        raise UsageError("--adapt-decoder needs --refine N (N > 0)")
-    jobs = _jobs(args)
-    model, run_config = load_model(args.model, args.device, method="ours")
+    if dist.enabled and args.data is None:
+        raise UsageError("several processes register a batch: give --data pairs:FILE.csv")
+    all_jobs = _jobs(args) if dist.is_main or args.data is None else _quiet_jobs(args)
+    jobs = all_jobs[dist.rank :: dist.world_size]
+    device = dist.device(resolve_device(args.device))
+    dist.init(device)
+    model, run_config = load_model(args.model, str(device), method="ours")
     spacing = model_spacing(args.model)
     # write_registration builds its CVAERegistrar itself: it takes these options (and
     # the run's objective weights) from the enclosing refinement_defaults
@@ -159,8 +190,39 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         resume=args.resume,
         report_error=lambda text: print(text, file=sys.stderr),
+        summary=part_name(dist.rank) if dist.enabled else "summary.csv",
     )
-    print(
-        f"{registered} registered, {n_failed} failed; summary in {Path(args.out) / 'summary.csv'}"
-    )
+    if dist.enabled:
+        dist.barrier()  # every part written
+        if dist.is_main:
+            registered, n_failed = merge_summaries(args.out, [job.name for job in all_jobs])
+        registered, n_failed = dist.broadcast((registered, n_failed))
+        if not dist.is_main or launched_by_structreg():
+            # failed pairs are in summary.csv; the launcher reports the outcome
+            # (a failing worker would make torchrun print its own error report)
+            if dist.is_main:
+                _print_counts(registered, n_failed, args.out)
+            return 0
+    _print_counts(registered, n_failed, args.out)
     return 1 if n_failed else 0
+
+
+def _print_counts(registered: int, n_failed: int, out: str) -> None:
+    print(f"{registered} registered, {n_failed} failed; summary in {Path(out) / 'summary.csv'}")
+
+
+def _batch_status(out: Path) -> int:
+    """1 when the merged ``summary.csv`` lists a failed pair, else 0."""
+    from ..batch import SUMMARY, read_summary
+
+    rows = read_summary(out / SUMMARY).values()
+    return 1 if any(row.get("status") != "ok" for row in rows) else 0
+
+
+def _quiet_jobs(args: argparse.Namespace) -> list[Any]:
+    """:func:`_jobs` without its line on standard output (ranks other than 0)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _jobs(args)

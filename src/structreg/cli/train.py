@@ -152,18 +152,6 @@ def cached_split(args: argparse.Namespace, cache: Any) -> tuple[Any, list[Any], 
     return cache.dataset(chosen("train"), ()), val, "the cache's split (training pairs streamed)"
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
-
-
 def _init_defaults(args: argparse.Namespace) -> Any:
     """The ``--init`` model's run config (with ``train.init`` cleared); fills
     ``args.size`` / ``args.spacing`` from its data settings when not given."""
@@ -238,10 +226,10 @@ def _cache_grid(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.distributed import from_env, launch, launched_by_torchrun
+    from ..training.distributed import from_env, launch, launched_by_torchrun, without_option
 
     if args.nproc is not None and not launched_by_torchrun():
-        return launch(args.nproc, _without_nproc(args._argv), args.device)
+        return launch(args.nproc, without_option(args._argv, "--nproc"), args.device)
     dist = from_env()
     try:
         return _train(args, dist)

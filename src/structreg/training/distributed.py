@@ -43,10 +43,12 @@ __all__ = [
     "SINGLE",
     "from_env",
     "launch",
+    "launched_by_structreg",
     "launched_by_torchrun",
     "restart_count",
     "shard",
     "torchrun_command",
+    "without_option",
 ]
 
 
@@ -135,6 +137,13 @@ class Dist:
 
 
 SINGLE = Dist()
+# set by :func:`launch` for its workers: the command's outcome is the launcher's to report
+LAUNCHED = "STRUCTREG_LAUNCHED"
+
+
+def launched_by_structreg() -> bool:
+    """True in a worker that ``structreg ... --nproc K`` started."""
+    return os.environ.get(LAUNCHED) == "1"
 
 
 def launched_by_torchrun() -> bool:
@@ -169,6 +178,19 @@ def shard(indices: torch.Tensor, dist: Dist) -> torch.Tensor:
     return indices[dist.rank :: dist.world_size] if dist.enabled else indices
 
 
+def without_option(argv: Sequence[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE`` (what the workers get)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(f"{option}="):
+            out.append(a)
+    return out
+
+
 def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
     """The command that runs ``structreg ARGV`` in ``nproc`` processes on this machine
     (torchrun's standalone rendezvous)."""
@@ -199,7 +221,7 @@ def launch(nproc: int, argv: Sequence[str], device: str | None) -> int:
         )
     if shutil.which(sys.executable) is None:  # pragma: no cover - defensive
         raise UsageError(f"cannot run {sys.executable}")
-    env = dict(os.environ)
+    env = dict(os.environ, **{LAUNCHED: "1"})
     if not wants_cuda and "OMP_NUM_THREADS" not in env:
         # CPU processes share the cores: each takes its part
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
