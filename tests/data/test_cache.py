@@ -92,10 +92,11 @@ def test_streamed_training_is_the_in_memory_training(cache, tmp_path):
     memory = tmp_path / "memory"
     assert main(["train", "--data", "phantom:cardiac", "--subjects", "12", *GRID,
                  "--out", str(memory), *TINY, *steps]) == 0  # fmt: skip
-    for workers in (0, 2):
+    for workers in (0, 2, "in-memory"):
         out = tmp_path / f"stream{workers}"
+        how = ["--in-memory"] if workers == "in-memory" else ["--set", f"train.workers={workers}"]
         assert main(["train", "--data", f"cache:{cache}", "--out", str(out), *TINY, *steps,
-                     "--set", f"train.workers={workers}"]) == 0  # fmt: skip
+                     *how]) == 0  # fmt: skip
         assert _same(_weights(out), _weights(memory))
         assert (out / "train_log.csv").read_text().splitlines()[-1].split(",")[:6] == (
             (memory / "train_log.csv").read_text().splitlines()[-1].split(",")[:6]

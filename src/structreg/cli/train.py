@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_device(p, default=None)
     p.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="with --data cache:DIR: load the training pairs into memory instead of "
+        "streaming them from disk",
+    )
+    p.add_argument(
         "--nproc",
         type=int,
         default=None,
@@ -263,6 +269,9 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
     dist.init(resolve_device(config.train.device))
     if cache is not None:
         train_pairs, val_pairs, how = cached_split(args, cache)
+        if args.in_memory:
+            train_pairs = cache.pairs(train_pairs.indices)
+            how = how.replace("streamed", "in memory")
         spacing = cache.spacing
     else:
         train_pairs, val_pairs, how = split_for_training(args, size)
