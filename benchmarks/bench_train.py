@@ -8,7 +8,7 @@ resident memory is its own), on the same machine in one run of this script:
   cardiac phantom; 3-D: the bundled ``brain3d`` config (24x28x24 at 6 mm) at its
   batch (8) on the inter-subject brain phantom volumes;
 * ``memory``: pairs held in one tensor (the default); ``streamed``: the same pairs
-  written once by ``structreg data cache`` and read by a DataLoader with 2 workers;
+  written once by ``structreg data cache`` and read by a DataLoader with its default 1 worker;
 * ``bf16``: ``train.precision=bfloat16`` (the networks under autocast);
 * ``K proc``: ``structreg train --nproc K`` (torchrun, DDP; gloo on CPUs, one
   process per GPU), per-process batch = batch / K so the global batch is the same;
@@ -158,8 +158,6 @@ def main() -> None:
                        "--set", f"train.batch_size={max(1, batch // nproc)}"]  # fmt: skip
                 if data == "memory":  # the same pairs, loaded whole
                     cmd += ["--in-memory"]
-                else:
-                    cmd += ["--set", "train.workers=2"]
                 if nproc > 1:
                     cmd += ["--nproc", str(nproc)]
                 t0 = time.perf_counter()

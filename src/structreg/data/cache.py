@@ -279,7 +279,7 @@ class CachedPairs:
     """A map-style dataset of cached pairs for a :class:`torch.utils.data.DataLoader`:
     item ``i`` is pair ``indices[i]`` as a dict of tensors shaped as one entry of
     :func:`~structreg.data.pair.collate_pairs` (``(1, *S)`` images; ``(ndim, *S)``
-    displacement). The memory maps are opened lazily in each process, so worker
+    displacement), plus ``index`` (``i``). The memory maps are opened lazily in each process, so worker
     processes never inherit an open file."""
 
     def __init__(self, cache: PairCache, indices: list[int], keys: tuple[str, ...]):
@@ -304,7 +304,7 @@ class CachedPairs:
 
         maps = self._open()
         j = self.indices[i]
-        out = {}
+        out: dict[str, Any] = {"index": i}  # the position in the dataset, checked by the engine
         for k in self.keys:
             a = torch.from_numpy(np.array(maps[k][j], dtype=BATCH_DTYPES[k]))
             out[k] = a if k == "disp" else a.unsqueeze(0)

@@ -113,7 +113,10 @@ class TrainConfig:
             (``torch.nn.SyncBatchNorm``, GPUs only); off: each process normalises
             by its own batch (the per-process batch is then the one that counts).
         workers: DataLoader worker processes reading streamed (``cache:DIR``)
-            data (0: read in the training process).
+            data (0: read in the training process). Each worker is a process of
+            its own: more workers than the CPU cores the training's threads leave
+            free slow training down (measured on a 2-core CPU: 3-D ``brain3d``
+            steps 0.30 s with 0 workers, 0.34 s with 1, 8-14 s with 2).
     """
 
     lr: float = 5e-4
@@ -140,7 +143,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
-    workers: int = 2
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self._check_types()

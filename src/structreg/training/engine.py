@@ -359,21 +359,30 @@ class Engine:
         g = self.global_batch
         return self.state.perm[position * g : (position + 1) * g]
 
-    def _epoch_loader(self) -> Any:
-        """A DataLoader over the rest of this epoch's batches of the streamed data (this
-        rank's share of each), in the engine's order: the order stays the engine's
-        (checkpointed) permutation, the workers only read."""
+    def _stream_batches(self) -> Any:
+        """This rank's batch indices from the current position on, epoch after epoch,
+        for the streamed data's DataLoader (which runs ahead of training by its
+        prefetch). Later epochs' permutations come from a copy of the data-order
+        generator, so they are the ones the engine itself draws when it gets there."""
+        assert self.state.perm is not None
+        perm, start = self.state.perm, self.state.position
+        ahead = torch.Generator().manual_seed(0)
+        ahead.set_state(self.shuffle.get_state())
+        g = self.global_batch
+        while True:
+            for p in range(start, self.per_epoch):
+                yield shard(perm[p * g : (p + 1) * g], self.dist).tolist()
+            perm, start = torch.randperm(self.n, generator=ahead), 0
+
+    def _stream_loader(self) -> Any:
+        """A DataLoader over the streamed data in the engine's order (the workers only
+        read; they live for the whole run)."""
         from torch.utils.data import DataLoader
 
-        assert self.stream is not None
-        batches = [
-            shard(self._global_indices(p), self.dist).tolist()
-            for p in range(self.state.position, self.per_epoch)
-        ]
         workers = self.train_config.workers
         return DataLoader(
             self.stream,  # type: ignore[arg-type]
-            batch_sampler=batches,
+            batch_sampler=self._stream_batches(),  # type: ignore[arg-type]
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=2 if workers else None,
@@ -384,14 +393,20 @@ class Engine:
         if s.position == 0 or s.perm is None:
             s.perm = torch.randperm(self.n, generator=self.shuffle)
             s.position = 0
-            self._stream_iter = None
+        idx = shard(self._global_indices(s.position), self.dist)
         if self.stream is not None:
             if self._stream_iter is None:
-                self._stream_iter = iter(self._epoch_loader())
+                self._stream_iter = iter(self._stream_loader())
             batch = next(self._stream_iter)
+            got = batch.pop("index")
+            if not torch.equal(got, idx):  # the loader must follow the engine's order
+                raise TrainingError(
+                    f"streamed data out of order at step {s.step + 1}: got pairs "
+                    f"{got.tolist()}, expected {idx.tolist()}"
+                )
             return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         assert self.train_data is not None
-        idx = shard(self._global_indices(s.position), self.dist).to(self.device)
+        idx = idx.to(self.device)
         return {
             k: self.train_data[k].index_select(0, idx)
             for k in self.task.batch_keys(self.train_config)
@@ -422,7 +437,6 @@ class Engine:
         s.position += 1
         if s.position == self.per_epoch:
             s.position, s.epoch = 0, s.epoch + 1
-            self._stream_iter = None
         row: dict[str, Any] = {"step": s.step, "epoch": row_epoch, "loss": parts["total"]}
         row.update({t: parts[t] for t in self.task.terms})
         return row
@@ -451,6 +465,7 @@ class Engine:
             for hook in self.hooks:
                 hook.on_end(self)
         finally:
+            self._stream_iter = None  # ends the DataLoader's worker processes
             for hook in self.hooks:
                 hook.close(self)
         return self.rows
