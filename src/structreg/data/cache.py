@@ -279,8 +279,8 @@ class CachedPairs:
     """A map-style dataset of cached pairs for a :class:`torch.utils.data.DataLoader`:
     item ``i`` is pair ``indices[i]`` as a dict of tensors shaped as one entry of
     :func:`~structreg.data.pair.collate_pairs` (``(1, *S)`` images; ``(ndim, *S)``
-    displacement), plus ``index`` (``i``). The memory maps are opened lazily in each process, so worker
-    processes never inherit an open file."""
+    displacement), plus ``index`` (``i``). The memory maps are opened lazily in each
+    process, so worker processes never inherit an open file."""
 
     def __init__(self, cache: PairCache, indices: list[int], keys: tuple[str, ...]):
         self.cache = cache

@@ -650,6 +650,10 @@ def cardiac_phantom(
     anatomy, motion and group (the twist changes sign from base to apex), and have
     ids ``cardiac{seed}_{subject:04d}_s{slice:02d}`` and subject ``cardiac{seed}_{subject:04d}``.
 
+    A 3-entry ``size`` ``(H, W, S)`` (spacing ``(dy, dx, dz)``) gives one short-axis
+    stack per subject from base to apex with through-plane motion instead
+    (:mod:`.cardiac_volumes`).
+
     Returns:
         ``n_subjects * slices_per_subject`` :class:`Pair` records, subject-major (see
         :func:`make_cardiac_pair` for shapes and units).
@@ -658,6 +662,15 @@ def cardiac_phantom(
     slices = _check_int("slices_per_subject", slices_per_subject)
     if slices < 1:
         raise InputError("cardiac phantom: slices_per_subject must be ≥ 1")
+    if len(size) == 3:  # short-axis stacks, base to apex, with through-plane motion
+        from .cardiac_volumes import cardiac_volume_phantom
+
+        if slices != 1:
+            raise InputError(
+                "cardiac phantom: a volume size (H, W, S) gives one stack per subject; "
+                "--slices is for 2-D slices"
+            )
+        return cardiac_volume_phantom(n_subjects, seed, size=size, spacing=spacing)
     size_t, spacing_t = _check_grid(size, spacing)
     if slices == 1:
         return [
