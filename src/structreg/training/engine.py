@@ -382,7 +382,7 @@ class Engine:
         workers = self.train_config.workers
         return DataLoader(
             self.stream,  # type: ignore[arg-type]
-            batch_sampler=self._stream_batches(),  # type: ignore[arg-type]
+            batch_sampler=self._stream_batches(),
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=2 if workers else None,

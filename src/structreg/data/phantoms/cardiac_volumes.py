@@ -72,7 +72,7 @@ def _check_volume_grid(
         raise InputError(
             f"cardiac phantom: spacing must be three positive mm values, got {spacing_t}"
         )
-    return size_t, spacing_t  # type: ignore[return-value]
+    return size_t, spacing_t
 
 
 def make_cardiac_volume_pair(
