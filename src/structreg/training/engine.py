@@ -232,7 +232,13 @@ class Engine:
                 if self.train_data.get(key) is None:
                     raise _missing_key(key)
             self.n = self.train_data["moving"].shape[0]
-        self.val_data = _prepare(val_pairs, size, "validation", self.device) if val_pairs else None
+        # every rank knows whether there is validation; only rank 0 holds its pairs
+        self.has_validation = bool(val_pairs)
+        self.val_data = (
+            _prepare(val_pairs, size, "validation", self.device)
+            if val_pairs and dist.is_main
+            else None
+        )
         if self.n < dist.world_size:
             raise DataError(
                 f"train: {self.n} training pairs cannot feed {dist.world_size} processes"

@@ -126,7 +126,7 @@ class ValidationHook(Hook):
             if stop:
                 engine.stop(f"time budget of {cfg.max_seconds:g} s reached")
         due = (cfg.val_every and engine.state.step % cfg.val_every == 0) or engine.last_step
-        if engine.val_data is None or not due:
+        if not engine.has_validation or not due:
             return
         if dist.is_main:
             self._validate(engine, row)
@@ -194,7 +194,7 @@ class CheckpointHook(Hook):
             engine.save(engine.run_folder.checkpoint, with_state=True)
 
     def on_end(self, engine: Engine) -> None:
-        if engine.val_data is None:  # no validation: "best" is the final model
+        if not engine.has_validation:  # no validation: "best" is the final model
             engine.save(engine.run_folder.best, with_state=False)
 
 
