@@ -125,3 +125,39 @@ def test_outside_mask_penalty():
     assert per_item[0].item() == 0.0 and per_item[1].item() == pytest.approx(9 / 64)
     with pytest.raises(ValueError, match="mask"):
         outside_mask_penalty(disp, mask[0])
+
+
+def test_forward_lcc_is_the_lcc_of_the_fixed_image_and_the_warped_moving_image(ndim):
+    from structreg.losses import forward_lcc, lcc
+    from structreg.ops import exponentiate, warp
+
+    shape = (20, 18) if ndim == 2 else (12, 10, 9)
+    g = torch.Generator().manual_seed(0)
+    moving, fixed = torch.rand(2, 1, *shape, generator=g, dtype=torch.float64).unbind(0)
+    moving, fixed = moving[None], fixed[None]
+    v = 0.8 * torch.randn(1, ndim, *shape, generator=g, dtype=torch.float64)
+    moved = warp(moving, exponentiate(v, 4), padding_mode="border")
+    assert float(forward_lcc(fixed, moving, v)) == pytest.approx(
+        float(lcc(fixed, moved)), abs=1e-10
+    )
+    # the identity: the plain LCC of the pair
+    assert float(forward_lcc(fixed, moving, 0 * v)) == pytest.approx(float(lcc(fixed, moving)))
+
+
+def test_a_training_step_with_the_one_sided_lcc_is_finite_and_differs():
+    from helpers import random_pairs
+    from structreg.data import collate_pairs
+    from structreg.models.cvae import CVAERegistration, ModelConfig
+    from structreg.training import TrainConfig
+    from structreg.training.tasks import train_step
+
+    batch = collate_pairs(random_pairs(4, 0))
+    losses = []
+    for symmetric in (True, False):
+        torch.manual_seed(0)
+        model = CVAERegistration(ModelConfig(image_size=(32, 32), latent_dim=8))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        config = TrainConfig(lam=82.0, lcc_symmetric=symmetric)
+        parts = train_step(model, opt, batch, config, torch.Generator().manual_seed(0))
+        losses.append(float(parts.total))
+    assert all(np.isfinite(losses)) and losses[0] != losses[1]

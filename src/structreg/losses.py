@@ -95,6 +95,40 @@ def symmetric_lcc(
     return _reduce("symmetric_lcc", kernels.lcc_map(warped[n:], warped[:n], kernel, eps), reduction)
 
 
+def forward_lcc(
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    velocity: torch.Tensor,
+    steps: int = 4,
+    sigma: float = 2.0,
+    kernel_size: int = 9,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """One-sided LCC ``LCC(F, M ∘ exp(v))``: only the moving image is interpolated.
+
+    The symmetric form (:func:`symmetric_lcc`) interpolates *both* images at
+    fractional positions, and linear interpolation there low-pass filters them,
+    which raises their local correlation whatever the alignment. In 3-D
+    (trilinear: 8 voxels per sample) the gain is large enough to be learnt: on the
+    3-D brain phantom (24×28×24 at 6 mm) one sub-voxel field shared by all pairs
+    raised the symmetric LCC from 0.691 to 0.715 while raising the endpoint error
+    from 5.87 to 6.98 mm; the one-sided LCC of the same field rose by 0.0015.
+    Arguments and result as :func:`symmetric_lcc`.
+    """
+    ndim = check_field("forward_lcc", "velocity", velocity)
+    check_image("forward_lcc", "fixed", fixed, ndim)
+    check_image("forward_lcc", "moving", moving, ndim)
+    check_same_spatial("forward_lcc", "fixed", fixed, "velocity", velocity)
+    check_same_spatial("forward_lcc", "moving", moving, "velocity", velocity)
+    n = velocity.shape[0]
+    disp = kernels.exponentiate(velocity, steps)
+    moved = kernels.warp(moving.expand(n, *moving.shape[1:]), disp, "bilinear", "border")
+    kernel = gaussian_kernel1d(sigma, kernel_size, device=fixed.device, dtype=fixed.dtype)
+    fixed = fixed.expand(n, *fixed.shape[1:])
+    return _reduce("forward_lcc", kernels.lcc_map(fixed, moved, kernel, eps), reduction)
+
+
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Closed-form ``KL(N(mu, diag(exp(logvar))) || N(0, I))`` summed over latent dims.
 

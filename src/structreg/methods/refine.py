@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, ShapeError
-from ..losses import kl_divergence, outside_mask_penalty, symmetric_lcc
+from ..losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, Decoder, _memory_format
 from ..models.inference import inference_copy
 from ..training.config import TrainConfig
@@ -97,6 +97,8 @@ class Objective:
         mask_weight: weight of the outside-mask penalty (used only with masks).
         sigma, kernel_size: Gaussian window of the LCC (voxels, taps).
         steps: squarings of the exponentiation of ``±v/2`` (the model's).
+        symmetric: the symmetric LCC, else the one-sided one (the run's
+            ``train.lcc_symmetric``).
     """
 
     lam: float = TrainConfig.lam
@@ -105,6 +107,7 @@ class Objective:
     sigma: float = TrainConfig.lcc_sigma
     kernel_size: int = TrainConfig.lcc_kernel
     steps: int = 4
+    symmetric: bool = TrainConfig.lcc_symmetric
 
     @classmethod
     def from_train(cls, train: TrainConfig | None, steps: int) -> Objective:
@@ -117,6 +120,7 @@ class Objective:
             sigma=train.lcc_sigma,
             kernel_size=train.lcc_kernel,
             steps=steps,
+            symmetric=train.lcc_symmetric,
         )
 
     def per_pair(
@@ -138,7 +142,7 @@ class Objective:
                 prior term is ``0.5 · ||z||²``).
             mask: ``(N, 1, *S)`` region where motion is allowed (None: no penalty).
         """
-        lcc_map = symmetric_lcc(
+        lcc_map = (symmetric_lcc if self.symmetric else forward_lcc)(
             fixed,
             moving,
             velocity,

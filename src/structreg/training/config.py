@@ -85,6 +85,9 @@ class TrainConfig:
             :mod:`structreg.training.tasks`.
         mask_weight: weight of the outside-mask penalty (0 = off).
         lcc_sigma, lcc_kernel: Gaussian window of the LCC (paper: 2, 9).
+        lcc_symmetric: the symmetric LCC of Eq. 2 (true, the paper's) or the
+            one-sided ``LCC(F, M ∘ exp(v))`` (false; :func:`structreg.losses.forward_lcc`,
+            which does not reward the smoothing of interpolating both images).
         val_every: validate every this many steps and at the end (0: at the end only).
         patience: early stopping: stop after this many validations in a row without
             an improvement of the validation score (Dice, or minus the loss without
@@ -131,6 +134,7 @@ class TrainConfig:
     mask_weight: float = 0.0
     lcc_sigma: float = 2.0
     lcc_kernel: int = 9
+    lcc_symmetric: bool = True
     val_every: int = 100
     patience: int = 0
     min_delta: float = 0.0

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..losses import kl_divergence, outside_mask_penalty, symmetric_lcc
+from ..losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, ModelConfig
 from ..models.voxelmorph import (
     VoxelMorph2,
@@ -226,6 +226,7 @@ def registration_loss(
     steps: int = 4,
     sigma: float = 2.0,
     kernel_size: int = 9,
+    symmetric: bool = True,
 ) -> LossParts:
     """Eq. 1: ``lam · (1 − LCC_sym) + kl_weight · KL + mask_weight · P``.
 
@@ -236,8 +237,10 @@ def registration_loss(
         mask: ``(N, 1, *S)`` region where motion is allowed (needed when
             ``mask_weight > 0``).
         steps: squarings used for the half transforms ``exp(±v/2)``.
+        symmetric: the symmetric LCC (Eq. 2), else the one-sided ``LCC(F, M ∘ exp(v))``
+            (``train.lcc_symmetric``).
     """
-    similarity = symmetric_lcc(
+    similarity = (symmetric_lcc if symmetric else forward_lcc)(
         fixed, moving, velocity, steps=steps, sigma=sigma, kernel_size=kernel_size
     )
     kl = kl_divergence(mu, logvar, reduction="mean")
@@ -277,6 +280,7 @@ def _loss_of(
         steps=model.config.steps,
         sigma=config.lcc_sigma,
         kernel_size=config.lcc_kernel,
+        symmetric=config.lcc_symmetric,
     )
 
 
@@ -308,6 +312,7 @@ def train_step(
         steps=model.config.steps,
         sigma=config.lcc_sigma,
         kernel_size=config.lcc_kernel,
+        symmetric=config.lcc_symmetric,
     )
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
