@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 CONFIGS = {
-    2: {"config": "cardiac", "data": "phantom:cardiac", "grid": ["--size", "100x100"], "n": 60},
+    2: {"config": "cardiac", "data": "phantom:cardiac", "grid": ["--size", "100x100"], "n": 100},
     3: {
         "config": "brain3d",
         "data": "phantom:brain-inter",
