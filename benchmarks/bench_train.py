@@ -110,7 +110,7 @@ def main() -> None:
     print(f"# {args.steps} steps per row, median step time after {args.warmup}")
     print()
     print("| dims | method | data | precision | processes | global batch | s/step | pairs/s "
-          "| × f32 memory 1 proc | peak RSS (MB) |")  # fmt: skip
+          "| ratio | peak RSS (MB) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
