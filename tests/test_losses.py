@@ -159,5 +159,5 @@ def test_a_training_step_with_the_one_sided_lcc_is_finite_and_differs():
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         config = TrainConfig(lam=82.0, lcc_symmetric=symmetric)
         parts = train_step(model, opt, batch, config, torch.Generator().manual_seed(0))
-        losses.append(float(parts.total))
+        losses.append(float(parts.total.detach()))
     assert all(np.isfinite(losses)) and losses[0] != losses[1]

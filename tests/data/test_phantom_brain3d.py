@@ -95,7 +95,7 @@ def test_the_data_spec_takes_a_3d_size_and_an_isotropic_spacing():
     [
         ("phantom:brain", {"n_slices": 3}, "one volume per subject"),
         ("phantom:brain-inter", {"n_slices": 3}, "one volume per subject"),
-        ("phantom:cardiac", {}, "size"),
+        ("phantom:cardiac", {"n_slices": 3}, "one stack per subject"),
     ],
 )
 def test_3d_sizes_the_phantom_cannot_make_are_clear_errors(spec, kwargs, message):
