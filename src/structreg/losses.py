@@ -60,6 +60,16 @@ def lcc(
     return _reduce("lcc", kernels.lcc_map(fixed, moving, kernel, eps), reduction)
 
 
+def _check_pair_and_velocity(
+    name: str, fixed: torch.Tensor, moving: torch.Tensor, velocity: torch.Tensor
+) -> None:
+    ndim = check_field(name, "velocity", velocity)
+    check_image(name, "fixed", fixed, ndim)
+    check_image(name, "moving", moving, ndim)
+    check_same_spatial(name, "fixed", fixed, "velocity", velocity)
+    check_same_spatial(name, "moving", moving, "velocity", velocity)
+
+
 def symmetric_lcc(
     fixed: torch.Tensor,
     moving: torch.Tensor,
@@ -82,11 +92,7 @@ def symmetric_lcc(
     Returns:
         similarity reduced as in :func:`lcc`.
     """
-    ndim = check_field("symmetric_lcc", "velocity", velocity)
-    check_image("symmetric_lcc", "fixed", fixed, ndim)
-    check_image("symmetric_lcc", "moving", moving, ndim)
-    check_same_spatial("symmetric_lcc", "fixed", fixed, "velocity", velocity)
-    check_same_spatial("symmetric_lcc", "moving", moving, "velocity", velocity)
+    _check_pair_and_velocity("symmetric_lcc", fixed, moving, velocity)
     n = velocity.shape[0]
     halves = kernels.exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity]), steps)
     images = torch.cat([moving.expand(n, *moving.shape[1:]), fixed.expand(n, *fixed.shape[1:])])
@@ -116,11 +122,7 @@ def forward_lcc(
     from 5.87 to 6.98 mm; the one-sided LCC of the same field rose by 0.0015.
     Arguments and result as :func:`symmetric_lcc`.
     """
-    ndim = check_field("forward_lcc", "velocity", velocity)
-    check_image("forward_lcc", "fixed", fixed, ndim)
-    check_image("forward_lcc", "moving", moving, ndim)
-    check_same_spatial("forward_lcc", "fixed", fixed, "velocity", velocity)
-    check_same_spatial("forward_lcc", "moving", moving, "velocity", velocity)
+    _check_pair_and_velocity("forward_lcc", fixed, moving, velocity)
     n = velocity.shape[0]
     disp = kernels.exponentiate(velocity, steps)
     moved = kernels.warp(moving.expand(n, *moving.shape[1:]), disp, "bilinear", "border")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.spec import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
-from .options import add_data_options, data_summary, label_table_from_args
+from .options import add_data_options, data_summary, load_pairs_from_args
 
 NAME = "data cache"
 HELP = "preprocess a data set once into a cache folder (train streams it with --data cache:DIR)"
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from ..data.cache import write_cache
-    from ..data.spec import load_pairs, parse_data_spec
+    from ..data.spec import parse_data_spec
     from ..errors import UsageError
 
     if not 0 <= args.val_fraction < 1:
@@ -52,16 +52,7 @@ def run(args: argparse.Namespace) -> int:
     spec = parse_data_spec(args.data)
     if spec.kind == "cache":
         raise UsageError("--data is already a cache")
-    pairs = load_pairs(
-        spec,
-        split="all",
-        seed=args.seed,
-        size=args.size,
-        spacing=args.spacing,
-        n_subjects=args.subjects,
-        n_slices=args.slices,
-        label_table=label_table_from_args(args),
-    )
+    pairs = load_pairs_from_args(args, split="all")  # each pair's split is recorded
     splits = cache_splits(pairs, spec.kind, args.seed, args.val_fraction)
     source = {
         "data": str(spec),

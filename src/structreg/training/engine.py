@@ -520,36 +520,27 @@ def train(
         (rank 0; the other ranks' rows hold only the training loss).
     """
 
+    import contextlib
+
     run = RunFolder(out_dir)
-    if not dist.is_main:
-        if resume and not run.checkpoint.is_file():
-            raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
-        return _train_locked(
-            run,
-            model_config,
-            train_config,
-            train_pairs,
-            val_pairs,
-            resume,
-            False,
-            method,
-            data_settings,
-            dist,
-        )
-    run.clear_stale_lock()  # a live training here is named and refused first
-    if not resume and run.holds_run():
-        raise RunExistsError(
-            f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
-            f"it or choose another output folder"
-        )
-    if not resume and not run.is_empty():
-        raise RunExistsError(
-            f"{run.path} is not empty; train into a new or empty folder (or --resume a run)"
-        )
     if resume and not run.checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
-    with run.lock():
-        run.clean_temporary_files()  # left by a write that a kill interrupted
+    guard: Any = contextlib.nullcontext()
+    if dist.is_main:  # the other ranks only train: rank 0 checks, locks and writes
+        run.clear_stale_lock()  # a live training here is named and refused first
+        if not resume and run.holds_run():
+            raise RunExistsError(
+                f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
+                f"it or choose another output folder"
+            )
+        if not resume and not run.is_empty():
+            raise RunExistsError(
+                f"{run.path} is not empty; train into a new or empty folder (or --resume a run)"
+            )
+        guard = run.lock()
+    with guard:
+        if dist.is_main:
+            run.clean_temporary_files()  # left by a write that a kill interrupted
         return _train_locked(
             run,
             model_config,
@@ -557,7 +548,7 @@ def train(
             train_pairs,
             val_pairs,
             resume,
-            progress,
+            progress and dist.is_main,
             method,
             data_settings,
             dist,
