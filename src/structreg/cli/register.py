@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace, dist: Any) -> int:
     from ..apply import write_registration
-    from ..batch import BatchJob, merge_summaries, part_name, register_batch
+    from ..batch import SUMMARY, BatchJob, merge_summaries, part_name, register_batch
     from ..errors import UsageError
     from ..evaluation import metrics
     from ..methods.ours import refinement_defaults
@@ -190,7 +190,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
         args.out,
         resume=args.resume,
         report_error=lambda text: print(text, file=sys.stderr),
-        summary=part_name(dist.rank) if dist.enabled else "summary.csv",
+        summary=part_name(dist.rank) if dist.enabled else SUMMARY,
     )
     if dist.enabled:
         dist.barrier()  # every part written

@@ -144,13 +144,9 @@ def cached_split(args: argparse.Namespace, cache: Any) -> tuple[Any, list[Any], 
 
     if args.split not in (None, "train", "all"):
         raise UsageError(f"train --split takes train (default) or all, got {args.split}")
-    records = cache.index["pairs"]
-    keep = None
-    if args.subjects is not None:
-        keep = set(list(dict.fromkeys(r["subject"] for r in records))[: args.subjects])
 
     def chosen(split: str) -> list[int]:
-        return [i for i in cache.indices(split) if keep is None or records[i]["subject"] in keep]
+        return cache.indices(split, args.subjects)
 
     if args.split == "all":
         return cache.dataset(chosen("all"), ()), [], "all pairs, no validation (streamed)"

@@ -199,19 +199,24 @@ class PairCache:
     def ids(self) -> list[str]:
         return [str(p["id"]) for p in self.index["pairs"]]
 
-    @property
-    def splits(self) -> list[str]:
-        return [str(p["split"]) for p in self.index["pairs"]]
-
     def label_table(self) -> LabelTable | None:
         from .labels import read_label_table_text
 
         text = self.index.get("label_table")
         return read_label_table_text(text, str(self.root / INDEX)) if text else None
 
-    def indices(self, split: str) -> list[int]:
-        """The pairs of one split (``all``: every pair), in cache order."""
-        return [i for i, s in enumerate(self.splits) if split in ("all", s)]
+    def indices(self, split: str, n_subjects: int | None = None) -> list[int]:
+        """The pairs of one split (``all``: every pair), in cache order; with
+        ``n_subjects``, only those of the cache's first ``n_subjects`` subjects."""
+        records = self.index["pairs"]
+        keep = None
+        if n_subjects is not None:
+            keep = set(list(dict.fromkeys(r["subject"] for r in records))[:n_subjects])
+        return [
+            i
+            for i, r in enumerate(records)
+            if split in ("all", r["split"]) and (keep is None or r["subject"] in keep)
+        ]
 
     def pairs(self, indices: Sequence[int] | None = None) -> list[Pair]:
         """The pairs at ``indices`` (default all) read into memory as :class:`Pair`."""

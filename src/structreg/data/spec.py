@@ -226,11 +226,7 @@ def _cached_pairs(spec: DataSpec, size: tuple, spacing: tuple, n_subjects: int |
             f"{'x'.join(map(str, size))} at {'x'.join(f'{s:g}' for s in spacing)} mm; "
             f"write another cache for that grid"
         )
-    pairs = cache.pairs()
-    if n_subjects is not None:
-        keep = list(dict.fromkeys(p.subject for p in pairs))[:n_subjects]
-        pairs = [p for p in pairs if p.subject in keep]
-    return pairs
+    return cache.pairs(cache.indices("all", n_subjects))
 
 
 def _phantom(spec: DataSpec) -> Any:

@@ -62,18 +62,21 @@ def fold_batch_norm(module: _M) -> _M:
     return folded
 
 
+def channels_last(module: _M, spatial_dims: int) -> _M:
+    """``module`` with its convolution weights laid out channels-last
+    (``channels_last`` for 2-D networks, ``channels_last_3d`` for 3-D ones)."""
+    fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+    # Module.to accepts memory_format (documented), torch's stubs omit it
+    return module.to(memory_format=fmt)  # type: ignore[call-overload]
+
+
 def _channels_last(module: _M) -> _M:
     """Convert 4-D / 5-D weights to channels-last on the CPU (no effect elsewhere)."""
     params = list(module.parameters())
     if not params or params[0].device.type != "cpu":
         return module
     ndim = max(p.dim() for p in params)
-    if ndim == 4:
-        # Module.to accepts memory_format (documented), torch's stubs omit it
-        return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if ndim == 5:
-        return module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-    return module
+    return channels_last(module, ndim - 2) if ndim in (4, 5) else module
 
 
 def inference_copy(module: _M) -> _M:

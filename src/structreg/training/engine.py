@@ -170,12 +170,6 @@ def _missing_key(key: str) -> DataError:
     )
 
 
-def _layout(module: nn.Module, ndim: int) -> nn.Module:
-    fmt = torch.channels_last if ndim == 2 else torch.channels_last_3d
-    # Module.to accepts memory_format (documented), torch's stubs omit it
-    return module.to(memory_format=fmt)  # type: ignore[call-overload]
-
-
 class Engine:
     """Trains the method of ``config`` on ``train_pairs`` into ``run``.
 
@@ -272,9 +266,10 @@ class Engine:
             torch.set_num_threads(t.num_threads)
         self.shuffle, self.noise = seed_everything(t.seed)
         model = self.task.build(self.config.model).to(self.device)
-        ndim = self.config.model.ndim
         if t.channels_last:
-            model = _layout(model, ndim)
+            from ..models.inference import channels_last
+
+            model = channels_last(model, self.config.model.ndim)
         if self.dist.enabled and t.sync_batchnorm:
             if self.device.type != "cuda":
                 raise ConfigError(
@@ -283,8 +278,8 @@ class Engine:
                 )
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
-        shard = (self.dist.rank, self.dist.world_size)
-        net: nn.Module = self.task.training_module(model, t, shard)
+        part = (self.dist.rank, self.dist.world_size)
+        net: nn.Module = self.task.training_module(model, t, part)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
