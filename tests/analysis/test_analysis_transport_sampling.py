@@ -115,8 +115,8 @@ def test_posterior_spread_is_an_uncertainty_map(model):
             mu, logvar = self.inner.encode(a, b)
             return mu, torch.full_like(logvar, -30.0)
 
-        def decode(self, z, moving):
-            return self.inner.decode(z, moving)
+        def decode(self, z, moving, fixed=None):
+            return self.inner.decode(z, moving, fixed)
 
         reparameterize = staticmethod(CVAERegistration.reparameterize)
 
@@ -137,3 +137,28 @@ def test_interpolation_endpoints_and_figure(model, tmp_path):
     assert out.is_file() and out.stat().st_size > 1000
     with pytest.raises(ValueError):
         interpolate_codes(model, torch.zeros(3), torch.zeros(8), m)
+
+
+def test_latent_operations_on_an_antisymmetric_model():
+    """Codes of 2 d entries through transport, sampling, interpolation and the
+    posterior spread; a pair's own code transported onto its moving image decodes
+    both halves on that image."""
+    torch.manual_seed(0)
+    config = ModelConfig(image_size=SIZE, latent_dim=8, velocity_init_std=0.5, antisymmetric=True)
+    anti = CVAERegistration(config).eval()
+    m, f = images(2), images(2, seed=5)
+    moved = transport(anti, m, f, m)
+    with torch.no_grad():
+        mu, _ = anti.encode(m, f)
+        expected = anti.decode(mu, m)
+    assert moved.z.shape == (2, 16)
+    assert torch.allclose(moved.velocity, expected, atol=1e-6)
+    samples = sample_deformations(anti, m[:1], n=3, generator=torch.Generator().manual_seed(0))
+    assert samples.z.shape == (3, 16) and samples.disp.abs().max() > 0.05
+    t, frames = interpolate_codes(anti, torch.zeros(16), mu[0], m[:1], steps=3)
+    assert frames.disp[0].abs().max() < 1e-6  # the zero code: both halves equal, v = 0
+    assert torch.allclose(frames.velocity[-1], expected[0], atol=1e-6)
+    with pytest.raises(ValueError, match="codes must have 16 entries"):
+        interpolate_codes(anti, torch.zeros(8), torch.zeros(8), m[:1])
+    spread = posterior_spread(anti, m, f, n=4, generator=torch.Generator().manual_seed(1))
+    assert spread.shape == (2, 1, *SIZE) and spread.max() > 0

@@ -256,3 +256,29 @@ def test_refinement_runs_on_a_multiscale_smoothed_decoder():
         out = refine_codes(model, moving, fixed, mu, steps=8, tol=0, adapt_decoder=layers)
         assert (out.final < out.initial).all()
         assert out.velocity.shape == (2, 2, *SIZE)
+
+
+def test_refinement_of_an_antisymmetric_model_refines_both_halves():
+    """Both halves of the code move; 0 steps is the registrar's plain result; the
+    refined velocity is the antisymmetric decoding of the refined code."""
+    torch.manual_seed(0)
+    model = CVAERegistration(toy_config(antisymmetric=True, velocity_init_std=0.1)).eval()
+    moving, fixed = toy_pairs(2, 2.0)
+    mu, logvar = encode(model, moving, fixed)
+    assert mu.shape == (2, 16)
+    plain = CVAERegistrar(model).register(moving, fixed)
+    zero = refine_codes(model, moving, fixed, mu, steps=0, logvar=logvar)
+    assert torch.allclose(zero.velocity, plain.velocity, atol=1e-6)
+    for layers in (0, 1):
+        out = refine_codes(
+            model, moving, fixed, mu, steps=10, logvar=logvar, tol=0, adapt_decoder=layers
+        )
+        assert (out.objective.diff(dim=0) <= 0).all() and (out.final < out.initial).all()
+        moved = (out.z - mu).abs()
+        assert (moved[:, :8].amax(1) > 0).all() and (moved[:, 8:].amax(1) > 0).all()
+        if layers == 0:
+            with torch.no_grad():
+                expected = inference_copy(model).decode(out.z, moving, fixed)
+            assert torch.allclose(out.velocity, expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"z0 of shape \(2, 16\)"):
+        refine_codes(model, moving, fixed, mu[:, :8], steps=1)

@@ -175,3 +175,46 @@ def test_configs_without_the_capacity_switches_load_as_the_paper_model():
     del data["velocity_scales"], data["velocity_smoothing"]
     config = ModelConfig.from_dict(data)
     assert config.velocity_scales == 1 and config.velocity_smoothing == 0.0
+
+
+@pytest.mark.parametrize("size", [(32, 32), (12, 10, 9)], ids=["2d", "3d"])
+def test_antisymmetric_velocity_is_odd_in_the_pair_and_cancels_a_shared_field(size):
+    """v(F, M) = −v(M, F) exactly; the code holds both directions' halves (2 d);
+    a field the decoder adds to every code (here: a bias) cancels."""
+    torch.manual_seed(0)
+    config = tiny_config(size, antisymmetric=True, velocity_init_std=0.1)
+    assert config.code_dim == 2 * config.latent_dim
+    model = CVAERegistration(config).eval()
+    with torch.no_grad():
+        model.decoder.velocity.bias.copy_(torch.arange(1.0, len(size) + 1))
+    moving, fixed = images(2, size)
+    with torch.no_grad():
+        forward = model(moving, fixed, sample=False)
+        backward = model(fixed, moving, sample=False)
+    d = config.latent_dim
+    assert forward.mu.shape == (2, 2 * d) and forward.logvar.shape == (2, 2 * d)
+    assert torch.allclose(forward.mu[:, :d], backward.mu[:, d:])
+    assert torch.allclose(backward.velocity, -forward.velocity, atol=1e-6)
+    assert forward.velocity.abs().max() > 1e-3  # not trivially zero
+    # the same pair through the plain decoder: the bias stays in the plain velocity
+    plain = model.decoder(forward.mu[:, :d], moving)
+    assert plain.mean(dim=(0, *range(2, plain.dim()))).abs().min() > 0.5
+    assert forward.velocity.mean(dim=(0, *range(2, plain.dim()))).abs().max() < 0.5
+    # decode without a fixed image: both halves on the moving image
+    with torch.no_grad():
+        v = model.decode(forward.mu, moving)
+        expected = 0.5 * (
+            model.decoder(forward.mu[:, :d], moving) - model.decoder(forward.mu[:, d:], moving)
+        )
+    assert torch.allclose(v, expected, atol=1e-6)
+    with pytest.raises(ValueError, match=rf"z must have shape \(2, {2 * d}\)"):
+        model.decode(forward.mu[:, :d], moving)
+
+
+def test_antisymmetric_defaults_off_for_older_configs():
+    data = tiny_config().to_dict()
+    del data["antisymmetric"]
+    config = ModelConfig.from_dict(data)
+    assert config.antisymmetric is False and config.code_dim == config.latent_dim
+    with pytest.raises(ValueError, match="antisymmetric must be true or false"):
+        tiny_config(antisymmetric="yes")

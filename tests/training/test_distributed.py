@@ -113,6 +113,14 @@ def test_two_processes_follow_one_process_at_the_same_global_batch(runs):
     assert names == ["best.pt", "checkpoint.pt", "config.toml", "data.json", "train_log.csv"]
 
 
+def test_an_antisymmetric_model_trains_under_ddp_as_in_one_process(tmp_path):
+    # the encoder and decoder run twice per forward (both orders of the pair)
+    anti = ["--set", "model.antisymmetric=true", "--set", "train.steps=3", *NO_BN]
+    _train(tmp_path / "one", "--set", "train.batch_size=4", *anti)
+    _train_ddp(tmp_path / "two", "--set", "train.batch_size=2", *anti)
+    assert _max_diff(_weights(tmp_path / "one"), _weights(tmp_path / "two")) < 1e-6
+
+
 def test_ddp_resume_equals_an_uninterrupted_ddp_run(runs, tmp_path):
     out = tmp_path / "resumed"
     bn = ["--set", "train.batch_size=2"]

@@ -45,7 +45,7 @@ ID_COLUMNS = ("id", "subject", "group")
 def encode_pairs(
     model: CVAERegistration, pairs: Sequence, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encode each pair's deformation: ``(mu, sigma)``, float64 arrays ``(N, d)``.
+    """Encode each pair's deformation: ``(mu, sigma)``, float64 arrays ``(N, code_dim)``.
 
     Args:
         model: a :class:`structreg.models.cvae.CVAERegistration` (used in eval mode,
@@ -57,7 +57,7 @@ def encode_pairs(
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    d = model.config.latent_dim
+    d = model.config.code_dim
     if len(pairs) == 0:
         return np.zeros((0, d)), np.zeros((0, d))
     device = next(model.parameters()).device

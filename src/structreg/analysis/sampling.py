@@ -53,7 +53,7 @@ def sample_deformations(
         raise InputError(f"number of samples must be >= 1, got {n}")
     if not (float(scale) >= 0 and np.isfinite(scale)):
         raise InputError(f"scale must be a finite number >= 0, got {scale}")
-    z = torch.randn(int(n), model.config.latent_dim, generator=generator, dtype=torch.float32)
+    z = torch.randn(int(n), model.config.code_dim, generator=generator, dtype=torch.float32)
     return decode_code(model, z * float(scale), moving)
 
 
@@ -85,7 +85,7 @@ def posterior_spread(
     for i in range(moving.shape[0]):
         mu_i = mu[i : i + 1].expand(int(n), -1)
         z = model.reparameterize(mu_i, logvar[i : i + 1].expand(int(n), -1), generator)
-        res = decode_code(model, z, moving[i : i + 1])
+        res = decode_code(model, z, moving[i : i + 1], fixed[i : i + 1])
         disp = res.disp
         if spacing is not None:
             disp = disp * torch.tensor([float(s) for s in spacing], dtype=disp.dtype).to(
@@ -107,7 +107,7 @@ def interpolate_codes(
     conditioned on one image. Returns ``(t, result)`` with ``steps`` entries."""
     if int(steps) < 2:
         raise InputError(f"interpolation needs steps >= 2, got {steps}")
-    d = model.config.latent_dim
+    d = model.config.code_dim
     z_a, z_b = torch.as_tensor(z_a).reshape(-1), torch.as_tensor(z_b).reshape(-1)
     if z_a.numel() != d or z_b.numel() != d:
         raise InputError(f"codes must have {d} entries, got {z_a.numel()} and {z_b.numel()}")

@@ -78,10 +78,15 @@ def transport(
 
 
 def decode_code(
-    model: CVAERegistration, z: torch.Tensor, moving: torch.Tensor
+    model: CVAERegistration,
+    z: torch.Tensor,
+    moving: torch.Tensor,
+    fixed: torch.Tensor | None = None,
 ) -> RegistrationResult:
-    """Decode codes ``z (N, d)`` conditioned on ``moving (N, 1, *S)`` (eval mode,
-    no gradients) and warp it: the common step of transport, sampling and interpolation."""
+    """Decode codes ``z (N, code_dim)`` conditioned on ``moving (N, 1, *S)`` (eval mode,
+    no gradients) and warp it: the common step of transport, sampling and interpolation.
+    ``fixed``: the pair's fixed image where one exists (read by an antisymmetric model
+    only, see :meth:`CVAERegistration.decode`)."""
     moving = as_batch(moving, "moving")
     device = next(model.parameters()).device
     with evaluating(model):
@@ -89,7 +94,9 @@ def decode_code(
         moving = moving.to(device)
         if moving.shape[0] == 1 and z.shape[0] > 1:
             moving = moving.expand(z.shape[0], *moving.shape[1:])
-        velocity = model.decode(z, moving)
+        if fixed is not None:
+            fixed = as_batch(fixed, "fixed").to(device).expand_as(moving)
+        velocity = model.decode(z, moving, fixed)
         return result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
 
 

@@ -186,7 +186,7 @@ class CVAERegistrar:
                     fixed[start : start + self.batch_size],
                 )
                 mu, _ = net.encode(m, f)
-                velocities.append(net.decode(mu, m))
+                velocities.append(net.decode(mu, m, f))
                 codes.append(mu)
             velocity, z = torch.cat(velocities), torch.cat(codes)
             result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)

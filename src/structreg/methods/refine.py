@@ -57,7 +57,7 @@ from torch import nn
 
 from ..errors import InputError, ShapeError
 from ..losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
-from ..models.cvae import CVAERegistration, Decoder, _memory_format
+from ..models.cvae import CVAERegistration, Decoder, _memory_format, decode_velocity
 from ..models.inference import inference_copy
 from ..training.config import TrainConfig
 
@@ -352,9 +352,9 @@ def _check(
                 f"got {tuple(image.shape)}"
             )
     n = moving.shape[0]
-    if fixed.shape[0] != n or tuple(z0.shape) != (n, config.latent_dim):
+    if fixed.shape[0] != n or tuple(z0.shape) != (n, config.code_dim):
         raise ShapeError(
-            f"refine_codes: need {n} fixed images and z0 of shape ({n}, {config.latent_dim}), "
+            f"refine_codes: need {n} fixed images and z0 of shape ({n}, {config.code_dim}), "
             f"got {fixed.shape[0]} and {tuple(z0.shape)}"
         )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -453,7 +453,9 @@ def refine_codes(
     for t in range(steps + 1):
         with torch.set_grad_enabled(t < steps):
             _load_weights(adapted, state.params[1:])
-            velocity = decoder(state.params[0], state.moving)
+            velocity = decode_velocity(
+                decoder, model.config, state.params[0], state.moving, state.fixed
+            )
             obj = objective.per_pair(
                 velocity, state.params[0], state.moving, state.fixed, state.logvar, state.mask
             )

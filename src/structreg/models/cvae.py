@@ -44,7 +44,16 @@ from ..data.defaults import DEFAULT_SIZE
 from ..errors import ConfigError, ShapeError, TypeCheckError
 from ..layers import Exponentiation, SpatialTransformer, evaluating
 
-__all__ = ["ModelConfig", "Encoder", "Decoder", "CVAEOutput", "CVAERegistration", "pyramid_sizes"]
+__all__ = [
+    "ModelConfig",
+    "Encoder",
+    "Decoder",
+    "CVAEOutput",
+    "CVAERegistration",
+    "decode_velocity",
+    "encode_pair",
+    "pyramid_sizes",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,15 @@ class ModelConfig:
         velocity_smoothing: standard deviation (voxels) of a Gaussian smoothing
             layer applied to ``v`` before the exponentiation (0: none; the TMI
             2019 model's smoothing layer). Window: ``2·⌈3σ⌉ + 1`` taps.
+        antisymmetric: predict ``v(M, F) = ½ (D(z_MF, M) − D(z_FM, F))`` where
+            ``z_MF ~ q(z | M, F)`` and ``z_FM ~ q(z | F, M)`` come from the same
+            encoder and ``D`` is the one decoder, so that ``v(F, M) = −v(M, F)``
+            exactly and any field the network would give every pair alike cancels.
+            The pair's code is then ``[z_MF, z_FM]`` of ``code_dim = 2 d`` entries,
+            both halves under the KL term. Without a fixed image (transport,
+            sampling) both halves are decoded on the moving image. Made for the
+            3-D model, whose plain form learns one sub-voxel field shared by all
+            pairs (README, "3-D volumes").
     """
 
     image_size: tuple[int, ...] = DEFAULT_SIZE
@@ -100,6 +118,7 @@ class ModelConfig:
     velocity_init_std: float = 1e-5
     velocity_scales: int = 1
     velocity_smoothing: float = 0.0
+    antisymmetric: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", _image_size(self.image_size))
@@ -117,7 +136,7 @@ class ModelConfig:
             raise ConfigError(
                 f"ModelConfig: upsampling must be 'deconv' or 'linear', got {self.upsampling!r}"
             )
-        for name in ("condition", "batch_norm"):
+        for name in ("condition", "batch_norm", "antisymmetric"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"ModelConfig: {name} must be true or false, got {getattr(self, name)!r}"
@@ -138,6 +157,11 @@ class ModelConfig:
     def ndim(self) -> int:
         """Spatial dimensionality (2 or 3)."""
         return len(self.image_size)
+
+    @property
+    def code_dim(self) -> int:
+        """Entries of a pair's code: ``latent_dim``, twice that when ``antisymmetric``."""
+        return self.latent_dim * (2 if self.antisymmetric else 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (lists instead of tuples), for TOML/JSON/checkpoints."""
@@ -441,13 +465,45 @@ class Decoder(nn.Module):
         return velocity
 
 
+def encode_pair(
+    encoder: nn.Module, config: ModelConfig, moving: torch.Tensor, fixed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)``, each ``(N, code_dim)``, of ``encoder`` on the pair: its codes
+    of ``(M, F)`` and, for an ``antisymmetric`` model, of ``(F, M)`` concatenated."""
+    mu, logvar = encoder(moving, fixed)
+    if not config.antisymmetric:
+        return mu, logvar
+    mu_back, logvar_back = encoder(fixed, moving)
+    return torch.cat([mu, mu_back], 1), torch.cat([logvar, logvar_back], 1)
+
+
+def decode_velocity(
+    decoder: nn.Module,
+    config: ModelConfig,
+    z: torch.Tensor,
+    moving: torch.Tensor,
+    fixed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Velocity ``(N, ndim, *S)`` (voxels) of ``decoder`` for codes ``z (N, code_dim)``.
+
+    Plain model: ``decoder(z, M)``. ``antisymmetric``: ``½ (decoder(z₁, M) −
+    decoder(z₂, F))`` with ``z = [z₁, z₂]`` (``F = M`` when ``fixed`` is None). The
+    decoder may be an adapted copy (per-pair refinement); it is called once per half.
+    """
+    if not config.antisymmetric:
+        return cast(torch.Tensor, decoder(z, moving))
+    d = config.latent_dim
+    back = moving if fixed is None else fixed
+    return 0.5 * (decoder(z[:, :d], moving) - decoder(z[:, d:], back))
+
+
 @dataclass
 class CVAEOutput:
     """Result of :meth:`CVAERegistration.forward`.
 
     Attributes:
-        mu, logvar: ``(N, d)`` posterior mean and log-variance.
-        z: ``(N, d)`` code used (``mu`` when not sampling).
+        mu, logvar: ``(N, code_dim)`` posterior mean and log-variance.
+        z: ``(N, code_dim)`` code used (``mu`` when not sampling).
         velocity: ``(N, ndim, *S)`` stationary velocity in voxels.
         disp: ``(N, ndim, *S)`` displacement of ``exp(velocity)`` in voxels.
         moved: ``(N, C, *S)`` ``moving ∘ exp(velocity)``.
@@ -513,16 +569,23 @@ class CVAERegistration(nn.Module):
     def encode(
         self, moving: torch.Tensor, fixed: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(moving, fixed) (N, C, *S)`` -> ``(mu, logvar)``, each ``(N, d)``."""
+        """``(moving, fixed) (N, C, *S)`` -> ``(mu, logvar)``, each ``(N, code_dim)``
+        (``antisymmetric``: the codes of ``(M, F)`` and of ``(F, M)`` side by side)."""
         self._check_pair(moving, fixed)
-        return self.encoder(moving, fixed)
+        return encode_pair(self.encoder, self.config, moving, fixed)
 
-    def decode(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-        """Velocity ``(N, ndim, *S)`` (voxels) from codes ``z (N, d)`` conditioned on
-        ``moving (N, C, *S)``. The code may come from another pair (deformation
-        transport) or from the prior (sampling)."""
+    def decode(
+        self, z: torch.Tensor, moving: torch.Tensor, fixed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Velocity ``(N, ndim, *S)`` (voxels) from codes ``z (N, code_dim)``
+        conditioned on ``moving (N, C, *S)``. The code may come from another pair
+        (deformation transport) or from the prior (sampling). ``fixed`` is read by an
+        ``antisymmetric`` model only (its second half is decoded on it; None: on
+        ``moving``)."""
         self._check_image("moving", moving)
-        d = self.config.latent_dim
+        if fixed is not None:
+            self._check_pair(moving, fixed)
+        d = self.config.code_dim
         if (
             not isinstance(z, torch.Tensor)
             or z.dim() != 2
@@ -533,7 +596,7 @@ class CVAERegistration(nn.Module):
             raise ShapeError(
                 f"CVAERegistration: z must have shape ({moving.shape[0]}, {d}), got {got}"
             )
-        return self.decoder(z, moving)
+        return decode_velocity(self.decoder, self.config, z, moving, fixed)
 
     @staticmethod
     def reparameterize(
@@ -569,7 +632,7 @@ class CVAERegistration(nn.Module):
         in :meth:`reparameterize`."""
         mu, logvar = self.encode(moving, fixed)
         z = self.reparameterize(mu, logvar, generator, shard) if sample else mu
-        return mu, logvar, z, self.decoder(z, moving)
+        return mu, logvar, z, decode_velocity(self.decoder, self.config, z, moving, fixed)
 
     def forward(
         self,
@@ -625,6 +688,7 @@ class CVAERegistration(nn.Module):
             f"d = {c.latent_dim}, scales {sizes}, conditioning {'on' if c.condition else 'off'}, "
             f"{c.upsampling} upsampling, exponentiation N = {c.steps}"
             + (f", velocity at {c.velocity_scales} scales" if c.velocity_scales > 1 else "")
+            + (", antisymmetric velocity (code 2 d)" if c.antisymmetric else "")
             + (f", v smoothed (σ {c.velocity_smoothing:g})" if c.velocity_smoothing else "")
         ]
         lines += [f"  {name:<{width}}  {count:>9,}" for name, count in rows]
