@@ -119,8 +119,14 @@ def run_demo_3d(
         f"{len(test_pairs)} test pairs, {grid} at {spacing[0]:g} mm (MNI x, y, z); "
         f"moving = one subject, fixed = another; generated in {data_seconds:.0f} s",
         f"- model: 3-D, {model.num_parameters():,} trainable parameters, "
-        f"d = {config.model.latent_dim}, exponentiation N = {config.model.steps}",
-        f"- training: {t.steps} steps at batch {t.batch_size} (λ = {t.lam:g}, KL weight "
+        f"d = {config.model.latent_dim}, exponentiation N = {config.model.steps}"
+        + (
+            ", antisymmetric velocity ½ (D(z_MF, M) − D(z_FM, F)) (a code of 2 d per pair)"
+            if config.model.antisymmetric
+            else ""
+        ),
+        f"- training: {t.steps} steps at batch {t.batch_size} "
+        f"({'symmetric' if t.lcc_symmetric else 'one-sided'} LCC, λ = {t.lam:g}, KL weight "
         f"{t.kl_weight:g}, mask weight {t.mask_weight:g}, Adam lr {t.lr:g}), "
         f"{train_seconds:.0f} s this run on {next(model.parameters()).device}",
         f"- registration: one forward pass per volume (z = μ), {per_volume:.3f} s per volume",

@@ -1,5 +1,5 @@
 """Configs shipped with the package: ``cardiac.toml``, ``brain.toml``, ``brain-inter.toml``,
-``brain3d.toml`` (3-D volumes), ``demo.toml``."""
+``brain3d.toml`` and ``cardiac3d.toml`` (3-D volumes), ``demo.toml``."""
 
 from __future__ import annotations
 
