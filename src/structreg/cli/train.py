@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         help="TOML file with [model] and [train] tables, or a bundled config name: "
-        "cardiac, brain, brain-inter, brain3d, cardiac3d, demo (default: the --init model's settings, "
-        "else built-in defaults)",
+        "cardiac, brain, brain-inter, brain3d, cardiac3d, demo (default: the --init model's "
+        "settings, else built-in defaults)",
     )
     p.add_argument(
         "--init",
