@@ -121,6 +121,43 @@ def test_an_antisymmetric_model_trains_under_ddp_as_in_one_process(tmp_path):
     assert _max_diff(_weights(tmp_path / "one"), _weights(tmp_path / "two")) < 1e-6
 
 
+INJECT_NON_FINITE = """
+import os, sys
+import structreg.training.tasks as tasks
+from structreg.cli import main
+from structreg.errors import NonFiniteError
+
+real, calls = tasks.registration_loss, []
+
+def refused_on_rank_1_at_step_2(*args, **kwargs):
+    calls.append(1)
+    if os.environ["RANK"] == "1" and len(calls) == 2:
+        raise NonFiniteError("symmetric_lcc: velocity contains NaN or Inf values")
+    return real(*args, **kwargs)
+
+tasks.registration_loss = refused_on_rank_1_at_step_2
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    # the refusing rank still joins the gradient all-reduce: no rank waits for it
+    script = tmp_path / "inject.py"
+    script.write_text(INJECT_NON_FINITE)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    argv = ["train", "--out", str(out), *TINY, "--set", "train.steps=6"]
+    done = subprocess.run(
+        [*cmd, str(script), *argv, "--set", "train.batch_size=2"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("training diverged at step 2") == 2, done.stderr[-3000:]
+
+
 def test_ddp_resume_equals_an_uninterrupted_ddp_run(runs, tmp_path):
     out = tmp_path / "resumed"
     bn = ["--set", "train.batch_size=2"]

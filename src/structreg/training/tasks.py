@@ -55,13 +55,14 @@ VoxelMorph-2's objective is its package's: ``-NCC(F, M∘φ) + λ_smooth · mean
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, NonFiniteError
 from ..losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, ModelConfig
 from ..models.voxelmorph import (
@@ -299,25 +300,63 @@ def train_step(
     net = VelocitySampler(model, config.precision) if net is None else net
     net.train()
     mu, logvar, velocity = net(batch["moving"], batch["fixed"], generator)
-    parts = registration_loss(
-        mu,
-        logvar,
-        velocity,
-        batch["moving"],
-        batch["fixed"],
-        lam=config.lam,
-        kl_weight=config.kl_weight,
-        mask=batch.get("mask"),
-        mask_weight=config.mask_weight,
-        steps=model.config.steps,
-        sigma=config.lcc_sigma,
-        kernel_size=config.lcc_kernel,
-        symmetric=config.lcc_symmetric,
-    )
+    try:
+        parts = registration_loss(
+            mu,
+            logvar,
+            velocity,
+            batch["moving"],
+            batch["fixed"],
+            lam=config.lam,
+            kl_weight=config.kl_weight,
+            mask=batch.get("mask"),
+            mask_weight=config.mask_weight,
+            steps=model.config.steps,
+            sigma=config.lcc_sigma,
+            kernel_size=config.lcc_kernel,
+            symmetric=config.lcc_symmetric,
+        )
+    except NonFiniteError:
+        if not _data_parallel():
+            raise
+        nan = _nan_loss(mu, logvar, velocity)
+        parts = LossParts(total=nan, lcc=nan.detach(), kl=nan.detach(), penalty=nan.detach())
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
-    optimizer.step()
+    _step_if_finite(optimizer)
     return parts
+
+
+def _data_parallel() -> bool:
+    """True inside a multi-process (DDP) training."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _nan_loss(*outputs: torch.Tensor) -> torch.Tensor:
+    """A NaN loss joined to every output of the network, for a rank whose loss an op
+    refused (NaN/Inf): its backward still takes part in DDP's gradient all-reduce, so
+    the other ranks do not wait for it, and the averaged gradients become NaN on every
+    rank alike."""
+    total = outputs[0].float().sum()
+    for output in outputs[1:]:
+        total = total + output.float().sum()
+    return total * math.nan
+
+
+def _step_if_finite(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``, skipped under DDP when a gradient is not finite.
+
+    The gradients are all-reduced, hence equal on every rank, so every rank takes the
+    same decision and the weights stay equal; the engine then stops all ranks alike
+    (the averaged loss is not finite). One process steps unconditionally (its engine
+    stops on the loss)."""
+    if _data_parallel():
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        if not all(g is None or bool(torch.isfinite(g).all()) for g in grads):
+            return
+    optimizer.step()
 
 
 class CVAETask:
@@ -412,7 +451,7 @@ class VoxelMorphTask:
         moving, fixed = batch["moving"], batch["fixed"]
         loss, parts, _ = voxelmorph_loss_of(model.config, moving, fixed, net(moving, fixed))
         loss.backward()
-        optimizer.step()
+        _step_if_finite(optimizer)
         return {"total": parts["loss"], "ncc": parts["ncc"], "smooth": parts["smooth"]}
 
     @torch.no_grad()
