@@ -211,6 +211,27 @@ def test_an_elastic_restart_resumes_from_the_last_checkpoint(runs, tmp_path, mon
     assert [int(r["step"]) for r in _log(out)] == list(range(1, 10))
 
 
+def test_an_elastic_restart_before_the_first_checkpoint_starts_over(
+    runs, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    out = tmp_path / "restarted"
+    shutil.copytree(runs / "one", out)
+    (out / "checkpoint.pt").unlink()  # killed before its first checkpoint
+    (out / "best.pt").unlink()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    _train(out, "--set", "train.steps=6", "--set", "train.batch_size=4", *NO_BN)
+    assert _max_diff(_weights(out), _weights(runs / "one")) == 0
+    assert "before the first checkpoint: starting" in capsys.readouterr().out
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
+    (out / "checkpoint.pt").unlink()  # without a restart such a folder is still refused
+    (out / "best.pt").unlink()
+    argv = ["--set", "train.steps=6", "--set", "train.batch_size=4", *NO_BN]
+    assert main(["train", "--out", str(out), *TINY, *argv]) == 1
+    assert "is not empty" in capsys.readouterr().err
+
+
 def test_more_processes_than_gpus_is_refused(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has GPUs")

@@ -255,9 +255,12 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
         raise ConfigError("train: the config's [model] table must describe our CVAE")
     size = tuple(config.model.image_size)
     run_folder = RunFolder(args.out)
-    if restart_count() and run_folder.checkpoint.is_file() and not args.resume:
-        say(f"restarted by torchrun: resuming {run_folder.path} from its last checkpoint")
-        args.resume = True
+    if restart_count() and not args.resume:
+        if run_folder.checkpoint.is_file():
+            say(f"restarted by torchrun: resuming {run_folder.path} from its last checkpoint")
+            args.resume = True
+        elif dist.is_main and run_folder.discard_unstarted():  # only rank 0 writes
+            say(f"restarted by torchrun before the first checkpoint: starting {args.out} over")
     if run_folder.holds_run() and not args.resume:
         raise UsageError(
             f"{run_folder.path} already holds a run; use --resume to continue it or another --out"
