@@ -116,3 +116,62 @@ def test_train_refuses_another_grid_than_the_caches(cache, tmp_path, capsys):
                  "--out", str(tmp_path / "x"), *TINY])  # fmt: skip
     assert code == 1
     assert "--size/--spacing must match" in capsys.readouterr().err
+
+
+def test_the_cache_is_written_one_pair_at_a_time_with_the_same_content(cache, tmp_path):
+    import copy
+    import gc
+    import hashlib
+    import weakref
+
+    source = open_cache(cache)
+    given: list = []
+
+    def one_at_a_time():
+        for pair in source.pairs():
+            gc.collect()
+            held = sum(ref() is not None for ref in given)
+            assert held == 0  # the writer kept no pair it was given
+            fresh = copy.deepcopy(pair)
+            given.append(weakref.ref(fresh))
+            yield fresh
+            del fresh
+
+    splits = [source.index["pairs"][i]["split"] for i in range(source.n)]
+    again = write_cache(one_at_a_time(), tmp_path / "again", splits=lambda infos: splits)
+    fields = ("id", "subject", "group", "split", "spacing")
+    assert [[r[k] for k in fields] for r in again.index["pairs"]] == [
+        [r[k] for k in fields] for r in source.index["pairs"]
+    ]
+    assert again.arrays == source.arrays
+    # the digest: SHA-256 over each array's name and its bytes, in order
+    digest = hashlib.sha256()
+    for name in again.arrays:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(np.load(tmp_path / "again" / f"{name}.npy")).tobytes())
+    assert again.digest == digest.hexdigest() == source.digest
+
+
+def test_acdc_is_read_patient_by_patient_into_a_cache(tmp_path, monkeypatch):
+    import structreg.data.acdc as acdc
+    from data_fixtures import write_acdc
+    from structreg.data.spec import iter_pairs
+
+    root = write_acdc(tmp_path / "acdc")
+    loaded = []
+    real = acdc.load_acdc_patient
+    monkeypatch.setattr(
+        acdc, "load_acdc_patient", lambda path, **kw: loaded.append(path) or real(path, **kw)
+    )
+    stream = iter_pairs(f"acdc:{root}", size=(32, 32), n_slices=2)
+    next(stream)
+    assert len(loaded) == 1  # the other patients are not read yet
+    out = tmp_path / "cache"
+    assert main(["data", "cache", "--data", f"acdc:{root}", *GRID, "--slices", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    whole = load_pairs(f"acdc:{root}", split="all", size=(32, 32), n_slices=2)
+    cached = open_cache(out).pairs()
+    assert [p.id for p in cached] == [p.id for p in whole]
+    for a, b in zip(cached, whole, strict=True):
+        np.testing.assert_array_equal(a.moving, b.moving)
+        np.testing.assert_array_equal(a.fixed_labels, b.fixed_labels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.spec import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
-from .options import add_data_options, data_summary, load_pairs_from_args
+from .options import add_data_options
 
 NAME = "data cache"
 HELP = "preprocess a data set once into a cache folder (train streams it with --data cache:DIR)"
@@ -44,31 +44,52 @@ def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from ..data.cache import write_cache
-    from ..data.spec import parse_data_spec
+    from ..data.spec import iter_pairs, parse_data_spec
     from ..errors import UsageError
+    from .options import label_table_from_args
 
     if not 0 <= args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     spec = parse_data_spec(args.data)
     if spec.kind == "cache":
         raise UsageError("--data is already a cache")
-    pairs = load_pairs_from_args(args, split="all")  # each pair's split is recorded
-    splits = cache_splits(pairs, spec.kind, args.seed, args.val_fraction)
-    source = {
-        "data": str(spec),
-        "seed": args.seed,
-        "size": list(args.size),
-        "spacing": list(pairs[0].spacing),
-        "subjects": args.subjects,
-        "slices": args.slices,
-        "val_fraction": args.val_fraction,
-    }
-    out = write_cache(pairs, args.out, splits=splits, source=source)
-    print(data_summary(pairs))
-    counts = Counter(splits)
+    # one pair in memory at a time (pairs CSV, ACDC); the split once all are written
+    pairs = iter_pairs(
+        spec,
+        seed=args.seed,
+        size=args.size,
+        spacing=args.spacing,
+        n_subjects=args.subjects,
+        n_slices=args.slices,
+        label_table=label_table_from_args(args),
+    )
+    cache = write_cache(
+        pairs,
+        args.out,
+        splits=lambda infos: cache_splits(infos, spec.kind, args.seed, args.val_fraction),
+        source={
+            "data": str(spec),
+            "seed": args.seed,
+            "size": list(args.size),
+            "spacing": list(args.spacing),
+            "subjects": args.subjects,
+            "slices": args.slices,
+            "val_fraction": args.val_fraction,
+        },
+    )
+    records = cache.index["pairs"]
+    subjects = {r["subject"] if r["subject"] is not None else r["id"] for r in records}
+    groups = Counter(str(r["group"]) for r in records)
+    labelled = cache.n if "moving_labels" in cache.arrays else 0
     print(
-        f"wrote {out}: {len(pairs)} pairs ("
+        f"{cache.n} pairs from {len(subjects)} subjects, {'x'.join(map(str, cache.shape))} "
+        f"voxels at {'x'.join(f'{v:g}' for v in cache.spacing)} mm, {labelled} with labels; "
+        f"groups: {', '.join(f'{g} {n}' for g, n in sorted(groups.items()))}"
+    )
+    counts = Counter(r["split"] for r in records)
+    print(
+        f"wrote {cache.root}: {cache.n} pairs ("
         + ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test") if counts[k])
-        + f"); train with --data cache:{out}"
+        + f"); train with --data cache:{cache.root}"
     )
     return 0

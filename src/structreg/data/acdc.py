@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from .io import DataError, read_image, read_labels
@@ -213,7 +213,12 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def load_acdc(
+def load_acdc(root: str | os.PathLike, **options: Any) -> list[Pair]:
+    """Every pair of :func:`iter_acdc` (same arguments) in one list."""
+    return list(iter_acdc(root, **options))
+
+
+def iter_acdc(
     root: str | os.PathLike,
     *,
     size: Sequence[int] = DEFAULT_SIZE,
@@ -221,14 +226,13 @@ def load_acdc(
     n_slices: int | None = DEFAULT_SLICES,
     n_subjects: int | None = None,
     labels: bool = True,
-) -> list[Pair]:
-    """ED -> ES pairs of every patient under ``root`` (the first ``n_subjects`` by name)."""
+) -> Iterator[Pair]:
+    """ED -> ES pairs of every patient under ``root`` (the first ``n_subjects`` by
+    name), read and preprocessed one patient at a time."""
     patients = find_patients(root)
     if n_subjects is not None:
         patients = patients[: max(0, int(n_subjects))]
-    pairs: list[Pair] = []
     for patient in patients:
-        pairs.extend(
-            load_acdc_patient(patient, size=size, spacing=spacing, n_slices=n_slices, labels=labels)
+        yield from load_acdc_patient(
+            patient, size=size, spacing=spacing, n_slices=n_slices, labels=labels
         )
-    return pairs

@@ -20,7 +20,11 @@ decompression cost and no dependency beyond NumPy. A chunked, compressed store
 (zarr) would save disk for label maps but cost CPU on every read of every epoch;
 the pairs here are read whole, so chunking buys nothing.
 
-The cache is written into a temporary sibling folder and renamed into place, so
+Writing holds one pair at a time (each is appended to the arrays' files as it
+comes, the ``.npy`` headers are written once the count is known), so a source read
+pair by pair (:func:`~structreg.data.spec.iter_pairs`: pairs CSV, ACDC) larger
+than memory can be cached. The cache is written into a temporary sibling folder
+and renamed into place, so
 a killed ``data cache`` leaves no half-written cache. Each pair keeps the split
 the source assigned it (the data's own, or the subject-wise split of ``--seed``),
 so a cache has its own split (``has_own_split``) and a training on it validates
@@ -34,10 +38,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -49,6 +53,7 @@ __all__ = [
     "CACHE_VERSION",
     "CachedPairs",
     "PairCache",
+    "PairInfo",
     "open_cache",
     "write_cache",
 ]
@@ -89,72 +94,78 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+@dataclass
+class PairInfo:
+    """What the cache index records of a pair (no images): enough to split pairs by
+    subject (:func:`~structreg.data.dataset.split_by_subject`) and to summarise them."""
+
+    id: str
+    subject: str | None
+    group: str | None
+    spacing: tuple[float, ...]
+    meta: dict[str, Any]
+
+
+SplitRule = Callable[[list[PairInfo]], Sequence[str]]
+
+
 def write_cache(
-    pairs: Sequence[Pair],
+    pairs: Iterable[Pair],
     out: str | os.PathLike,
     *,
-    splits: Sequence[str],
+    splits: Sequence[str] | SplitRule,
     source: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``pairs`` (all of one shape) to a new cache folder ``out``.
+) -> PairCache:
+    """Write ``pairs`` (all of one shape) to a new cache folder ``out``, one pair at a
+    time: each is appended to its arrays' files as it comes, so an iterator that
+    reads and preprocesses one pair at a time (:func:`~structreg.data.spec.iter_pairs`)
+    never holds the data set in memory.
 
     Args:
-        splits: each pair's split (``train``/``val``/``test``).
+        splits: each pair's split (``train``/``val``/``test``), or a rule that gives
+            them from every pair's :class:`PairInfo` once all are written.
         source: how the pairs were made (data spec, seed, grid), recorded.
     Returns:
-        ``out`` as a path. Refuses an existing non-empty ``out``.
+        the written cache, opened. Refuses an existing non-empty ``out``. An array
+        that some pair lacks (labels, mask, truth) is left out.
     """
     out = Path(out)
-    if not pairs:
-        raise DataError("data cache: no pairs to write")
-    if len(splits) != len(pairs):
-        raise InputError("data cache: one split per pair is needed")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"data cache: {out} exists and is not empty; choose a new folder")
-    shape = tuple(pairs[0].moving.shape)
-    for p in pairs:
-        if tuple(p.moving.shape) != shape:
-            raise DataError(
-                f"data cache: pair {p.id} has shape {tuple(p.moving.shape)}, others {shape}"
-            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        infos, shapes, table = _write_raw(pairs, tmp)
+        assigned = list(splits(infos) if callable(splits) else splits)
+        if len(assigned) != len(infos):
+            raise InputError("data cache: one split per pair is needed")
         digest = hashlib.sha256()
-        written = []
-        for name, dtype in ARRAYS.items():
-            arrays = [getattr(p, name) for p in pairs]
-            if any(a is None for a in arrays):
-                continue
-            target = np.lib.format.open_memmap(
-                tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(len(pairs), *arrays[0].shape)
-            )
-            for i, a in enumerate(arrays):
-                target[i] = np.asarray(a).astype(dtype, copy=False)
-            target.flush()
+        for name in shapes:  # in ARRAYS order
+            _finish_npy(tmp / f"{name}.raw", tmp / f"{name}.npy", ARRAYS[name], shapes[name])
             digest.update(name.encode())
-            digest.update(np.ascontiguousarray(target).tobytes())
-            del target
-            written.append(name)
-        table = pairs[0].label_table
+            with (tmp / f"{name}.npy").open("rb") as fh:
+                np.lib.format.read_magic(fh)
+                np.lib.format.read_array_header_1_0(fh)
+                for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                    digest.update(chunk)
         index = {
             "version": CACHE_VERSION,
-            "n": len(pairs),
-            "shape": list(shape),
-            "arrays": written,
+            "n": len(infos),
+            "shape": list(shapes["moving"][1:]),
+            "arrays": list(shapes),
             "digest": digest.hexdigest(),
             "label_table": table.to_text() if isinstance(table, LabelTable) else None,
             "source": _json_safe(source or {}),
             "pairs": [
                 {
-                    "id": p.id,
-                    "subject": p.subject,
-                    "group": p.group,
+                    "id": info.id,
+                    "subject": info.subject,
+                    "group": info.group,
                     "split": split,
-                    "spacing": [float(s) for s in p.spacing],
-                    "meta": _json_safe(p.meta),
+                    "spacing": [float(v) for v in info.spacing],
+                    "meta": _json_safe(info.meta),
                 }
-                for p, split in zip(pairs, splits, strict=True)
+                for info, split in zip(infos, assigned, strict=True)
             ],
         }
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n")
@@ -164,7 +175,73 @@ def write_cache(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return open_cache(out)
+
+
+_CHUNK = 1 << 24  # bytes read at a time when finishing and hashing the arrays
+
+
+def _write_raw(
+    pairs: Iterable[Pair], tmp: Path
+) -> tuple[list[PairInfo], dict[str, tuple[int, ...]], Any]:
+    """Append every pair's arrays to ``tmp/NAME.raw``; returns the pairs' info, the
+    full shape of each array every pair has (in ARRAYS order) and the label table."""
+    infos: list[PairInfo] = []
+    files: dict[str, BinaryIO] = {}
+    item_shape: dict[str, tuple[int, ...]] = {}
+    dropped: set[str] = set()
+    table = None
+    try:
+        for pair in pairs:
+            if not infos:
+                table = pair.label_table
+                for name in ARRAYS:
+                    value = getattr(pair, name)
+                    if value is None:
+                        dropped.add(name)
+                    else:
+                        item_shape[name] = tuple(np.shape(value))
+                        files[name] = (tmp / f"{name}.raw").open("wb")
+            elif tuple(pair.moving.shape) != item_shape["moving"]:
+                raise DataError(
+                    f"data cache: pair {pair.id} has shape {tuple(pair.moving.shape)}, "
+                    f"others {item_shape['moving']}"
+                )
+            for name in list(files):
+                value = getattr(pair, name)
+                if value is None:  # a pair without it: the array is left out
+                    files.pop(name).close()
+                    (tmp / f"{name}.raw").unlink()
+                    dropped.add(name)
+                    continue
+                files[name].write(np.ascontiguousarray(value, dtype=ARRAYS[name]).tobytes())
+            infos.append(
+                PairInfo(
+                    id=pair.id,
+                    subject=pair.subject,
+                    group=pair.group,
+                    spacing=tuple(float(v) for v in pair.spacing),
+                    meta=dict(pair.meta),
+                )
+            )
+            del pair  # not held while the next one is read
+    finally:
+        for fh in files.values():
+            fh.close()
+    if not infos:
+        raise DataError("data cache: no pairs to write")
+    kept = [name for name in ARRAYS if name not in dropped]
+    return infos, {name: (len(infos), *item_shape[name]) for name in kept}, table
+
+
+def _finish_npy(raw: Path, target: Path, dtype: type[np.generic], shape: tuple[int, ...]) -> None:
+    """``target``: an ``.npy`` file of ``shape`` whose data are the bytes of ``raw``
+    (then removed), copied in chunks."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
+    with target.open("wb") as fh, raw.open("rb") as src:
+        np.lib.format.write_array_header_1_0(fh, {**header, "shape": shape})
+        shutil.copyfileobj(src, fh, _CHUNK)
+    raw.unlink()
 
 
 @dataclass(frozen=True)

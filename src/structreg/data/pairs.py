@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -199,7 +199,12 @@ def _default_id(value: str) -> str:
     return "_".join(p for p in name.split("/") if p not in ("", ".", ".."))
 
 
-def load_pairs_csv(
+def load_pairs_csv(path: str | os.PathLike, **options: Any) -> list[Pair]:
+    """Every pair of :func:`iter_pairs_csv` (same arguments) in one list."""
+    return list(iter_pairs_csv(path, **options))
+
+
+def iter_pairs_csv(
     path: str | os.PathLike,
     *,
     size: Sequence[int] = DEFAULT_SIZE,
@@ -209,8 +214,10 @@ def load_pairs_csv(
     n_subjects: int | None = None,
     centre_labels: Sequence[int] | None = None,
     label_values: Iterable[int] | None = None,
-) -> list[Pair]:
-    """Read, check and preprocess every pair listed in ``path``.
+) -> Iterator[Pair]:
+    """Read, check and preprocess every pair listed in ``path``, one row at a time
+    (the CSV is read and checked first; a row's images are read when it is reached,
+    so only one row's pairs are in memory).
 
     Args:
         path: the CSV file.
@@ -230,26 +237,23 @@ def load_pairs_csv(
         keep = list(dict.fromkeys(r.id for r in rows))[: max(0, int(n_subjects))]
         rows = [r for r in rows if r.id in set(keep)]
     counts = Counter(r.id for r in rows)
-    pairs: list[Pair] = []
     for number, row in enumerate(rows, start=1):
         pair_id = row.id if counts[row.id] == 1 else f"{row.id}_row{number}"
         try:
-            pairs.extend(
-                _load_row(
-                    row,
-                    pair_id,
-                    size=size,
-                    spacing=spacing,
-                    n_slices=n_slices,
-                    slice_axis=slice_axis,
-                    centre_labels=centre_labels,
-                    label_values=label_values,
-                    csv_path=Path(path),
-                )
+            pairs = _load_row(
+                row,
+                pair_id,
+                size=size,
+                spacing=spacing,
+                n_slices=n_slices,
+                slice_axis=slice_axis,
+                centre_labels=centre_labels,
+                label_values=label_values,
+                csv_path=Path(path),
             )
         except DataError as exc:
             raise DataError(f"{path} line {row.line}: {exc}") from None
-    return pairs
+        yield from pairs
 
 
 def _load_row(

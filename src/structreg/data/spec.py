@@ -10,7 +10,8 @@ and phantoms are imported inside :func:`load_pairs`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,23 +110,18 @@ def load_pairs(
     spec = parse_data_spec(spec)
     if split not in SPLIT_CHOICES:
         raise InputError(f"unknown split {split!r} (choose {', '.join(SPLIT_CHOICES)})")
-    if n_subjects is not None and n_subjects < 1:
-        raise InputError(f"--subjects must be >= 1, got {n_subjects}")
-    if n_slices is not None and n_slices < 1:
-        raise InputError(f"--slices must be >= 1, got {n_slices}")
-    size, spacing = tuple(size), grid_spacing(size, spacing)
-    pairs = _load_all(
-        spec,
-        seed=seed,
-        size=size,
-        spacing=spacing,
-        n_subjects=n_subjects,
-        n_slices=n_slices,
-        volumes=volumes or len(size) == 3,
+    pairs = list(
+        iter_pairs(
+            spec,
+            seed=seed,
+            size=size,
+            spacing=spacing,
+            n_subjects=n_subjects,
+            n_slices=n_slices,
+            volumes=volumes,
+            label_table=label_table,
+        )
     )
-    if not pairs:
-        raise DataError(f"{spec}: no pairs found")
-    _attach_table(pairs, spec, label_table)
     if split == "all":
         return pairs
     if has_own_split(pairs):
@@ -137,41 +133,82 @@ def load_pairs(
     )[split]
 
 
+def iter_pairs(
+    spec: str | DataSpec,
+    *,
+    seed: int = 0,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    n_subjects: int | None = None,
+    n_slices: int | None = None,
+    volumes: bool = False,
+    label_table: LabelTable | None = None,
+) -> Iterator[Any]:
+    """Every pair of a data spec (``load_pairs(..., split="all")``), one at a time.
+
+    A pairs CSV and ACDC are read and preprocessed row by row (patient by patient),
+    so a data set larger than memory can be passed on (``structreg data cache``);
+    the phantoms are generated whole (they are made in memory) and a cache's pairs
+    are read whole. Arguments as :func:`load_pairs`; the checks run, and the
+    warning about label values the table names that no label map holds is given,
+    when the iteration reaches them.
+    """
+    spec = parse_data_spec(spec)
+    if n_subjects is not None and n_subjects < 1:
+        raise InputError(f"--subjects must be >= 1, got {n_subjects}")
+    if n_slices is not None and n_slices < 1:
+        raise InputError(f"--slices must be >= 1, got {n_slices}")
+    size, spacing = tuple(size), grid_spacing(size, spacing)
+    pairs = _iter_all(
+        spec,
+        seed=seed,
+        size=size,
+        spacing=spacing,
+        n_subjects=n_subjects,
+        n_slices=n_slices,
+        volumes=volumes or len(size) == 3,
+    )
+    own = _own_table(spec)
+    present: set[int] = set()
+    count = 0
+    for pair in pairs:
+        pair.label_table = label_table or (own if spec.kind != "pairs" else pair.label_table)
+        if label_table is not None:
+            for labels in (pair.moving_labels, pair.fixed_labels):
+                if labels is not None:
+                    present.update(int(v) for v in np.unique(labels))
+        count += 1
+        yield pair
+    if not count:
+        raise DataError(f"{spec}: no pairs found")
+    if label_table is not None:
+        missing = label_table.missing(present)
+        if missing and present:
+            warnings.warn(
+                f"{spec}: the label table names value(s) {missing} that no label map holds",
+                StructregWarning,
+                stacklevel=2,
+            )
+
+
 def has_own_split(pairs: Sequence[Any]) -> bool:
     """True when the data assign every pair to a split themselves (``meta["split"]``)."""
     return bool(pairs) and all(p.meta.get("split") for p in pairs)
 
 
-def _attach_table(pairs: Sequence[Any], spec: DataSpec, table: LabelTable | None) -> None:
-    """Give every pair its label table; warn about values a given table names that
-    no label map holds."""
-    import warnings
-
+def _own_table(spec: DataSpec) -> LabelTable | None:
+    """The label table a kind of data carries (phantoms, ACDC); None for a pairs CSV,
+    whose rows name theirs."""
     from .labels import BRAIN_TABLE, CARDIAC_TABLE
 
-    own = {"cardiac": CARDIAC_TABLE, "brain": BRAIN_TABLE, "brain-inter": BRAIN_TABLE}.get(
+    if spec.kind == "acdc":
+        return CARDIAC_TABLE
+    return {"cardiac": CARDIAC_TABLE, "brain": BRAIN_TABLE, "brain-inter": BRAIN_TABLE}.get(
         spec.target
     )
-    if spec.kind == "acdc":
-        own = CARDIAC_TABLE
-    for p in pairs:
-        p.label_table = table or (own if spec.kind != "pairs" else p.label_table)
-    if table is not None:
-        present: set[int] = set()
-        for p in pairs:
-            for labels in (p.moving_labels, p.fixed_labels):
-                if labels is not None:
-                    present.update(int(v) for v in np.unique(labels))
-        missing = table.missing(present)
-        if missing and present:
-            warnings.warn(
-                f"{spec}: the label table names value(s) {missing} that no label map holds",
-                StructregWarning,
-                stacklevel=3,
-            )
 
 
-def _load_all(
+def _iter_all(
     spec: DataSpec,
     *,
     seed: int,
@@ -180,7 +217,7 @@ def _load_all(
     n_subjects: int | None,
     n_slices: int | None,
     volumes: bool,
-) -> list[Any]:
+) -> Iterable[Any]:
     if spec.kind == "cache":
         return _cached_pairs(spec, size, spacing, n_subjects)
     if spec.kind == "phantom":
@@ -196,14 +233,14 @@ def _load_all(
 
     slices = None if volumes else (n_slices or DEFAULT_SLICES)
     if spec.kind == "acdc":
-        from .acdc import load_acdc
+        from .acdc import iter_acdc
 
-        return load_acdc(
+        return iter_acdc(
             spec.path, size=size, spacing=spacing, n_slices=slices, n_subjects=n_subjects
         )
-    from .pairs import load_pairs_csv
+    from .pairs import iter_pairs_csv
 
-    return load_pairs_csv(
+    return iter_pairs_csv(
         spec.path, size=size, spacing=spacing, n_slices=slices, n_subjects=n_subjects
     )
 
