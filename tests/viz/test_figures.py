@@ -186,6 +186,24 @@ def test_orthogonal_views_cut_the_middle_of_each_axis() -> None:
     assert rows[0]["moved"]["a"].shape == (6, 5)
 
 
+def test_orthogonal_views_of_anisotropic_voxels_keep_their_mm_proportions() -> None:
+    from structreg.viz.figures import orthogonal_rows, registration_figure
+
+    vol = np.random.default_rng(0).random((48, 48, 12))  # 3 x 3 x 8 mm (slice axis last)
+    row = {"moving": vol, "fixed": vol, "moved": {"a": vol}, "jacobian": {"a": vol + 1}}
+    rows = orthogonal_rows([{**row, "spacing": (3.0, 3.0, 8.0)}])
+    # axial: rows along y, columns along x; coronal / sagittal: rows along the slices
+    assert [r["pixel_aspect"] for r in rows] == [1.0, 8.0 / 3.0, 8.0 / 3.0]
+    fig = registration_figure([{**row, "spacing": (3.0, 3.0, 8.0)}], methods=["a"])
+    check_layout(fig)
+    sizes = [ax.get_window_extent() for ax in fig.axes[:-1]]
+    axial, coronal = sizes[0], sizes[4]  # 4 panels per view row
+    assert axial.height / axial.width == pytest.approx(1.0, rel=0.02)
+    assert coronal.height / coronal.width == pytest.approx(12 * 8 / (48 * 3), rel=0.02)
+    plain = registration_figure([row], methods=["a"]).axes[4].get_window_extent()
+    assert plain.height / plain.width == pytest.approx(0.4, rel=0.02)  # 12 / 48, clipped
+
+
 def test_registration_panel_writes(tmp_path) -> None:
     methods = METHODS[:2]
     out = registration_panel(_rows(2, methods), tmp_path / "reg.png", methods=methods)

@@ -447,6 +447,7 @@ def panel_rows(shown: Sequence[Pair], kept: dict, names: Sequence[str]) -> list[
                 "fixed": pair.fixed,
                 "fixed_labels": pair.fixed_labels,
                 "title": f"({pair.group})",
+                "spacing": pair.spacing,
                 "moved": {m: entry[m]["moved"] for m in ok},
                 "jacobian": {m: entry[m]["jacobian"] for m in ok},
             }

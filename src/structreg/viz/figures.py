@@ -70,12 +70,18 @@ def pick_pairs(pairs: Sequence, n: int) -> list:
 
 
 def show_image(
-    ax: Axes, image: np.ndarray, labels: np.ndarray | None, mask: np.ndarray | None, title: str
+    ax: Axes,
+    image: np.ndarray,
+    labels: np.ndarray | None,
+    mask: np.ndarray | None,
+    title: str,
+    pixel_aspect: float = 1.0,
 ) -> None:
     """Draw a 2-D image (rows = first array axis) with label and mask contours; a 3-D
-    volume is drawn by its axial middle slice (:func:`display_slice`)."""
+    volume is drawn by its axial middle slice (:func:`display_slice`).
+    ``pixel_aspect``: a pixel's height / width in mm (anisotropic voxels)."""
     image, labels, mask = display_slice(image), display_slice(labels), display_slice(mask)
-    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect=pixel_aspect)
     if labels is not None:
         for value in np.unique(labels):
             if value == 0:
@@ -144,17 +150,22 @@ def display_slice(array: np.ndarray | None) -> np.ndarray | None:
 
 def orthogonal_rows(rows: Sequence[dict]) -> list[dict]:
     """Rows of :func:`registration_figure` with every 3-D row replaced by three rows:
-    its axial, coronal and sagittal middle slices (:data:`VIEWS`); 2-D rows unchanged."""
+    its axial, coronal and sagittal middle slices (:data:`VIEWS`), each with the
+    ``pixel_aspect`` its row's ``spacing`` (mm per axis, optional) gives; 2-D rows
+    unchanged."""
     out: list[dict] = []
     for row in rows:
         if np.ndim(row["moving"]) != 3:
             out.append(dict(row))
             continue
+        spacing = [float(v) for v in row.get("spacing") or (1.0, 1.0, 1.0)]
         for view, axis in VIEWS:
+            across, up = (a for a in range(3) if a != axis)  # view_slice's columns, rows
             out.append(
                 {
                     **row,
                     "title": f"{row.get('title') or ''} {view}".strip(),
+                    "pixel_aspect": spacing[up] / spacing[across],
                     "moving": view_slice(row["moving"], axis),
                     "fixed": view_slice(row["fixed"], axis),
                     "fixed_labels": view_slice(row.get("fixed_labels"), axis),
@@ -240,9 +251,12 @@ def _title_band(text: _Text, titles: Sequence[str]) -> float:
     return tallest + (float(rcParams["axes.titlepad"]) + 2.0) / 72.0
 
 
-def _aspect(*arrays: np.ndarray | None) -> float:
-    """Height / width of the tallest 2-D array, kept within [0.4, 2.5]."""
-    ratios = [a.shape[0] / a.shape[1] for a in arrays if a is not None and a.ndim == 2]
+def _aspect(*arrays: np.ndarray | None, pixel_aspect: float = 1.0) -> float:
+    """Height / width of the tallest 2-D array (pixels of ``pixel_aspect`` height /
+    width), kept within [0.4, 2.5]."""
+    ratios = [
+        pixel_aspect * a.shape[0] / a.shape[1] for a in arrays if a is not None and a.ndim == 2
+    ]
     return float(np.clip(max(ratios, default=1.0), 0.4, 2.5))
 
 
@@ -436,10 +450,11 @@ def registration_figure(
                 "moved": {m: _slice2d(row["moved"][m]) for m in methods},
                 "det": det,
                 "titles": [text.wrap(t, TITLE_SIZE, PANEL) for t in panel_titles],
+                "pixel_aspect": float(row.get("pixel_aspect", 1.0)),
             }
         )
     bands = [_title_band(text, s["titles"]) for s in slices]
-    heights = [PANEL * _aspect(s["moving"]) for s in slices]
+    heights = [PANEL * _aspect(s["moving"], pixel_aspect=s["pixel_aspect"]) for s in slices]
     tops = [top]
     for band, height in zip(bands[:-1], heights[:-1], strict=True):
         tops.append(tops[-1] + band + height + ROW_GAP)
@@ -450,19 +465,23 @@ def registration_figure(
     image = None
     for s, row_top, band, height in zip(slices, tops, bands, heights, strict=True):
         axes = [_add_axes(fig, left, row_top + band, PANEL, height) for left in lefts]
-        titles = s["titles"]
-        show_image(axes[0], s["moving"], None, None, titles[0])
-        show_image(axes[1], s["fixed"], s["labels"], None, titles[1])
+        titles, px = s["titles"], s["pixel_aspect"]
+        show_image(axes[0], s["moving"], None, None, titles[0], px)
+        show_image(axes[1], s["fixed"], s["labels"], None, titles[1], px)
         for m, method in enumerate(methods):
-            show_image(axes[2 + m], s["moved"][method], s["labels"], None, titles[2 + m])
+            show_image(axes[2 + m], s["moved"][method], s["labels"], None, titles[2 + m], px)
             ax = axes[2 + nm + m]
             det = s["det"][method]
             image = ax.imshow(
-                np.clip(det, 0.0, 2.0), cmap="RdBu_r", norm=norm, interpolation="nearest"
+                np.clip(det, 0.0, 2.0),
+                cmap="RdBu_r",
+                norm=norm,
+                interpolation="nearest",
+                aspect=px,
             )
             # folded voxels (det J ≤ 0) in black
             folded = np.ma.masked_where(det > 0, np.zeros_like(det))
-            ax.imshow(folded, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.imshow(folded, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect=px)
             ax.set_title(titles[2 + nm + m], fontsize=TITLE_SIZE)
             ax.set_axis_off()
     if image is not None:
@@ -499,7 +518,8 @@ def registration_panel(
             ``jacobian`` (dicts method -> ``(H, W)`` array), optional ``fixed_labels``
             (contours drawn on the fixed and moved images) and ``title``. A row of
             ``(D, H, W)`` volumes is drawn as three rows: its axial, coronal and
-            sagittal middle slices (:func:`orthogonal_rows`).
+            sagittal middle slices (:func:`orthogonal_rows`), in mm proportions when
+            the row gives its ``spacing``.
         methods: method names in column order.
     Folded voxels (det J ≤ 0) are drawn in black on the Jacobian maps. The figure
     grows with the number of rows and methods; titles are wrapped to the panel width.
