@@ -61,6 +61,8 @@ def _model_text(run: Path) -> str:
         parts.append(f"{model.velocity_scales} velocity scales")
     if model.velocity_smoothing:
         parts.append(f"v smoothed σ {model.velocity_smoothing:g}")
+    if model.antisymmetric:
+        parts.append("antisymmetric v")
     return ", ".join(parts)
 
 
