@@ -92,7 +92,8 @@ def main() -> None:
             ratio = times["ANTs SyN (CC)"] / times["ours (one pass)"]
             print(f"| {name} | ANTs SyN / ours | {ratio:.0f}x |")
 
-    print("\nOne training step of ours (forward, symmetric LCC, KL, mask penalty, backward, Adam):")
+    lcc = "symmetric" if base.train.lcc_symmetric else "one-sided"
+    print(f"\nOne training step of ours (forward, {lcc} LCC, KL, mask penalty, backward, Adam):")
     print("\n| grid | batch | parameters | s per step | peak RSS (MB) |\n|---|---|---|---|---|")
     task = task_for("ours")
     for size, batch in ((tuple(base.model.image_size), base.train.batch_size), ((80, 96, 80), 2)):
