@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.cache import write_cache
     from ..data.spec import iter_pairs, parse_data_spec
     from ..errors import UsageError
-    from .options import label_table_from_args
+    from .options import data_options
 
     if not 0 <= args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
@@ -54,15 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if spec.kind == "cache":
         raise UsageError("--data is already a cache")
     # one pair in memory at a time (pairs CSV, ACDC); the split once all are written
-    pairs = iter_pairs(
-        spec,
-        seed=args.seed,
-        size=args.size,
-        spacing=args.spacing,
-        n_subjects=args.subjects,
-        n_slices=args.slices,
-        label_table=label_table_from_args(args),
-    )
+    pairs = iter_pairs(spec, **data_options(args))
     cache = write_cache(
         pairs,
         args.out,

@@ -172,13 +172,10 @@ def resolve_split(args: argparse.Namespace) -> str:
     return str(getattr(args, "command_split", "train"))
 
 
-def load_pairs_from_args(args: argparse.Namespace, **overrides: Any) -> list[Any]:
-    """:func:`structreg.data.spec.load_pairs` with the options of :func:`add_data_options`;
-    prints how many pairs it loaded and from which split."""
-    from ..data.spec import load_pairs
-
-    options = dict(
-        split=resolve_split(args),
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`structreg.data.spec.iter_pairs` (and
+    ``load_pairs``) that the options of :func:`add_data_options` set."""
+    return dict(
         seed=args.seed,
         size=args.size,
         spacing=args.spacing,
@@ -186,6 +183,14 @@ def load_pairs_from_args(args: argparse.Namespace, **overrides: Any) -> list[Any
         n_slices=args.slices,
         label_table=label_table_from_args(args),
     )
+
+
+def load_pairs_from_args(args: argparse.Namespace, **overrides: Any) -> list[Any]:
+    """:func:`structreg.data.spec.load_pairs` with the options of :func:`add_data_options`;
+    prints how many pairs it loaded and from which split."""
+    from ..data.spec import load_pairs
+
+    options = dict(split=resolve_split(args), **data_options(args))
     options.update(overrides)
     pairs = load_pairs(args.data, **options)
     print(f"{args.data}: {len(pairs)} pairs ({options['split']} split)")
