@@ -17,6 +17,7 @@ def test_every_stage_is_a_valid_command(budget, tmp_path):
     parser = build_parser()
     names = [s.name for s in stages]
     assert len(names) == len(set(names))
+    assert {"3-D demo", "cardiac3d: train ours", "cardiac3d: evaluate"} <= set(names)
     for stage in stages:
         if stage.argv[0] == "python":
             assert Path(stage.argv[1]).is_file(), stage.argv[1]

@@ -10,7 +10,8 @@ Budgets:
 
 - ``quick``: the README's protocol on a 2-core CPU: 300 training steps for both
   learned methods (VoxelMorph-2 also for the wall time ours took), LCC-Demons
-  tuned on the validation split over a reduced grid.
+  tuned on the validation split over a reduced grid; the 3-D demo and
+  ``cardiac3d`` at their configs' step budgets.
 - ``full``: each learned method trained until its validation Dice stops
   improving (early stopping, patience 10 validations every 200 steps, at most
   20,000 steps), the full LCC-Demons grid. Meant for a GPU.
@@ -93,6 +94,12 @@ BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
 BRAIN_INTER = ["--data", "phantom:brain-inter", "--subjects", "1600"]
 BRAIN_INTER_TEST = ["--data", "phantom:brain-inter", "--seed", "1", "--subjects", "100"]
 BRAIN_INTER_TEST += ["--split", "all"]
+# the 3-D demo's volumes (its 80 test pairs are evaluate's test split of the same data)
+BRAIN_3D = ["--data", "phantom:brain-inter", "--subjects", "400"]
+BRAIN_3D += ["--size", "24x28x24", "--spacing", "6"]
+CARDIAC_3D = ["--data", "phantom:cardiac", "--subjects", "250"]
+CARDIAC_3D += ["--size", "48x48x12", "--spacing", "3x3x8"]
+PEERS = "lcc-demons,ants-syn,identity"
 
 
 @dataclass
@@ -326,6 +333,47 @@ def _phantom_stages(
     return stages
 
 
+def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
+    """The 3-D results: the 3-D demo and its classical peers on the same volumes;
+    ``cardiac3d`` trained on short-axis stacks and evaluated with the peers."""
+    demo3d, peers = root / "demo3d", root / "demo3d_peers"
+    cardiac, cardiac_eval = root / "cardiac3d", root / "cardiac3d_eval"
+    converge = _train_set(budget) if budget.patience else []
+    return [
+        Stage(
+            "3-D demo",
+            ["demo", "--dims", "3", "--out", str(demo3d)],
+            demo3d / "report.md",
+            report=demo3d / "report.md",
+            title="The 3-D demo",
+            figures=[demo3d / "registration.png"],
+        ),
+        Stage(
+            "3-D brain volumes: evaluate with the classical peers",
+            ["evaluate", *BRAIN_3D, "--out", str(peers)]
+            + ["--methods", f"ours:{demo3d / 'model'},{PEERS}"],
+            peers / "table.md",
+            report=peers / "table.md",
+            title="3-D inter-subject brain phantom (the 3-D demo's test volumes)",
+        ),
+        Stage(
+            "cardiac3d: train ours",
+            ["train", *CARDIAC_3D, "--config", "cardiac3d", "--out", str(cardiac), *converge],
+            cardiac / "best.pt",
+            resume=cardiac,
+        ),
+        Stage(
+            "cardiac3d: evaluate",
+            ["evaluate", *CARDIAC_3D, "--out", str(cardiac_eval)]
+            + ["--methods", f"ours:{cardiac},{PEERS}"],
+            cardiac_eval / "table.md",
+            report=cardiac_eval / "table.md",
+            title="3-D cardiac phantom stacks, test split",
+            figures=[cardiac_eval / "registration.png"],
+        ),
+    ]
+
+
 def plan(
     out: str | Path, budget: str = "quick", benchmarks: str | Path | None = None
 ) -> list[Stage]:
@@ -356,6 +404,7 @@ def plan(
     cardiac_ours = demo / "model" if not b.patience else None
     stages += _phantom_stages("cardiac", CARDIAC, "cardiac", cardiac_ours, root, b)
     stages += _phantom_stages("brain", BRAIN, "brain", None, root, b)
+    stages += _volume_stages(root, b)
     if benchmarks is not None:
         bench = Path(benchmarks)
         cardiac_model = cardiac_ours or root / "cardiac" / "ours"
