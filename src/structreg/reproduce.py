@@ -334,11 +334,25 @@ def _phantom_stages(
 
 
 def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
-    """The 3-D results: the 3-D demo and its classical peers on the same volumes;
-    ``cardiac3d`` trained on short-axis stacks and evaluated with the peers."""
+    """The 3-D results: the 3-D demo, VoxelMorph-2 trained at its steps and batch, and
+    both with the classical peers on the same volumes; ``cardiac3d`` trained on
+    short-axis stacks and evaluated with the classical peers."""
+    import tomllib
+
+    from .configs import resolve_config
+
     demo3d, peers = root / "demo3d", root / "demo3d_peers"
+    vm3d = root / "demo3d_voxelmorph"
     cardiac, cardiac_eval = root / "cardiac3d", root / "cardiac3d_eval"
     converge = _train_set(budget) if budget.patience else []
+    # VoxelMorph-2 at ours' steps and batch (the brain3d config's)
+    ours = tomllib.loads(resolve_config("brain3d").read_text())["train"]
+    vm_budget = converge or [
+        "--set",
+        f"train.steps={ours['steps']}",
+        "--set",
+        f"train.val_every={ours['val_every']}",
+    ]
     return [
         Stage(
             "3-D demo",
@@ -349,9 +363,16 @@ def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
             figures=[demo3d / "registration.png"],
         ),
         Stage(
-            "3-D brain volumes: evaluate with the classical peers",
+            "3-D brain volumes: train VoxelMorph-2",
+            ["train", "--method", "voxelmorph", *BRAIN_3D, "--out", str(vm3d), *vm_budget]
+            + ["--set", f"train.batch_size={ours['batch_size']}"],
+            vm3d / "best.pt",
+            resume=vm3d,
+        ),
+        Stage(
+            "3-D brain volumes: evaluate with the peers",
             ["evaluate", *BRAIN_3D, "--out", str(peers)]
-            + ["--methods", f"ours:{demo3d / 'model'},{PEERS}"],
+            + ["--methods", f"ours:{demo3d / 'model'},voxelmorph:{vm3d},{PEERS}"],
             peers / "table.md",
             report=peers / "table.md",
             title="3-D inter-subject brain phantom (the 3-D demo's test volumes)",
