@@ -141,13 +141,8 @@ def write_cache(
             raise InputError("data cache: one split per pair is needed")
         digest = hashlib.sha256()
         for name in shapes:  # in ARRAYS order
-            _finish_npy(tmp / f"{name}.raw", tmp / f"{name}.npy", ARRAYS[name], shapes[name])
             digest.update(name.encode())
-            with (tmp / f"{name}.npy").open("rb") as fh:
-                np.lib.format.read_magic(fh)
-                np.lib.format.read_array_header_1_0(fh)
-                for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                    digest.update(chunk)
+            _finish_npy(tmp / name, ARRAYS[name], shapes[name], digest)
         index = {
             "version": CACHE_VERSION,
             "n": len(infos),
@@ -189,7 +184,6 @@ def _write_raw(
     infos: list[PairInfo] = []
     files: dict[str, BinaryIO] = {}
     item_shape: dict[str, tuple[int, ...]] = {}
-    dropped: set[str] = set()
     table = None
     try:
         for pair in pairs:
@@ -197,9 +191,7 @@ def _write_raw(
                 table = pair.label_table
                 for name in ARRAYS:
                     value = getattr(pair, name)
-                    if value is None:
-                        dropped.add(name)
-                    else:
+                    if value is not None:
                         item_shape[name] = tuple(np.shape(value))
                         files[name] = (tmp / f"{name}.raw").open("wb")
             elif tuple(pair.moving.shape) != item_shape["moving"]:
@@ -212,7 +204,6 @@ def _write_raw(
                 if value is None:  # a pair without it: the array is left out
                     files.pop(name).close()
                     (tmp / f"{name}.raw").unlink()
-                    dropped.add(name)
                     continue
                 files[name].write(np.ascontiguousarray(value, dtype=ARRAYS[name]).tobytes())
             infos.append(
@@ -230,17 +221,20 @@ def _write_raw(
             fh.close()
     if not infos:
         raise DataError("data cache: no pairs to write")
-    kept = [name for name in ARRAYS if name not in dropped]
+    kept = [name for name in ARRAYS if name in files]  # every pair had them
     return infos, {name: (len(infos), *item_shape[name]) for name in kept}, table
 
 
-def _finish_npy(raw: Path, target: Path, dtype: type[np.generic], shape: tuple[int, ...]) -> None:
-    """``target``: an ``.npy`` file of ``shape`` whose data are the bytes of ``raw``
-    (then removed), copied in chunks."""
+def _finish_npy(stem: Path, dtype: type[np.generic], shape: tuple[int, ...], digest: Any) -> None:
+    """``stem.npy``: an ``.npy`` file of ``shape`` whose data are the bytes of
+    ``stem.raw`` (then removed), copied in chunks and fed to ``digest`` on the way."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
-    with target.open("wb") as fh, raw.open("rb") as src:
+    raw = stem.with_suffix(".raw")
+    with stem.with_suffix(".npy").open("wb") as fh, raw.open("rb") as src:
         np.lib.format.write_array_header_1_0(fh, {**header, "shape": shape})
-        shutil.copyfileobj(src, fh, _CHUNK)
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            digest.update(chunk)
+            fh.write(chunk)
     raw.unlink()
 
 
