@@ -78,50 +78,72 @@ def test_a_failing_stage_is_one_line_naming_the_log(tmp_path, monkeypatch):
     assert main(["reproduce", "--out", str(tmp_path / "r"), "--benchmarks", "none"]) == 1
 
 
-def test_an_equal_steps_run_continues_a_shorter_equal_time_run(tmp_path):
-    from helpers import random_pairs
-    from helpers import train_config as _config
+def _tiny_model():
     from structreg.models import ModelConfig
-    from structreg.training import train
 
-    tiny = ModelConfig(
+    return ModelConfig(
         image_size=(32, 32), latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
     )
-    pairs = random_pairs(8, seed=1)
-    train(tiny, _config(2), pairs[:6], pairs[6:], tmp_path / "time", progress=False)
-    assert rep._continue_from(tmp_path / "time", tmp_path / "long", 2)() == []
-    assert not (tmp_path / "long").exists()  # not shorter: nothing to continue
-    rep._continue_from(tmp_path / "time", tmp_path / "long", 4)()
+
+
+def test_an_equal_steps_run_continues_a_first_run_stopped_by_its_time_budget(tmp_path):
+    from helpers import random_pairs
+    from helpers import train_config as _config
+    from structreg.training import train
+
+    tiny, pairs = _tiny_model(), random_pairs(8, seed=1)
+    # the first of 4 steps and a time budget: the time budget ends it after step 1
+    first = tmp_path / "first"
+    train(tiny, _config(4, max_seconds=1e-6), pairs[:6], pairs[6:], first, progress=False)
+    assert torch.load(first / "checkpoint.pt")["step"] == 1
+    assert rep._continue_from(first, tmp_path / "short", 0)() == []
+    assert not (tmp_path / "short").exists()  # longer than the target: nothing to continue
+    rep._continue_from(first, tmp_path / "steps", 4)()
     resumed = train(
-        tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "long", resume=True, progress=False
+        tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "steps", resume=True, progress=False
     )
     straight = train(tiny, _config(4), pairs[:6], pairs[6:], tmp_path / "straight", progress=False)
-    assert [r["loss"] for r in resumed[2:]] == [r["loss"] for r in straight[2:]]
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    # (step 1's row is read back from the log, rounded)
+    assert [r["loss"] for r in resumed[1:]] == [r["loss"] for r in straight[1:]]
+    # the equal-time run is the first run itself: copied, it trains no further step
+    rep._continue_from(first, tmp_path / "time", seconds=lambda: 1e-6)()
+    again = train(
+        tiny,
+        _config(10**6, max_seconds=1e-6),
+        pairs[:6],
+        pairs[6:],
+        tmp_path / "time",
+        resume=True,
+        progress=False,
+    )
+    assert [r["step"] for r in again] == [1]
 
 
-def test_an_equal_time_run_continues_an_equal_steps_run_that_took_less_time(tmp_path):
+def test_an_equal_time_run_continues_a_first_run_that_reached_its_steps(tmp_path):
     from helpers import random_pairs
     from helpers import train_config as _config
-    from structreg.models import ModelConfig
     from structreg.training import train
 
-    tiny = ModelConfig(
-        image_size=(32, 32), latent_dim=8, enc_channels=(4, 8, 8, 2), dec_channels=(8, 8, 8, 8)
-    )
-    pairs = random_pairs(8, seed=1)
-    train(tiny, _config(2), pairs[:6], pairs[6:], tmp_path / "steps", progress=False)
-    took = float(torch.load(tmp_path / "steps" / "checkpoint.pt")["loop"]["seconds"])
+    tiny, pairs = _tiny_model(), random_pairs(8, seed=1)
+    train(tiny, _config(2), pairs[:6], pairs[6:], tmp_path / "first", progress=False)
+    took = float(torch.load(tmp_path / "first" / "checkpoint.pt")["loop"]["seconds"])
     assert took > 0
-    rep._continue_from(tmp_path / "steps", tmp_path / "time", seconds=lambda: took)()
+    rep._continue_from(tmp_path / "first", tmp_path / "time", seconds=lambda: took)()
     assert not (tmp_path / "time").exists()  # it took the whole time: nothing to continue
-    rep._continue_from(tmp_path / "steps", tmp_path / "time", seconds=lambda: took + 60)()
+    rep._continue_from(tmp_path / "first", tmp_path / "time", seconds=lambda: took + 60)()
     assert (tmp_path / "time" / "checkpoint.pt").is_file()
-    # in the plan, the equal-steps run comes first and the equal-time stage prepares
-    # its folder from it
+    # the equal-steps run is the first run itself (same step budget): copied
+    rep._continue_from(tmp_path / "first", tmp_path / "steps", 2)()
+    assert (tmp_path / "steps" / "checkpoint.pt").is_file()
+    # in the quick plan, the first run comes before both and each prepares its folder
+    # from it; the full plan trains them apart (early stopping ends the equal-steps run)
     names = [s.name for s in rep.plan(tmp_path / "plan", "quick")]
-    assert names.index("cardiac: train VoxelMorph-2") < names.index(
-        "cardiac: train VoxelMorph-2 for ours' wall time"
-    )
+    first = names.index("cardiac: train VoxelMorph-2 (the first of 300 steps and ours' wall time)")
+    assert first < names.index("cardiac: train VoxelMorph-2")
+    assert first < names.index("cardiac: train VoxelMorph-2 for ours' wall time")
+    full = [s.name for s in rep.plan(tmp_path / "plan_full", "full")]
+    assert not any("first of" in n for n in full)
 
 
 def test_a_training_killed_before_its_first_checkpoint_starts_again(tmp_path):

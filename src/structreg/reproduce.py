@@ -175,20 +175,28 @@ def _train_set(budget: Budget) -> list[str]:
     return out
 
 
-def _train_seconds(run_dir: Path) -> Callable[[], list[str]]:
+def _max_seconds(run_dir: Path) -> Callable[[], list[str]]:
+    """A time budget: the training wall time of the run in ``run_dir``."""
+
     def extra() -> list[str]:
-        seconds = _ours_seconds(run_dir)()
-        return ["--set", f"train.max_seconds={seconds:.1f}", "--set", "train.steps=1000000"]
+        return ["--set", f"train.max_seconds={_ours_seconds(run_dir)():.1f}"]
 
     return extra
+
+
+def _train_seconds(run_dir: Path) -> Callable[[], list[str]]:
+    """Train for the wall time of the run in ``run_dir`` (no step budget)."""
+    return _then(_max_seconds(run_dir), lambda: ["--set", "train.steps=1000000"])
 
 
 def _continue_from(
     source: Path, target: Path, steps: int | None = None, seconds: Callable[[], float] | None = None
 ) -> Callable[[], list[str]]:
-    """Copy the run ``source`` into ``target`` when it stopped before ``steps`` steps
-    (or before ``seconds()`` seconds of training) and ``target`` holds no run yet, so
-    that ``target`` resumes it: a resumed run equals an uninterrupted one."""
+    """Copy the run ``source`` into ``target`` when it is a beginning of the run
+    ``target`` trains: it trained at most ``steps`` steps, or at most ``seconds()``
+    seconds (or stopped on that same time budget), and ``target`` holds no run yet.
+    ``target`` then resumes it, and a resumed run equals an uninterrupted one (a run
+    whose budget ``source`` already reached trains no further step)."""
 
     def prepare() -> list[str]:
         import shutil
@@ -201,9 +209,11 @@ def _continue_from(
         if dst.holds_run() or not src.checkpoint.is_file():
             return []
         ckpt = torch.load(src.checkpoint, weights_only=True)
-        if steps is not None and int(ckpt["step"]) >= steps:
+        loop = ckpt.get("loop") or {}
+        if steps is not None and int(ckpt["step"]) > steps:
             return []
-        if seconds is not None and float((ckpt.get("loop") or {}).get("seconds", 0)) >= seconds():
+        stopped_on_time = str(loop.get("stopped") or "").startswith("time budget")
+        if seconds is not None and not stopped_on_time and float(loop.get("seconds", 0)) >= seconds():
             return []
         dst.path.mkdir(parents=True, exist_ok=True)
         for name in (src.checkpoint, src.best, src.config_file, src.log_file, src.data_file):
@@ -269,32 +279,61 @@ def _phantom_stages(
         f"ours:{ours_run},refine={budget.refine},label=ours-refined",
         f"voxelmorph:{vm},label=voxelmorph-{kind}",
     ]
-    stages.append(
-        Stage(
-            f"{name}: train VoxelMorph-2",
-            ["train", "--method", "voxelmorph", *data, "--out", str(vm), *_train_set(budget)]
-            + ["--set", "train.max_seconds=0"],
-            vm / "best.pt",
-            resume=vm,
+    vm_argv = ["train", "--method", "voxelmorph", *data]
+    equal_steps = vm_argv + ["--out", str(vm), *_train_set(budget), "--set", "train.max_seconds=0"]
+    if budget.equal_time and not budget.patience:
+        # equal steps and equal time are one trajectory (same seed): train to the
+        # first of the two budgets, then continue a copy to the other, so that
+        # VoxelMorph-2 trains for the longer of the two budgets, not their sum
+        first = d / "voxelmorph_first"
+        stages.append(
+            Stage(
+                f"{name}: train VoxelMorph-2 (the first of {budget.steps} steps and "
+                "ours' wall time)",
+                vm_argv + ["--out", str(first), *_train_set(budget)],
+                first / "best.pt",
+                resume=first,
+                before=_max_seconds(ours_run),
+            )
         )
-    )
-    if budget.equal_time:
-        # with a plain step budget, the equal-time run continues the equal-steps run
-        # when that one trained for less time than ours (same seed, same trajectory)
-        prepare = _train_seconds(ours_run)
-        if not budget.patience:
-            prepare = _then(_continue_from(vm, vm_time, seconds=_ours_seconds(ours_run)), prepare)
+        stages.append(
+            Stage(
+                f"{name}: train VoxelMorph-2",
+                equal_steps,
+                vm / "best.pt",
+                resume=vm,
+                before=_continue_from(first, vm, steps=budget.steps),
+            )
+        )
         stages.append(
             Stage(
                 f"{name}: train VoxelMorph-2 for ours' wall time",
-                ["train", "--method", "voxelmorph", *data, "--out", str(vm_time)]
-                + ["--set", f"train.val_every={budget.val_every}"],
+                vm_argv + ["--out", str(vm_time), "--set", f"train.val_every={budget.val_every}"],
                 vm_time / "best.pt",
                 resume=vm_time,
-                before=prepare,
+                before=_then(
+                    _continue_from(first, vm_time, seconds=_ours_seconds(ours_run)),
+                    _train_seconds(ours_run),
+                ),
             )
         )
         methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
+    else:
+        stages.append(
+            Stage(f"{name}: train VoxelMorph-2", equal_steps, vm / "best.pt", resume=vm)
+        )
+        if budget.equal_time:
+            stages.append(
+                Stage(
+                    f"{name}: train VoxelMorph-2 for ours' wall time",
+                    vm_argv
+                    + ["--out", str(vm_time), "--set", f"train.val_every={budget.val_every}"],
+                    vm_time / "best.pt",
+                    resume=vm_time,
+                    before=_train_seconds(ours_run),
+                )
+            )
+            methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
     tune_dir = d / "tune_demons"
     stages.append(
         Stage(

@@ -276,3 +276,24 @@ def test_a_time_budget_stops_training_and_validates_the_last_step(tmp_path):
     assert len(rows) == 1 and rows[0]["val_dice"] == rows[0]["val_dice"]  # validated (not NaN)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["loop"]["stopped"].startswith("time budget") and ckpt["loop"]["seconds"] > 0
+
+
+def test_a_resumed_run_whose_time_budget_is_spent_trains_no_further_step(tmp_path):
+    pairs = random_pairs(10, seed=2)
+    train(TINY, _config(50, val_every=100, max_seconds=1e-6), pairs[:8], pairs[8:], tmp_path)
+    again = train(
+        TINY,
+        _config(50, val_every=100, max_seconds=1e-6),
+        pairs[:8],
+        pairs[8:],
+        tmp_path,
+        resume=True,
+        progress=False,
+    )
+    assert [r["step"] for r in again] == [1]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 1
+    # the same run, its time budget lifted, goes on to a step budget
+    more = train(
+        TINY, _config(3, val_every=100), pairs[:8], pairs[8:], tmp_path, resume=True, progress=False
+    )
+    assert [r["step"] for r in more] == [1, 2, 3]

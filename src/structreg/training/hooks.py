@@ -117,6 +117,12 @@ class ValidationHook(Hook):
     are broadcast, so every rank leaves the loop at the same step.
     """
 
+    def on_start(self, engine: Engine) -> None:
+        # a resumed run whose time budget is already spent trains no further step
+        cfg = engine.train_config
+        if cfg.max_seconds and engine.state.seconds >= cfg.max_seconds:
+            engine.stop(f"time budget of {cfg.max_seconds:g} s reached")
+
     def after_step(self, engine: Engine, row: dict[str, Any]) -> None:
         cfg = engine.train_config
         dist = engine.dist
