@@ -11,7 +11,7 @@ from structreg.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("budget", ["quick", "full"])
+@pytest.mark.parametrize("budget", ["quick", "standard", "full"])
 def test_every_stage_is_a_valid_command(budget, tmp_path):
     stages = rep.plan(tmp_path, budget, ROOT / "benchmarks")
     parser = build_parser()
@@ -136,10 +136,12 @@ def test_an_equal_time_run_continues_a_first_run_that_reached_its_steps(tmp_path
     # the equal-steps run is the first run itself (same step budget): copied
     rep._continue_from(tmp_path / "first", tmp_path / "steps", 2)()
     assert (tmp_path / "steps" / "checkpoint.pt").is_file()
-    # in the quick plan, the first run comes before both and each prepares its folder
+    # in the standard plan, the first run comes before both and each prepares its folder
     # from it; the full plan trains them apart (early stopping ends the equal-steps run)
-    names = [s.name for s in rep.plan(tmp_path / "plan", "quick")]
-    first = names.index("cardiac: train VoxelMorph-2 (the first of 300 steps and ours' wall time)")
+    names = [s.name for s in rep.plan(tmp_path / "plan", "standard")]
+    first = names.index(
+        "cardiac: train VoxelMorph-2 (the first of the step budget and ours' wall time)"
+    )
     assert first < names.index("cardiac: train VoxelMorph-2")
     assert first < names.index("cardiac: train VoxelMorph-2 for ours' wall time")
     full = [s.name for s in rep.plan(tmp_path / "plan_full", "full")]
@@ -177,3 +179,22 @@ def test_a_training_is_done_only_when_it_reached_its_steps(tmp_path):
     assert stage(2).is_done()
     assert not stage(4).is_done()  # a longer budget: interrupted, to be resumed
     assert not rep.Stage("t", [], tmp_path / "none.pt", resume=run).is_done()
+
+
+def test_the_quick_budget_runs_every_stage_of_the_standard_one_at_a_smaller_size(tmp_path):
+    quick = {s.name: s for s in rep.plan(tmp_path, "quick", ROOT / "benchmarks")}
+    standard = {s.name: s for s in rep.plan(tmp_path, "standard", ROOT / "benchmarks")}
+    assert quick.keys() == standard.keys()
+    assert "--steps 100" in quick["demo"].command and "--steps" not in standard["demo"].command
+    inter = quick["brain-inter: train ours"].command
+    assert "--subjects 400" in inter and "train.steps=150" in inter
+    assert "--subjects 1600" in standard["brain-inter: train ours"].command
+    assert "train.steps=150" in quick["cardiac3d: train ours"].command
+    assert "--subjects 200" in quick["3-D brain volumes: evaluate with the peers"].command
+    # the 3-D demo and its peers' evaluation see the same volumes
+    assert "--subjects 200" in quick["3-D demo"].command
+    grid = quick["cardiac: tune LCC-Demons (validation split)"].command
+    assert grid.count("--grid") == 3 and "max_step 1 2" in grid
+    # the standard budget's commands are those the README's tables name
+    assert standard["3-D demo"].command.endswith("demo --dims 3 --out " + str(tmp_path / "demo3d"))
+    assert "--steps" not in standard["fine-tuning the brain model (longitudinal cohort)"].command

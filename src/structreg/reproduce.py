@@ -8,9 +8,15 @@ line (the command, the budget, the machine and the date).
 
 Budgets:
 
-- ``quick``: the README's protocol on a 2-core CPU: 300 training steps for both
-  learned methods (VoxelMorph-2 also for the wall time ours took), LCC-Demons
-  tuned on the validation split over a reduced grid; the 3-D demo and
+- ``quick``: every stage at a reduced size, to check on a 2-core CPU in well
+  under an hour that the whole chain runs and which way each comparison goes:
+  100 training steps on the phantoms (the demo too), a 400-subject inter-subject
+  brain model of 150 steps, a grid of 8 LCC-Demons settings, 50 fine-tuning steps,
+  the 3-D models at 150 steps on fewer volumes. Its tables are not the README's.
+- ``standard``: the README's protocol on a 2-core CPU (its tables came from it):
+  300 training steps for both learned methods (VoxelMorph-2 also for the wall
+  time ours took), LCC-Demons tuned on the validation split over 48 settings, the
+  inter-subject brain model at 600 steps on 1600 subjects; the 3-D demo and
   ``cardiac3d`` at their configs' step budgets.
 - ``full``: each learned method trained until its validation Dice stops
   improving (early stopping, patience 10 validations every 200 steps, at most
@@ -41,13 +47,20 @@ class Budget:
     """How much each stage may spend.
 
     Attributes:
-        steps: step budget of every training (the cap, with early stopping).
+        steps: step budget of every phantom training (the cap, with early stopping).
         patience: early-stopping patience in validations (0: train every step).
         val_every: validation cadence (steps).
         demons_grid: the LCC-Demons grid searched on the validation split.
         brain_inter_steps: steps of the inter-subject brain model.
         equal_time: also train VoxelMorph-2 for the wall time ours took.
         refine: steps of per-pair refinement of ours' code in the evaluations.
+        demo_steps: training steps of the demo (None: its config's).
+        brain_inter_subjects: subjects the inter-subject brain model trains on.
+        brain_inter_test: held-out subjects (phantom seed 1) it is evaluated on.
+        fine_tune_steps: steps of each fine-tuning comparison's two trainings.
+        volume_steps: steps of the 3-D trainings (None: their configs').
+        volume_subjects: subjects of the 3-D brain volumes.
+        cardiac3d_subjects: subjects of the 3-D cardiac stacks.
     """
 
     steps: int
@@ -57,20 +70,48 @@ class Budget:
     brain_inter_steps: int
     equal_time: bool = True
     refine: int = 50
+    demo_steps: int | None = None
+    brain_inter_subjects: int = 1600
+    brain_inter_test: int = 100
+    fine_tune_steps: int = 150
+    volume_steps: int | None = None
+    volume_subjects: int = 400
+    cardiac3d_subjects: int = 250
 
+
+_STANDARD_GRID = {
+    # wide enough that the cardiac and brain choices of the first grid (σ_fluid 0.5 / 1,
+    # σ_diffusion 1, max_step 2: its edges) are inside it
+    "sigma_fluid": ["0.25", "0.5", "1", "2"],
+    "sigma_diffusion": ["0.5", "1", "2.5"],
+    "max_step": ["0.5", "1", "2", "3"],
+}
 
 BUDGETS = {
     "quick": Budget(
+        steps=100,
+        patience=0,
+        val_every=25,
+        # the standard grid's choices on both phantoms lie inside this one
+        demons_grid={
+            "sigma_fluid": ["0.5", "2"],
+            "sigma_diffusion": ["0.5", "1"],
+            "max_step": ["1", "2"],
+        },
+        brain_inter_steps=150,
+        demo_steps=100,
+        brain_inter_subjects=400,
+        brain_inter_test=40,
+        fine_tune_steps=50,
+        volume_steps=150,
+        volume_subjects=200,
+        cardiac3d_subjects=100,
+    ),
+    "standard": Budget(
         steps=300,
         patience=0,
         val_every=50,
-        # wide enough that the cardiac and brain choices of the first grid (σ_fluid 0.5 / 1,
-        # σ_diffusion 1, max_step 2: its edges) are inside it
-        demons_grid={
-            "sigma_fluid": ["0.25", "0.5", "1", "2"],
-            "sigma_diffusion": ["0.5", "1", "2.5"],
-            "max_step": ["0.5", "1", "2", "3"],
-        },
+        demons_grid=_STANDARD_GRID,
         brain_inter_steps=600,
     ),
     "full": Budget(
@@ -89,16 +130,43 @@ BUDGETS = {
 
 CARDIAC = ["--data", "phantom:cardiac", "--subjects", "250"]
 BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
-# the bundled brain model's training data (1120 training pairs), and its test pairs:
-# 100 subjects drawn with another phantom seed, none of them seen in training
-BRAIN_INTER = ["--data", "phantom:brain-inter", "--subjects", "1600"]
-BRAIN_INTER_TEST = ["--data", "phantom:brain-inter", "--seed", "1", "--subjects", "100"]
-BRAIN_INTER_TEST += ["--split", "all"]
-# the 3-D demo's volumes (its 80 test pairs are evaluate's test split of the same data)
-BRAIN_3D = ["--data", "phantom:brain-inter", "--subjects", "400"]
-BRAIN_3D += ["--size", "24x28x24", "--spacing", "6"]
-CARDIAC_3D = ["--data", "phantom:cardiac", "--subjects", "250"]
-CARDIAC_3D += ["--size", "48x48x12", "--spacing", "3x3x8"]
+
+
+def _brain_inter(b: Budget) -> list[str]:
+    """The inter-subject brain model's training data (standard: 1600 subjects, 1120
+    training pairs)."""
+    return ["--data", "phantom:brain-inter", "--subjects", str(b.brain_inter_subjects)]
+
+
+def _brain_inter_test(b: Budget) -> list[str]:
+    """Its test pairs: subjects drawn with another phantom seed, none seen in training."""
+    return ["--data", "phantom:brain-inter", "--seed", "1"] + [
+        "--subjects",
+        str(b.brain_inter_test),
+        "--split",
+        "all",
+    ]
+
+
+def _brain_3d(b: Budget) -> list[str]:
+    """The 3-D demo's volumes (its test pairs are evaluate's test split of them)."""
+    return ["--data", "phantom:brain-inter", "--subjects", str(b.volume_subjects)] + [
+        "--size",
+        "24x28x24",
+        "--spacing",
+        "6",
+    ]
+
+
+def _cardiac_3d(b: Budget) -> list[str]:
+    return ["--data", "phantom:cardiac", "--subjects", str(b.cardiac3d_subjects)] + [
+        "--size",
+        "48x48x12",
+        "--spacing",
+        "3x3x8",
+    ]
+
+
 PEERS = "lcc-demons,ants-syn,identity"
 
 
@@ -213,7 +281,8 @@ def _continue_from(
         if steps is not None and int(ckpt["step"]) > steps:
             return []
         stopped_on_time = str(loop.get("stopped") or "").startswith("time budget")
-        if seconds is not None and not stopped_on_time and float(loop.get("seconds", 0)) >= seconds():
+        took = float(loop.get("seconds", 0))
+        if seconds is not None and not stopped_on_time and took >= seconds():
             return []
         dst.path.mkdir(parents=True, exist_ok=True)
         for name in (src.checkpoint, src.best, src.config_file, src.log_file, src.data_file):
@@ -288,8 +357,7 @@ def _phantom_stages(
         first = d / "voxelmorph_first"
         stages.append(
             Stage(
-                f"{name}: train VoxelMorph-2 (the first of {budget.steps} steps and "
-                "ours' wall time)",
+                f"{name}: train VoxelMorph-2 (the first of the step budget and ours' wall time)",
                 vm_argv + ["--out", str(first), *_train_set(budget)],
                 first / "best.pt",
                 resume=first,
@@ -319,9 +387,7 @@ def _phantom_stages(
         )
         methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
     else:
-        stages.append(
-            Stage(f"{name}: train VoxelMorph-2", equal_steps, vm / "best.pt", resume=vm)
-        )
+        stages.append(Stage(f"{name}: train VoxelMorph-2", equal_steps, vm / "best.pt", resume=vm))
         if budget.equal_time:
             stages.append(
                 Stage(
@@ -383,19 +449,25 @@ def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
     demo3d, peers = root / "demo3d", root / "demo3d_peers"
     vm3d = root / "demo3d_voxelmorph"
     cardiac, cardiac_eval = root / "cardiac3d", root / "cardiac3d_eval"
-    converge = _train_set(budget) if budget.patience else []
+    brain_3d, cardiac_3d = _brain_3d(budget), _cardiac_3d(budget)
+    if budget.patience:
+        converge = _train_set(budget)
+    elif budget.volume_steps:
+        converge = ["--set", f"train.steps={budget.volume_steps}"]
+    else:
+        converge = []
     # VoxelMorph-2 at ours' steps and batch (the brain3d config's)
     ours = tomllib.loads(resolve_config("brain3d").read_text())["train"]
-    vm_budget = converge or [
-        "--set",
-        f"train.steps={ours['steps']}",
-        "--set",
-        f"train.val_every={ours['val_every']}",
-    ]
+    vm_budget = converge or ["--set", f"train.steps={ours['steps']}"]
+    if not budget.patience:
+        vm_budget = vm_budget + ["--set", f"train.val_every={ours['val_every']}"]
+    demo_args = ["--steps", str(budget.volume_steps)] if budget.volume_steps else []
+    if budget.volume_subjects != 400:
+        demo_args += ["--subjects", str(budget.volume_subjects)]
     return [
         Stage(
             "3-D demo",
-            ["demo", "--dims", "3", "--out", str(demo3d)],
+            ["demo", "--dims", "3", "--out", str(demo3d), *demo_args],
             demo3d / "report.md",
             report=demo3d / "report.md",
             title="The 3-D demo",
@@ -403,14 +475,14 @@ def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
         ),
         Stage(
             "3-D brain volumes: train VoxelMorph-2",
-            ["train", "--method", "voxelmorph", *BRAIN_3D, "--out", str(vm3d), *vm_budget]
+            ["train", "--method", "voxelmorph", *brain_3d, "--out", str(vm3d), *vm_budget]
             + ["--set", f"train.batch_size={ours['batch_size']}"],
             vm3d / "best.pt",
             resume=vm3d,
         ),
         Stage(
             "3-D brain volumes: evaluate with the peers",
-            ["evaluate", *BRAIN_3D, "--out", str(peers)]
+            ["evaluate", *brain_3d, "--out", str(peers)]
             + ["--methods", f"ours:{demo3d / 'model'},voxelmorph:{vm3d},{PEERS}"],
             peers / "table.md",
             report=peers / "table.md",
@@ -418,13 +490,13 @@ def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
         ),
         Stage(
             "cardiac3d: train ours",
-            ["train", *CARDIAC_3D, "--config", "cardiac3d", "--out", str(cardiac), *converge],
+            ["train", *cardiac_3d, "--config", "cardiac3d", "--out", str(cardiac), *converge],
             cardiac / "best.pt",
             resume=cardiac,
         ),
         Stage(
             "cardiac3d: evaluate",
-            ["evaluate", *CARDIAC_3D, "--out", str(cardiac_eval)]
+            ["evaluate", *cardiac_3d, "--out", str(cardiac_eval)]
             + ["--methods", f"ours:{cardiac},{PEERS}"],
             cardiac_eval / "table.md",
             report=cardiac_eval / "table.md",
@@ -435,7 +507,7 @@ def _volume_stages(root: Path, budget: Budget) -> list[Stage]:
 
 
 def plan(
-    out: str | Path, budget: str = "quick", benchmarks: str | Path | None = None
+    out: str | Path, budget: str = "standard", benchmarks: str | Path | None = None
 ) -> list[Stage]:
     """The stages of a reproduction into ``out`` (nothing runs).
 
@@ -452,14 +524,14 @@ def plan(
     stages = [
         Stage(
             "demo",
-            ["demo", "--out", str(demo)],
+            ["demo", "--out", str(demo)] + (["--steps", str(b.demo_steps)] if b.demo_steps else []),
             demo / "report.md",
             report=demo / "report.md",
             title="The demo",
             figures=[demo / "registration.png"],
         ),
     ]
-    # quick: the demo's model is ours on the cardiac phantom (300 steps, demo.toml);
+    # quick, standard: the demo's model is ours on the cardiac phantom (its steps);
     # full: ours is trained to convergence like the others
     cardiac_ours = demo / "model" if not b.patience else None
     stages += _phantom_stages("cardiac", CARDIAC, "cardiac", cardiac_ours, root, b)
@@ -490,7 +562,7 @@ def plan(
         stages.append(
             Stage(
                 "brain-inter: train ours",
-                ["train", *BRAIN_INTER, "--config", "brain-inter", "--out", str(inter)]
+                ["train", *_brain_inter(b), "--config", "brain-inter", "--out", str(inter)]
                 + [
                     "--set",
                     f"train.steps={b.brain_inter_steps}",
@@ -506,7 +578,7 @@ def plan(
         stages.append(
             Stage(
                 "brain-inter: evaluate",
-                ["evaluate", *BRAIN_INTER_TEST, "--out", str(inter_eval), "--methods"]
+                ["evaluate", *_brain_inter_test(b), "--out", str(inter_eval), "--methods"]
                 + [
                     f"ours:{inter},ours:{inter},refine={b.refine},label=ours-refined",
                     "--methods",
@@ -542,7 +614,8 @@ def plan(
                 Stage(
                     f"fine-tuning the brain model ({cohort} cohort)",
                     ["python", str(bench / "fine_tune.py"), "--init", str(inter)]
-                    + ["--out", str(tuned), *data],
+                    + ["--out", str(tuned), *data]
+                    + (["--steps", str(b.fine_tune_steps)] if b.fine_tune_steps != 150 else []),
                     tuned / "report.md",
                     report=tuned / "report.md",
                     title=f"fine-tuning the inter-subject brain model on a small {cohort} cohort",
@@ -611,7 +684,7 @@ def _run_stage(stage: Stage, log: Path) -> list[str]:
 
 def reproduce(
     out: str | Path,
-    budget: str = "quick",
+    budget: str = "standard",
     benchmarks: str | Path | None = None,
     progress: bool = True,
     only: Sequence[str] = (),
