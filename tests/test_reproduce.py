@@ -187,9 +187,9 @@ def test_the_quick_budget_runs_every_stage_of_the_standard_one_at_a_smaller_size
     assert quick.keys() == standard.keys()
     assert "--steps 100" in quick["demo"].command and "--steps" not in standard["demo"].command
     inter = quick["brain-inter: train ours"].command
-    assert "--subjects 400" in inter and "train.steps=150" in inter
+    assert "--subjects 400" in inter and "train.steps=100" in inter
     assert "--subjects 1600" in standard["brain-inter: train ours"].command
-    assert "train.steps=150" in quick["cardiac3d: train ours"].command
+    assert "train.steps=100" in quick["cardiac3d: train ours"].command
     assert "--subjects 200" in quick["3-D brain volumes: evaluate with the peers"].command
     # the 3-D demo and its peers' evaluation see the same volumes
     assert "--subjects 200" in quick["3-D demo"].command

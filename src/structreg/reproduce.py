@@ -11,8 +11,8 @@ Budgets:
 - ``quick``: every stage at a reduced size, to check on a 2-core CPU in well
   under an hour that the whole chain runs and which way each comparison goes:
   100 training steps on the phantoms (the demo too), a 400-subject inter-subject
-  brain model of 150 steps, a grid of 8 LCC-Demons settings, 50 fine-tuning steps,
-  the 3-D models at 150 steps on fewer volumes. Its tables are not the README's.
+  brain model of 100 steps, a grid of 8 LCC-Demons settings, 20 fine-tuning steps,
+  the 3-D models at 100 steps on fewer volumes. Its tables are not the README's.
 - ``standard``: the README's protocol on a 2-core CPU (its tables came from it):
   300 training steps for both learned methods (VoxelMorph-2 also for the wall
   time ours took), LCC-Demons tuned on the validation split over 48 settings, the
@@ -98,12 +98,12 @@ BUDGETS = {
             "sigma_diffusion": ["0.5", "1"],
             "max_step": ["1", "2"],
         },
-        brain_inter_steps=150,
+        brain_inter_steps=100,
         demo_steps=100,
         brain_inter_subjects=400,
         brain_inter_test=40,
-        fine_tune_steps=50,
-        volume_steps=150,
+        fine_tune_steps=20,
+        volume_steps=100,
         volume_subjects=200,
         cardiac3d_subjects=100,
     ),
