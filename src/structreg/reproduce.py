@@ -132,39 +132,30 @@ CARDIAC = ["--data", "phantom:cardiac", "--subjects", "250"]
 BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
 
 
+def _phantom(kind: str, subjects: int, *extra: str) -> list[str]:
+    """The data options of a phantom of ``subjects`` subjects (``extra``: more options)."""
+    return ["--data", f"phantom:{kind}", "--subjects", str(subjects), *extra]
+
+
 def _brain_inter(b: Budget) -> list[str]:
     """The inter-subject brain model's training data (standard: 1600 subjects, 1120
     training pairs)."""
-    return ["--data", "phantom:brain-inter", "--subjects", str(b.brain_inter_subjects)]
+    return _phantom("brain-inter", b.brain_inter_subjects)
 
 
 def _brain_inter_test(b: Budget) -> list[str]:
     """Its test pairs: subjects drawn with another phantom seed, none seen in training."""
-    return ["--data", "phantom:brain-inter", "--seed", "1"] + [
-        "--subjects",
-        str(b.brain_inter_test),
-        "--split",
-        "all",
-    ]
+    data, subjects = ["--data", "phantom:brain-inter", "--seed", "1"], str(b.brain_inter_test)
+    return [*data, "--subjects", subjects, "--split", "all"]
 
 
 def _brain_3d(b: Budget) -> list[str]:
     """The 3-D demo's volumes (its test pairs are evaluate's test split of them)."""
-    return ["--data", "phantom:brain-inter", "--subjects", str(b.volume_subjects)] + [
-        "--size",
-        "24x28x24",
-        "--spacing",
-        "6",
-    ]
+    return _phantom("brain-inter", b.volume_subjects, "--size", "24x28x24", "--spacing", "6")
 
 
 def _cardiac_3d(b: Budget) -> list[str]:
-    return ["--data", "phantom:cardiac", "--subjects", str(b.cardiac3d_subjects)] + [
-        "--size",
-        "48x48x12",
-        "--spacing",
-        "3x3x8",
-    ]
+    return _phantom("cardiac", b.cardiac3d_subjects, "--size", "48x48x12", "--spacing", "3x3x8")
 
 
 PEERS = "lcc-demons,ants-syn,identity"
