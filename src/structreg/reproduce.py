@@ -341,11 +341,12 @@ def _phantom_stages(
     ]
     vm_argv = ["train", "--method", "voxelmorph", *data]
     equal_steps = vm_argv + ["--out", str(vm), *_train_set(budget), "--set", "train.max_seconds=0"]
-    if budget.equal_time and not budget.patience:
-        # equal steps and equal time are one trajectory (same seed): train to the
-        # first of the two budgets, then continue a copy to the other, so that
-        # VoxelMorph-2 trains for the longer of the two budgets, not their sum
-        first = d / "voxelmorph_first"
+    # with a plain step budget, equal steps and equal time are one trajectory (same
+    # seed): train to the first of the two budgets, then continue a copy to the other,
+    # so that VoxelMorph-2 trains for the longer of the two budgets, not their sum
+    one_trajectory = budget.equal_time and not budget.patience
+    first = d / "voxelmorph_first"
+    if one_trajectory:
         stages.append(
             Stage(
                 f"{name}: train VoxelMorph-2 (the first of the step budget and ours' wall time)",
@@ -355,42 +356,30 @@ def _phantom_stages(
                 before=_max_seconds(ours_run),
             )
         )
-        stages.append(
-            Stage(
-                f"{name}: train VoxelMorph-2",
-                equal_steps,
-                vm / "best.pt",
-                resume=vm,
-                before=_continue_from(first, vm, steps=budget.steps),
-            )
+    stages.append(
+        Stage(
+            f"{name}: train VoxelMorph-2",
+            equal_steps,
+            vm / "best.pt",
+            resume=vm,
+            before=_continue_from(first, vm, steps=budget.steps) if one_trajectory else None,
         )
+    )
+    if budget.equal_time:
+        prepare = _train_seconds(ours_run)
+        if one_trajectory:
+            seconds = _ours_seconds(ours_run)
+            prepare = _then(_continue_from(first, vm_time, seconds=seconds), prepare)
         stages.append(
             Stage(
                 f"{name}: train VoxelMorph-2 for ours' wall time",
                 vm_argv + ["--out", str(vm_time), "--set", f"train.val_every={budget.val_every}"],
                 vm_time / "best.pt",
                 resume=vm_time,
-                before=_then(
-                    _continue_from(first, vm_time, seconds=_ours_seconds(ours_run)),
-                    _train_seconds(ours_run),
-                ),
+                before=prepare,
             )
         )
         methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
-    else:
-        stages.append(Stage(f"{name}: train VoxelMorph-2", equal_steps, vm / "best.pt", resume=vm))
-        if budget.equal_time:
-            stages.append(
-                Stage(
-                    f"{name}: train VoxelMorph-2 for ours' wall time",
-                    vm_argv
-                    + ["--out", str(vm_time), "--set", f"train.val_every={budget.val_every}"],
-                    vm_time / "best.pt",
-                    resume=vm_time,
-                    before=_train_seconds(ours_run),
-                )
-            )
-            methods.append(f"voxelmorph:{vm_time},label=voxelmorph-time")
     tune_dir = d / "tune_demons"
     stages.append(
         Stage(
