@@ -13,6 +13,11 @@ TINY_TRAIN = (
     "--set train.batch_size=4 --set train.val_every=0 --set model.latent_dim=8 "
     "--set train.tensorboard=false"
 ).split()
+# the same for VoxelMorph-2, which has no latent code
+TINY_TRAIN_VOXELMORPH = (
+    "--size 32x32 --spacing 6 --subjects 12 --set train.steps=2 "
+    "--set train.batch_size=4 --set train.val_every=0 --set train.tensorboard=false"
+).split()
 
 
 def shape_for(ndim: int) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from helpers import TINY_TRAIN as TINY
+from helpers import TINY_TRAIN_VOXELMORPH as TINY_VM
 from structreg.cli import main
 from structreg.data.phantoms.cardiac import make_cardiac_pair
 
@@ -174,11 +175,11 @@ def test_voxelmorph_resumes_through_the_cli(tmp_path):
     pytest.importorskip("voxelmorph")
     out = tmp_path / "vm"
     base = ["train", "--method", "voxelmorph", "--data", "phantom:cardiac", "--out", str(out)]
-    assert main([*base, *TINY]) == 0
+    assert main([*base, *TINY_VM]) == 0
     first = torch.load(out / "checkpoint.pt", weights_only=True)
     assert first["config"]["method"] == "voxelmorph" and first["step"] == 2
-    assert main([*base, *TINY]) != 0  # refused without --resume
-    assert main([*base, *TINY, "--resume", "--set", "train.steps=4"]) == 0
+    assert main([*base, *TINY_VM]) != 0  # refused without --resume
+    assert main([*base, *TINY_VM, "--resume", "--set", "train.steps=4"]) == 0
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["step"] == 4
     log = (out / "train_log.csv").read_text().splitlines()
@@ -234,3 +235,47 @@ def test_register_nproc_needs_a_batch(run_dir, nifti_pair, tmp_path, capsys):
                  "--fixed", str(nifti_pair["fixed"]), "--nproc", "2",
                  "--out", str(tmp_path / "x")])  # fmt: skip
     assert code == 2 and "--nproc registers a batch" in capsys.readouterr().err
+
+
+def test_voxelmorph_model_settings_through_the_cli(tmp_path, capsys):
+    pytest.importorskip("voxelmorph")
+    out = tmp_path / "vm"
+    base = ["train", "--method", "voxelmorph", "--data", "phantom:cardiac", "--out", str(out)]
+    assert main([*base, *TINY_VM, "--set", "model.smoothness=0", "--set", "ncc_window=5"]) == 0
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert config["model"]["smoothness"] == 0.0 and config["model"]["ncc_window"] == 5
+    assert config["train"]["steps"] == 2  # train.* overrides still reach the training
+    capsys.readouterr()
+    code = main([*base, *TINY_VM, "--resume", "--set", "model.smoothness=1.5"])
+    assert code != 0 and "smoothness" in capsys.readouterr().err  # another loss, another run
+    code = main(
+        [
+            "train",
+            "--method",
+            "voxelmorph",
+            "--data",
+            "phantom:cardiac",
+            *TINY_VM,
+            "--out",
+            str(tmp_path / "b"),
+            "--set",
+            "model.latent_dim=8",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "latent_dim" in err and "\n" not in err
+    code = main(
+        [
+            "train",
+            "--method",
+            "voxelmorph",
+            "--data",
+            "phantom:cardiac",
+            *TINY_VM,
+            "--out",
+            str(tmp_path / "c"),
+            "--set",
+            "model.ndim=3",
+        ]
+    )
+    assert code != 0 and "--size" in capsys.readouterr().err

@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.steps=500 (repeatable)",
+        help="override a config value, e.g. --set train.steps=500 (repeatable); with "
+        "--method voxelmorph, model.* keys set VoxelMorph-2's (e.g. model.smoothness=0)",
     )
 
 
@@ -170,10 +171,50 @@ def _init_defaults(args: argparse.Namespace) -> Any:
     return with_train(saved, init="")
 
 
-def _run_config(args: argparse.Namespace) -> Any:
-    """The run's :class:`~structreg.training.config.RunConfig`: ``--config`` (else the
-    ``--init`` model's, else the defaults) with the grid, ``--set`` and ``--device``;
-    fills ``args.size`` / ``args.spacing`` when not given."""
+def _voxelmorph_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``--set`` overrides into (VoxelMorph-2's ``[model]`` ones, the rest):
+    ``model.KEY=...`` and bare keys that only :class:`VoxelMorphConfig` has go to
+    VoxelMorph-2 (its ``ndim`` follows ``--size`` and is refused)."""
+    from dataclasses import fields
+
+    from ..errors import UsageError
+    from ..models.voxelmorph import VoxelMorphConfig
+    from ..training.config import TrainConfig
+
+    own = {f.name for f in fields(VoxelMorphConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    model, rest = [], []
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        name = key.removeprefix("model.")
+        if key.startswith("model.") or (key in own and key not in train_keys):
+            if name == "ndim":
+                raise UsageError(f"--set {item}: VoxelMorph-2's ndim follows --size")
+            model.append(item if key.startswith("model.") else f"model.{item}")
+        else:
+            rest.append(item)
+    return model, rest
+
+
+def _model_config(args: argparse.Namespace, config: Any, overrides: list[str]) -> Any:
+    """The network's settings: our CVAE's ``config.model``, or for ``--method
+    voxelmorph`` a :class:`VoxelMorphConfig` of the grid's dimension with the
+    VoxelMorph-2 ``[model]`` overrides (``--set model.smoothness=0``)."""
+    from ..models.voxelmorph import VoxelMorphConfig
+    from ..training.config import RunConfig, apply_overrides
+
+    if args.method != "voxelmorph":
+        return config.model
+    ndim = len(config.model.image_size)
+    base = RunConfig(model=VoxelMorphConfig(ndim=ndim), train=config.train, method="voxelmorph")
+    return apply_overrides(base, overrides).model if overrides else base.model
+
+
+def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The run's :class:`~structreg.training.config.RunConfig` and its network's
+    settings (:func:`_model_config`): ``--config`` (else the ``--init`` model's, else
+    the defaults) with the grid, ``--set`` and ``--device``; fills ``args.size`` /
+    ``args.spacing`` when not given."""
     from ..configs import resolve_config
     from ..errors import UsageError
     from ..training.checkpoint import init_weights
@@ -190,7 +231,12 @@ def _run_config(args: argparse.Namespace) -> Any:
         args.size = DEFAULT_SIZE
     if args.spacing is None:
         args.spacing = DEFAULT_SPACING
-    overrides = [f"model.image_size={list(args.size)}"] + list(args.overrides)
+    vm_overrides, given = (
+        _voxelmorph_overrides(list(args.overrides))
+        if args.method == "voxelmorph"
+        else ([], list(args.overrides))
+    )
+    overrides = [f"model.image_size={list(args.size)}"] + given
     overrides += [f"train.device={args.device}"] if args.device else []
     if args.config:
         config = load_config(resolve_config(args.config), overrides)
@@ -201,7 +247,7 @@ def _run_config(args: argparse.Namespace) -> Any:
     if args.init:
         config = with_train(config, init=str(args.init))
         init_weights(args.init, config)  # refuses other model settings before any work
-    return config
+    return config, _model_config(args, config, vm_overrides)
 
 
 def _cache_grid(args: argparse.Namespace) -> Any:
@@ -242,7 +288,6 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, dist: Any) -> int:
     from ..errors import ConfigError, DataError, UsageError
     from ..models.cvae import ModelConfig
-    from ..models.voxelmorph import VoxelMorphConfig
     from ..training.config import resolve_device
     from ..training.distributed import restart_count
     from ..training.engine import train
@@ -250,7 +295,7 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
 
     say = print if dist.is_main else (lambda *a, **k: None)
     cache = _cache_grid(args)
-    config = _run_config(args)
+    config, model_config = _run_config(args)
     if not isinstance(config.model, ModelConfig):
         raise ConfigError("train: the config's [model] table must describe our CVAE")
     size = tuple(config.model.image_size)
@@ -277,7 +322,6 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
         spacing = tuple(train_pairs[0].spacing) if train_pairs else ()
     if not len(train_pairs):
         raise DataError(f"no training pairs in {args.data}")
-    model_config = VoxelMorphConfig(ndim=len(size)) if args.method == "voxelmorph" else config.model
     procs = f" in {dist.world_size} processes" if dist.enabled else ""
     say(
         f"training {args.method} on {len(train_pairs)} pairs{procs}, validating on "
