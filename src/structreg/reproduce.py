@@ -128,13 +128,14 @@ BUDGETS = {
     ),
 }
 
-CARDIAC = ["--data", "phantom:cardiac", "--subjects", "250"]
-BRAIN = ["--data", "phantom:brain", "--subjects", "150"]
-
 
 def _phantom(kind: str, subjects: int, *extra: str) -> list[str]:
     """The data options of a phantom of ``subjects`` subjects (``extra``: more options)."""
     return ["--data", f"phantom:{kind}", "--subjects", str(subjects), *extra]
+
+
+CARDIAC = _phantom("cardiac", 250)
+BRAIN = _phantom("brain", 150)
 
 
 def _brain_inter(b: Budget) -> list[str]:

@@ -172,25 +172,24 @@ def _init_defaults(args: argparse.Namespace) -> Any:
 
 
 def _voxelmorph_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """Split ``--set`` overrides into (VoxelMorph-2's ``[model]`` ones, the rest):
-    ``model.KEY=...`` and bare keys that only :class:`VoxelMorphConfig` has go to
-    VoxelMorph-2 (its ``ndim`` follows ``--size`` and is refused)."""
+    """Split ``--set`` overrides into (VoxelMorph-2's ones, the rest): ``model.KEY=...``
+    and bare keys of :class:`VoxelMorphConfig` go to VoxelMorph-2's config, where
+    :func:`~structreg.training.config.apply_overrides` reads them (its ``ndim``
+    follows ``--size`` and is refused)."""
     from dataclasses import fields
 
     from ..errors import UsageError
     from ..models.voxelmorph import VoxelMorphConfig
-    from ..training.config import TrainConfig
 
     own = {f.name for f in fields(VoxelMorphConfig)}
-    train_keys = {f.name for f in fields(TrainConfig)}
     model, rest = [], []
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         name = key.removeprefix("model.")
-        if key.startswith("model.") or (key in own and key not in train_keys):
+        if name != key or key in own:
             if name == "ndim":
                 raise UsageError(f"--set {item}: VoxelMorph-2's ndim follows --size")
-            model.append(item if key.startswith("model.") else f"model.{item}")
+            model.append(item)
         else:
             rest.append(item)
     return model, rest
@@ -207,7 +206,7 @@ def _model_config(args: argparse.Namespace, config: Any, overrides: list[str]) -
         return config.model
     ndim = len(config.model.image_size)
     base = RunConfig(model=VoxelMorphConfig(ndim=ndim), train=config.train, method="voxelmorph")
-    return apply_overrides(base, overrides).model if overrides else base.model
+    return apply_overrides(base, overrides).model
 
 
 def _run_config(args: argparse.Namespace) -> tuple[Any, Any]:
