@@ -29,6 +29,12 @@ def test_every_stage_is_a_valid_command(budget, tmp_path):
     if budget == "full":
         train = [s for s in stages if "train" in s.name]
         assert all("train.patience=10" in " ".join(s.argv) for s in train if "time" not in s.name)
+    # on the brain phantom the validation loss picks best.pt (its Dice misses sub-voxel
+    # motion); everywhere else the Dice (the default)
+    trainings = [s for s in stages if s.argv[0] == "train"]
+    by_loss = {s.name for s in trainings if "train.monitor=loss" in s.argv}
+    assert by_loss == {s.name for s in trainings if s.name.startswith("brain:")} != set()
+    assert not any("train.monitor=dice" in s.argv for s in stages)
 
 
 def test_stages_run_once_and_results_name_their_provenance(tmp_path, monkeypatch):

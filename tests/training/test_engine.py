@@ -7,7 +7,7 @@ import torch
 
 from helpers import random_pairs
 from helpers import train_config as _config
-from structreg.errors import CheckpointError, RunExistsError, TrainingError
+from structreg.errors import CheckpointError, ConfigError, RunExistsError, TrainingError
 from structreg.models import ModelConfig
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig
 from structreg.training import (
@@ -20,7 +20,7 @@ from structreg.training import (
     train,
 )
 from structreg.training.engine import log_columns
-from structreg.training.hooks import default_hooks
+from structreg.training.hooks import default_hooks, validation_score
 from structreg.training.tasks import VoxelMorphTask
 
 TINY = ModelConfig(
@@ -261,6 +261,55 @@ def test_improvements_below_min_delta_update_best_but_count_towards_patience(tmp
             expected = row["step"]
             break
     assert len(rows) == expected
+
+
+def test_monitor_loss_trains_on_while_the_loss_improves_under_a_flat_dice(tmp_path):
+    # sub-voxel motion: VoxelMorph-2's early fields leave the nearest-neighbour-warped
+    # labels (and so the Dice) unchanged while its validation loss falls
+    pytest.importorskip("voxelmorph")
+    pairs = random_pairs(10, seed=2)
+
+    def run(monitor: str, out: str) -> list[dict]:
+        config = _config(12, val_every=1, patience=2, monitor=monitor)
+        return train(
+            VXM, config, pairs[:8], pairs[8:], tmp_path / out, progress=False, method="voxelmorph"
+        )
+
+    by_dice, by_loss = run("dice", "dice"), run("loss", "loss")
+    assert len({r["val_dice"] for r in by_dice + by_loss}) == 1  # the Dice never moves
+    assert len(by_dice) == 3  # the first validation stays best: stopped after 2 more
+    since, best, expected = 0, None, 12
+    for row in by_loss:  # the rule, replayed on the logged validation loss
+        score = -row["val_loss"]
+        since = 0 if best is None or score > best else since + 1
+        best = score if best is None else max(best, score)
+        if since >= 2:
+            expected = row["step"]
+            break
+    assert len(by_loss) == expected > 3
+    ckpt = torch.load(tmp_path / "loss" / "checkpoint.pt", weights_only=True)
+    assert ckpt["loop"]["best"] == pytest.approx(-min(r["val_loss"] for r in by_loss))
+    # the score is part of what a resume must keep
+    with pytest.raises(CheckpointError, match="monitor: 'loss' -> 'dice'"):
+        train(
+            VXM,
+            _config(20, val_every=1),
+            pairs[:8],
+            pairs[8:],
+            tmp_path / "loss",
+            resume=True,
+            method="voxelmorph",
+        )
+
+
+def test_validation_score_follows_the_monitor():
+    labelled = {"val_dice": 0.8, "val_loss": 0.3}
+    unlabelled = {"val_dice": float("nan"), "val_loss": 0.3}
+    assert validation_score(labelled) == 0.8
+    assert validation_score(labelled, "loss") == -0.3
+    assert validation_score(unlabelled, "dice") == -0.3
+    with pytest.raises(ConfigError, match="train.monitor must be one of dice, loss"):
+        _config(2, monitor="val_dice")
 
 
 def test_a_time_budget_stops_training_and_validates_the_last_step(tmp_path):

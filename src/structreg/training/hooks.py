@@ -33,6 +33,7 @@ __all__ = [
     "ValidationHook",
     "default_hooks",
     "validate",
+    "validation_score",
 ]
 
 
@@ -105,9 +106,18 @@ def validate(
     return result
 
 
+def validation_score(result: dict[str, float], monitor: str = "dice") -> float:
+    """The score (higher is better) that picks ``best.pt`` and drives early stopping:
+    ``monitor="dice"``: the validation Dice, or minus the validation loss where the
+    pairs have no labels; ``monitor="loss"``: minus the validation loss."""
+    if monitor == "dice" and math.isfinite(result["val_dice"]):
+        return result["val_dice"]
+    return -result["val_loss"]
+
+
 class ValidationHook(Hook):
     """Validates every ``val_every`` steps and at the last step; keeps the best score
-    (validation Dice, or minus the validation loss without labels).
+    (:func:`validation_score` of ``train.monitor``).
 
     Also ends training early: after ``patience`` validations in a row without an
     improvement above ``min_delta``, or once the training wall time reaches
@@ -146,7 +156,7 @@ class ValidationHook(Hook):
         assert engine.val_data is not None
         result = validate(engine.task, engine.model, engine.val_data, cfg, engine.batch_size)
         row.update(result)
-        score = result["val_dice"] if math.isfinite(result["val_dice"]) else -result["val_loss"]
+        score = validation_score(result, cfg.monitor)
         state = engine.state
         if state.best is None or score > state.best:
             if state.best is None or score > state.best + cfg.min_delta:
