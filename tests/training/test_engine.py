@@ -216,6 +216,19 @@ def test_temporary_files_of_a_killed_write_are_cleaned_at_the_next_start(tmp_pat
     assert not any(p.exists() for p in stale) and mine.read_text() == "the user's"
 
 
+def _replayed_stop(rows: list[dict], key: str, patience: int, steps: int) -> int:
+    """The step early stopping (min_delta 0) ends at, replayed on the logged ``key``
+    (``val_loss``: lower is better)."""
+    since, best = 0, None
+    for row in rows:
+        score = -row[key] if key == "val_loss" else row[key]
+        since = 0 if best is None or score > best else since + 1
+        best = score if best is None else max(best, score)
+        if since >= patience:
+            return row["step"]
+    return steps
+
+
 def test_early_stopping_ends_after_patience_validations_without_improvement(tmp_path, capsys):
     pairs = random_pairs(10, seed=2)
     # min_delta 1: no Dice change counts as an improvement, so the 3rd validation stops
@@ -252,15 +265,7 @@ def test_improvements_below_min_delta_update_best_but_count_towards_patience(tmp
         tmp_path,
         progress=False,
     )
-    since, best, expected = 0, None, 30
-    for row in rows:  # the rule, replayed on the logged validation Dice
-        score = row["val_dice"]
-        since = 0 if best is None or score > best else since + 1
-        best = score if best is None else max(best, score)
-        if since >= 3:
-            expected = row["step"]
-            break
-    assert len(rows) == expected
+    assert len(rows) == _replayed_stop(rows, "val_dice", patience=3, steps=30)
 
 
 def test_monitor_loss_trains_on_while_the_loss_improves_under_a_flat_dice(tmp_path):
@@ -278,15 +283,7 @@ def test_monitor_loss_trains_on_while_the_loss_improves_under_a_flat_dice(tmp_pa
     by_dice, by_loss = run("dice", "dice"), run("loss", "loss")
     assert len({r["val_dice"] for r in by_dice + by_loss}) == 1  # the Dice never moves
     assert len(by_dice) == 3  # the first validation stays best: stopped after 2 more
-    since, best, expected = 0, None, 12
-    for row in by_loss:  # the rule, replayed on the logged validation loss
-        score = -row["val_loss"]
-        since = 0 if best is None or score > best else since + 1
-        best = score if best is None else max(best, score)
-        if since >= 2:
-            expected = row["step"]
-            break
-    assert len(by_loss) == expected > 3
+    assert len(by_loss) == _replayed_stop(by_loss, "val_loss", patience=2, steps=12) > 3
     ckpt = torch.load(tmp_path / "loss" / "checkpoint.pt", weights_only=True)
     assert ckpt["loop"]["best"] == pytest.approx(-min(r["val_loss"] for r in by_loss))
     # the score is part of what a resume must keep
