@@ -86,6 +86,64 @@ def test_torchrun_command_is_the_standalone_launcher():
     assert cmd[-3:] == ["train", "--out", "x"]
 
 
+class _Group:
+    """Stands in for torch.distributed's process-group calls; records their order."""
+
+    def __init__(self, monkeypatch):
+        import torch.distributed as tdist
+
+        self.calls: list[str] = []
+        self.holder_alive_at_destroy: bool | None = None
+        self.holder = None
+        monkeypatch.setattr(tdist, "is_initialized", lambda: True)
+        monkeypatch.setattr(tdist, "barrier", lambda: self.calls.append("barrier"))
+        monkeypatch.setattr(tdist, "destroy_process_group", self._destroy)
+
+    def _destroy(self):
+        self.calls.append("destroy")
+        self.holder_alive_at_destroy = self.holder() is not None
+
+
+def test_run_waits_for_every_rank_then_collects_what_holds_the_group(monkeypatch):
+    import gc
+    import weakref
+
+    group = _Group(monkeypatch)
+
+    def work():
+        # what the training engine leaves: an object in a reference cycle (as the
+        # DistributedDataParallel wrapper is) that only the cycle collector frees
+        holder: dict = {}
+        holder["self"] = holder
+        box = type("Box", (), {})()
+        box.cycle = holder
+        box.me = box
+        group.holder = weakref.ref(box)
+        return 7
+
+    gc.disable()
+    try:
+        assert Dist(rank=1, world_size=2).run(work) == 7
+    finally:
+        gc.enable()
+    assert group.calls == ["barrier", "destroy"]
+    assert group.holder_alive_at_destroy is False
+
+
+def test_run_after_a_failure_leaves_the_group_without_waiting_for_the_others(monkeypatch):
+    group = _Group(monkeypatch)
+    group.holder = lambda: None
+
+    def work():
+        raise RuntimeError("rank 1 failed")
+
+    with pytest.raises(RuntimeError, match="rank 1 failed"):
+        Dist(rank=1, world_size=2).run(work)
+    assert group.calls == ["destroy"]  # a barrier would wait for ranks that may never come
+    SINGLE.run(lambda: None)  # one process: no group to leave
+    assert group.calls == ["destroy"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One-process batch 4 and two-process batch 2 (without batch norm, and with)."""

@@ -135,10 +135,7 @@ def run(args: argparse.Namespace) -> int:
         code = launch(args.nproc, without_option(args._argv, "--nproc"), args.device)
         return code or _batch_status(Path(args.out))
     dist = from_env()
-    try:
-        return _register(args, dist)
-    finally:
-        dist.close()
+    return dist.run(lambda: _register(args, dist))
 
 
 def _register(args: argparse.Namespace, dist: Any) -> int:

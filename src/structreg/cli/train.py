@@ -278,10 +278,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc is not None and not launched_by_torchrun():
         return launch(args.nproc, without_option(args._argv, "--nproc"), args.device)
     dist = from_env()
-    try:
-        return _train(args, dist)
-    finally:
-        dist.close()
+    return dist.run(lambda: _train(args, dist))
 
 
 def _train(args: argparse.Namespace, dist: Any) -> int:

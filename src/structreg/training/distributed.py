@@ -29,10 +29,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -50,6 +50,8 @@ __all__ = [
     "torchrun_command",
     "without_option",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,39 @@ class Dist:
             torch.cuda.set_device(self.local_rank)
         tdist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
 
-    def close(self) -> None:
-        """Leave the process group."""
+    def close(self, finished: bool = False) -> None:
+        """Leave the process group.
+
+        ``finished``: the run ended normally on this rank, so every rank first waits
+        for the others (rank 0 writes its last checkpoint after the last collective)
+        and all leave together. Before the group goes, objects that still hold it
+        (the DistributedDataParallel wrapper lives in a reference cycle of the
+        training engine) are collected, so that the backend is torn down here and
+        not at interpreter exit, while the process is being finalised (a CPU run's
+        worker once aborted after its last step with "terminate called without an
+        active exception" when it left the group early and alone).
+        """
+        import gc
+
         import torch.distributed as tdist
 
         if self.enabled and tdist.is_initialized():
-            tdist.destroy_process_group()
+            try:
+                if finished:
+                    tdist.barrier()
+            finally:
+                gc.collect()
+                tdist.destroy_process_group()
+
+    def run(self, work: Callable[[], T]) -> T:
+        """``work()``, then :meth:`close` (all ranks together when it returned)."""
+        finished = False
+        try:
+            result = work()
+            finished = True
+            return result
+        finally:
+            self.close(finished=finished)
 
     def mean(self, values: Sequence[float]) -> list[float]:
         """The mean over ranks of each value (every rank gets it)."""
