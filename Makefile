@@ -30,7 +30,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-# every README table and figure from scratch (the README's protocol, about 3.2 h on a
+# every README table and figure from scratch (the README's protocol, about 3.1 h on a
 # 2-core CPU; BUDGET=quick checks the whole chain at a reduced size in well under an
 # hour; BUDGET=full trains every learned method to convergence, meant for a GPU)
 BUDGET ?= standard

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("quick", "standard", "full"),
         help="quick: every stage at a reduced size, well under an hour on a 2-core CPU "
         "(a check, not the README's numbers); standard: the README's protocol (300 "
-        "training steps; about 3.2 h on a 2-core CPU); full: every learned method "
+        "training steps; about 3.1 h on a 2-core CPU); full: every learned method "
         "trained until it stops improving (meant for a GPU) (default: standard)",
     )
     p.add_argument(
