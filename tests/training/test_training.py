@@ -129,12 +129,16 @@ def test_bad_config_file_names_the_file(tmp_path):
         load_config(tmp_path / "missing.toml")
 
 
-@pytest.mark.parametrize("name, lam", [("cardiac", 82.0), ("brain", 55.0), ("demo", 82.0)])
-def test_shipped_configs_load(name, lam):
+@pytest.mark.parametrize(
+    "name, lam, monitor",
+    [("cardiac", 82.0, "dice"), ("brain", 55.0, "loss"), ("demo", 82.0, "dice")],
+)
+def test_shipped_configs_load(name, lam, monitor):
     from structreg.configs import resolve_config
 
     config = load_config(resolve_config(name))
     assert config.train.lam == lam
+    assert config.train.monitor == monitor  # longitudinal atrophy is sub-voxel: the loss
     assert config.model.image_size == (100, 100)
 
 
