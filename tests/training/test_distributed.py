@@ -94,7 +94,7 @@ class _Group:
 
         self.calls: list[str] = []
         self.holder_alive_at_destroy: bool | None = None
-        self.holder = None
+        self.holder = lambda: None  # a weak reference to what must be gone by then
         monkeypatch.setattr(tdist, "is_initialized", lambda: True)
         monkeypatch.setattr(tdist, "barrier", lambda: self.calls.append("barrier"))
         monkeypatch.setattr(tdist, "destroy_process_group", self._destroy)
@@ -113,10 +113,7 @@ def test_run_waits_for_every_rank_then_collects_what_holds_the_group(monkeypatch
     def work():
         # what the training engine leaves: an object in a reference cycle (as the
         # DistributedDataParallel wrapper is) that only the cycle collector frees
-        holder: dict = {}
-        holder["self"] = holder
         box = type("Box", (), {})()
-        box.cycle = holder
         box.me = box
         group.holder = weakref.ref(box)
         return 7
@@ -132,7 +129,6 @@ def test_run_waits_for_every_rank_then_collects_what_holds_the_group(monkeypatch
 
 def test_run_after_a_failure_leaves_the_group_without_waiting_for_the_others(monkeypatch):
     group = _Group(monkeypatch)
-    group.holder = lambda: None
 
     def work():
         raise RuntimeError("rank 1 failed")
