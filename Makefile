@@ -1,6 +1,7 @@
 # Two entry points: `make demo` and `make test`. Both create .venv when missing
 # and (re)install only when requirements.lock or pyproject.toml changed.
-# `make lint` runs ruff (lint + format check) and mypy; CI runs it before the tests.
+# `make lint` runs ruff (lint + format check), mypy, import-linter (the layers of
+# pyproject.toml, no import cycles) and the function-length check; CI runs it first.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -22,20 +23,22 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) tools/function_length.py src --max 60
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks experiments
+	$(VENV)/bin/ruff check --fix src tests benchmarks experiments
 
 # every README table and figure from scratch (the README's protocol, about 3.1 h on a
 # 2-core CPU; BUDGET=quick checks the whole chain at a reduced size in well under an
 # hour; BUDGET=full trains every learned method to convergence, meant for a GPU)
 BUDGET ?= standard
 results: $(STAMP)
-	$(VENV)/bin/structreg reproduce --out runs/results --budget $(BUDGET)
+	$(PY) experiments/reproduce.py --out runs/results --budget $(BUDGET)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py

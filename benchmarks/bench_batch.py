@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--folder", default=None, help="work folder (default: a temporary one)")
     args = p.parse_args()
 
-    import structreg.batch as batch
+    import structreg.pipeline.batch as batch
     from structreg.cli import main as structreg
 
     folder = Path(args.folder or tempfile.mkdtemp(prefix="bench_batch_"))

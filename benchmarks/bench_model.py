@@ -22,7 +22,7 @@ from timing import compare_times
 
 
 def main() -> None:
-    from structreg.losses import kl_divergence, symmetric_lcc
+    from structreg.core.losses import kl_divergence, symmetric_lcc
     from structreg.methods.ours import CVAERegistrar
     from structreg.models.cvae import CVAERegistration, ModelConfig
     from structreg.models.inference import inference_copy

@@ -14,7 +14,7 @@ from functools import partial
 
 import torch
 
-from structreg.ops import exponentiate, warp
+from structreg.core.ops import exponentiate, warp
 from timing import compare_times
 
 CASES = [("2-D batch", (50, 2, 100, 100)), ("3-D volume", (1, 3, 128, 128, 128))]

@@ -81,11 +81,11 @@ def main() -> None:
 
     import torch
 
+    from structreg.core.metrics import FOLDING, SECONDS
     from structreg.data.dataset import split_by_subject
     from structreg.data.spec import load_pairs
     from structreg.evaluation.evaluate import evaluate
-    from structreg.evaluation.metrics import FOLDING, SECONDS
-    from structreg.io_utils import atomic_write_text
+    from structreg.io.files import atomic_write_text
     from structreg.methods import build_method
     from structreg.training.run import model_data_settings
 

@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from structreg.cli import main as structreg
+    from structreg.core.metrics import dice_key
     from structreg.data.spec import load_pairs
     from structreg.evaluation.evaluate import evaluate
     from structreg.evaluation.evaluate import values as metric_values
-    from structreg.evaluation.metrics import dice_key
     from structreg.methods.registry import build_method
     from structreg.training.checkpoint import read_model
     from structreg.training.config import save_config, with_train

@@ -27,7 +27,7 @@ import torch
 
 def ef_from_warp(ed_labels: torch.Tensor, disp: torch.Tensor, label: int = 3) -> np.ndarray:
     """EF = 1 - area(label in ED labels warped by disp) / area(label at ED), per item."""
-    from structreg.ops import warp
+    from structreg.core.ops import warp
 
     moved = warp(ed_labels.double(), disp.double(), mode="nearest").round()
     ed = (ed_labels == label).flatten(1).sum(1).double()

@@ -28,7 +28,7 @@ from real_brains import TISSUES, real_pairs
 
 
 def _mean_dice(rows: list[dict], method: str) -> float:
-    from structreg.evaluation import metrics
+    from structreg.core import metrics
     from structreg.evaluation.evaluate import values
 
     per_tissue = [values(rows, method, metrics.dice_key(t)).mean() for t in TISSUES]
@@ -44,7 +44,7 @@ def _mean(rows: list[dict], method: str, key: str) -> float:
 
 def summary_lines(rows: list[dict], names: list[str], pairs: list) -> list[str]:
     """Mean tissue Dice per set of pairs and method, then the targets."""
-    from structreg.evaluation import metrics
+    from structreg.core import metrics
 
     sets = sorted({p.group for p in pairs})
     lines = [
@@ -109,7 +109,7 @@ def main() -> None:
     import torch
 
     from structreg.evaluation.evaluate import run_evaluation
-    from structreg.io_utils import atomic_write_text
+    from structreg.io.files import atomic_write_text
     from structreg.methods import build_methods
 
     torch.manual_seed(0)

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
+from structreg.core.ops import exponentiate, gaussian_smooth, warp
 from structreg.data import Pair
-from structreg.ops import exponentiate, gaussian_smooth, warp
 from structreg.training import TrainConfig
 
 # `structreg train` options of a tiny run (seconds on a CPU)

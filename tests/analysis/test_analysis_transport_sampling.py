@@ -12,7 +12,7 @@ from structreg.analysis.sampling import (
     sample_deformations,
 )
 from structreg.analysis.transport import decode_code, transport
-from structreg.evaluation.metrics import batch_folding_percent
+from structreg.core.metrics import batch_folding_percent
 from structreg.methods.ours import CVAERegistrar
 from structreg.models.cvae import CVAERegistration, ModelConfig
 
@@ -66,7 +66,7 @@ def test_transport_applies_source_code_to_another_anatomy(model):
     # the source code decoded conditioned on the target, warping the target
     assert torch.allclose(res.disp, decode_code(model, mu, target).disp, atol=1e-6)
     assert not torch.allclose(res.disp, register(model, src_m, src_f).disp, atol=1e-3)
-    from structreg.ops import warp
+    from structreg.core.ops import warp
 
     assert torch.allclose(res.moved, warp(target, res.disp, padding_mode="border"), atol=1e-6)
     # one source code applied to several targets

@@ -700,7 +700,7 @@ def test_batch_ids_never_write_outside_out_and_failures_do_not_stop_the_batch(
 def test_a_failed_re_registration_keeps_the_old_outputs_whole(
     model, real, tmp_path, monkeypatch, capsys
 ):
-    import structreg.apply
+    import structreg.pipeline.files
 
     moving, fixed = real["HxWx1"]
     out = tmp_path / "out"
@@ -711,7 +711,7 @@ def test_a_failed_re_registration_keeps_the_old_outputs_whole(
     def fail(*a, **k):
         raise OSError(28, "No space left on device", str(out / "jacobian_det.nii.gz"))
 
-    monkeypatch.setattr(structreg.apply, "write_itk_displacement", fail)
+    monkeypatch.setattr(structreg.pipeline.files, "write_itk_displacement", fail)
     assert main([*args, "--moving-labels", str(moving["labels"])]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "jacobian_det.nii.gz" in err
@@ -763,7 +763,7 @@ def test_batch_summary_and_resume_skip_finished_pairs(model, real, tmp_path, cap
     printed = capsys.readouterr().out
     assert "bad:" in printed and "p0:" not in printed  # only the failed pair ran again
     assert (out / "p0" / "moved.nii.gz").stat().st_mtime_ns == stamp
-    from structreg.batch import read_summary
+    from structreg.pipeline.batch import read_summary
 
     latest = read_summary(out / "summary.csv")  # the last row of a name is its status
     assert {name: row["status"] for name, row in latest.items()} == {

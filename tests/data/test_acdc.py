@@ -17,8 +17,8 @@ from data_fixtures import (
 )
 from structreg.data.acdc import find_patients, load_acdc, load_acdc_patient, read_info
 from structreg.data.dataset import split_by_subject
-from structreg.data.io import DataError
 from structreg.data.preprocess import PreprocessRecord, label_centroid, to_original
+from structreg.io.nifti import DataError
 
 SIZE = (48, 48)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from structreg.core.ops import folding_fraction, warp
 from structreg.data import BRAIN_LABELS, BRAIN_STRUCTURES, Pair
 from structreg.data.dataset import SPLITS
 from structreg.data.labels import BRAIN_TABLE
@@ -18,7 +19,6 @@ from structreg.data.phantoms.brain_inter import (
     make_brain_inter_pair,
 )
 from structreg.data.spec import PHANTOMS, load_pairs
-from structreg.ops import folding_fraction, warp
 
 # Nearest-neighbour warping of labels at 2 mm loses thin structures (sulcal CSF is 1-2
 # pixels wide; minima measured over 80 pairs, with and without atrophy: CSF 0.815,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from data_fixtures import assert_one_line_error, save, truncate
-from structreg.data.io import DataError
 from structreg.data.pairs import load_pairs_csv, read_pairs_csv
+from structreg.io.nifti import DataError
 
 SIZE = (32, 32)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from structreg.core.ops import folding_fraction, warp
 from structreg.data import BRAIN_LABELS, BRAIN_STRUCTURES, Pair
 from structreg.data.phantoms import brain
 from structreg.data.phantoms.brain import (
@@ -13,7 +14,6 @@ from structreg.data.phantoms.brain import (
     make_brain_pair,
     ventricle_volume_change,
 )
-from structreg.ops import folding_fraction, warp
 
 
 @pytest.fixture(scope="module")

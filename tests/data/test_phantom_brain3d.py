@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from structreg.core.ops import folding_fraction, warp
 from structreg.data import BRAIN_LABELS, BRAIN_STRUCTURES
 from structreg.data.phantoms.brain import BRAIN_GROUPS, brain_phantom, make_brain_pair
 from structreg.data.spec import grid_spacing, load_pairs
 from structreg.errors import InputError
-from structreg.ops import folding_fraction, warp
 
 SIZE, SPACING = (24, 28, 24), (6.0, 6.0, 6.0)
 
@@ -127,8 +127,8 @@ def test_inter_subject_volumes_pair_subjects_of_a_cohort(inter_pairs):
 
 
 def test_inter_subject_ground_truth_maps_the_moving_subject_onto_the_fixed_one():
+    from structreg.core.ops import compose
     from structreg.data.phantoms.brain import _rng, _subject_maps_3d
-    from structreg.ops import compose
 
     size, spacing = (24, 28, 24), (6.0, 6.0, 6.0)
     u_m, inv_m = _subject_maps_3d(_rng(0, 0, 0), size, spacing, 1 / 3)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from structreg.core.ops import folding_fraction, jacobian_det, warp
 from structreg.data import CARDIAC_LABELS, Pair
 from structreg.data.phantoms.cardiac import (
     CARDIAC_GROUPS,
@@ -14,7 +15,6 @@ from structreg.data.phantoms.cardiac import (
     ejection_fraction,
     make_cardiac_pair,
 )
-from structreg.ops import folding_fraction, jacobian_det, warp
 
 CASES_PER_GROUP = 10
 

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from structreg.core import metrics
+from structreg.core.ops import jacobian_det, warp
 from structreg.data.phantoms.cardiac import CARDIAC_GROUPS
 from structreg.data.phantoms.cardiac_volumes import (
     LONG_AXIS_SHORTENING,
@@ -13,8 +15,6 @@ from structreg.data.phantoms.cardiac_volumes import (
 )
 from structreg.data.spec import load_pairs
 from structreg.errors import InputError
-from structreg.evaluation import metrics
-from structreg.ops import jacobian_det, warp
 
 SIZE, SPACING = (64, 64, 12), (3.0, 3.0, 6.0)
 

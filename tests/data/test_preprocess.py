@@ -8,7 +8,6 @@ import pytest
 from scipy.ndimage import gaussian_filter, zoom
 
 from data_fixtures import assert_one_line_error
-from structreg.data.io import DataError, Volume
 from structreg.data.preprocess import (
     PreprocessRecord,
     central_slices,
@@ -21,6 +20,7 @@ from structreg.data.preprocess import (
     to_original,
     to_processed,
 )
+from structreg.io.nifti import DataError, Volume
 
 
 def smooth_image(shape, seed=0, sigma=4.0):

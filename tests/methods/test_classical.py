@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from structreg.core.metrics import folding_percent
+from structreg.core.ops import compose, exponentiate, gaussian_smooth, warp
 from structreg.errors import ConfigError, InputError, MissingDependencyError
-from structreg.evaluation.metrics import folding_percent
 from structreg.methods import build_method
-from structreg.ops import compose, exponentiate, gaussian_smooth, warp
 
 
 def _pair(shape, amplitude, seed=3):

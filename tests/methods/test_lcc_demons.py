@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from helpers import smooth_field, textured_image
+from structreg.core.ops import exponentiate, folding_fraction, warp
 from structreg.methods.identity import Identity
 from structreg.methods.lcc_demons import LCCDemons, LCCDemonsConfig
-from structreg.ops import exponentiate, folding_fraction, warp
 
 
 def register(moving, fixed, config=None):

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from helpers import smooth_field, textured_image
+from structreg.core.metrics import batch_folding_percent
+from structreg.core.ops import exponentiate, warp
 from structreg.errors import InputError
-from structreg.evaluation.metrics import batch_folding_percent
 from structreg.methods import build_method
 from structreg.methods.ours import CVAERegistrar, refinement_defaults
 from structreg.methods.refine import MAX_ADAPTED_LAYERS, Objective, refine_codes
 from structreg.models.cvae import CVAERegistration, ModelConfig
 from structreg.models.inference import inference_copy
-from structreg.ops import exponentiate, warp
 from structreg.training import TrainConfig
 from structreg.training.tasks import registration_loss
 
@@ -231,9 +231,9 @@ def test_a_run_trained_with_masks_refines_with_its_penalty():
 
 
 def test_evaluate_records_the_refinement_steps_of_each_pair(tiny_run_factory):
+    from structreg.core.metrics import ITERATIONS
     from structreg.data.phantoms.cardiac import cardiac_phantom
     from structreg.evaluation.evaluate import evaluate, format_table, structures_for
-    from structreg.evaluation.metrics import ITERATIONS
 
     run = tiny_run_factory([0.0, 0.0])
     plain = build_method(f"ours:{run}")

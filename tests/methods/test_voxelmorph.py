@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from helpers import smooth_field, textured_image
+from structreg.core.ops import exponentiate, warp
 from structreg.methods.voxelmorph import VoxelMorphRegistrar
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss
-from structreg.ops import exponentiate, warp
 
 pytest.importorskip("voxelmorph")
 

@@ -155,7 +155,7 @@ def test_coarse_velocity_heads_add_a_resized_field():
 
 
 def test_velocity_smoothing_layer_is_a_gaussian_of_the_raw_velocity():
-    from structreg.ops import gaussian_smooth
+    from structreg.core.ops import gaussian_smooth
 
     torch.manual_seed(0)
     raw = CVAERegistration(tiny_config(velocity_init_std=0.1)).eval()

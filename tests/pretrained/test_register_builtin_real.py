@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from real_images import LABELS, mni_axial_slice, real_subject_slice
 from structreg.cli import main
-from structreg.evaluation.metrics import dice
+from structreg.core.metrics import dice
 
 TISSUES = ("CSF", "GM", "WM")
 

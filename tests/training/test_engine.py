@@ -10,15 +10,7 @@ from helpers import train_config as _config
 from structreg.errors import CheckpointError, ConfigError, RunExistsError, TrainingError
 from structreg.models import ModelConfig
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig
-from structreg.training import (
-    DataSettings,
-    Engine,
-    Hook,
-    RunConfig,
-    RunFolder,
-    load_model,
-    train,
-)
+from structreg.training import DataSettings, Engine, Hook, RunConfig, RunFolder, load_model, train
 from structreg.training.engine import log_columns
 from structreg.training.hooks import default_hooks, validation_score
 from structreg.training.tasks import VoxelMorphTask

@@ -10,10 +10,10 @@ import torch
 
 from helpers import random_pairs
 from helpers import train_config as _config
+from structreg.core.metrics import dice
+from structreg.core.ops import folding_fraction, gaussian_smooth, warp
 from structreg.data import Pair
-from structreg.evaluation.metrics import dice
 from structreg.models import CVAERegistration, ModelConfig
-from structreg.ops import folding_fraction, gaussian_smooth, warp
 from structreg.training import (
     ConfigError,
     RunConfig,

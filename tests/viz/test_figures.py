@@ -12,12 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from structreg.data import Pair
-from structreg.viz.figures import (
-    pair_figure,
-    pair_grid,
-    registration_figure,
-    registration_panel,
-)
+from structreg.viz.figures import pair_figure, pair_grid, registration_figure, registration_panel
 
 METHODS = ["ours", "voxelmorph", "lcc-demons", "a-rather-long-method-label", "syn", "m6"]
 EPS = 0.5  # pixels

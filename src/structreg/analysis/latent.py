@@ -26,9 +26,9 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ..core.layers import evaluating
 from ..errors import DataError, InputError
-from ..io_utils import atomic_write_text
-from ..layers import evaluating
+from ..io.files import atomic_write_text
 
 if TYPE_CHECKING:
     from sklearn.model_selection import StratifiedGroupKFold

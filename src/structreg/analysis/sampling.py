@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core import metrics
+from ..core.layers import evaluating
 from ..data.defaults import DEFAULT_SPACING
 from ..errors import InputError
-from ..evaluation import metrics
-from ..layers import evaluating
 from ..methods.base import RegistrationResult
 from ..models.cvae import CVAERegistration
 from .transport import as_batch, decode_code
@@ -128,7 +128,7 @@ def write_frames(
     Returns:
         ``(file names, % det J <= 0 of each entry)``.
     """
-    from ..data.io import to_file_layout, write_image
+    from ..io.nifti import to_file_layout, write_image
     from .transport import to_image_grid
 
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def sample_files(
     and ``uncertainty.png``.
     Returns a summary dict (files, % non-positive Jacobian per sample).
     """
-    from ..data.io import to_file_layout, write_image
+    from ..io.nifti import to_file_layout, write_image
     from .transport import prepare_images
 
     image = prepare_images(

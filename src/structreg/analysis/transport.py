@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core import metrics
+from ..core.layers import evaluating
 from ..data.defaults import DEFAULT_SPACING
-from ..data.grids import resample_into, same_grid
 from ..errors import InputError, TypeCheckError
-from ..evaluation import metrics
-from ..layers import evaluating
+from ..io.grids import resample_into, same_grid
 from ..methods.base import RegistrationResult, result_from_velocity, warp_array
 from ..methods.ours import CVAERegistrar
 from ..models.cvae import CVAERegistration
@@ -107,7 +107,7 @@ def decode_code(
 class PreparedImage:
     """A NIfTI image read, and preprocessed to the model grid."""
 
-    volume: Any  # structreg.data.io.Volume as read (the model's dimension)
+    volume: Any  # structreg.io.nifti.Volume as read (the model's dimension)
     processed: torch.Tensor  # (1, 1, *size) normalised, on the model grid
     fixed: torch.Tensor  # (1, 1, *size) the partner image preprocessed with it
     record: Any  # structreg.data.preprocess.PreprocessRecord
@@ -116,7 +116,7 @@ class PreparedImage:
 def _read_image(path: str | os.PathLike, ndim: int, frame: int | None = None) -> Any:
     """Read an image of the model's dimension: a 2-D model takes any 2-D layout
     (``H×W``, ``H×W×1``, ``H×W×1×1``), a 3-D model a volume; anything else is refused."""
-    from ..data.io import DataError, read_image
+    from ..io.nifti import DataError, read_image
 
     vol = read_image(path, frame=frame)
     if vol.ndim != ndim:
@@ -197,9 +197,9 @@ def transport_files(
     given, transported result, Jacobian map).
     Returns a summary dict.
     """
-    from ..data.fields import write_itk_displacement
-    from ..data.io import to_file_layout, write_image
-    from ..io_utils import atomic_write_text
+    from ..io.fields import write_itk_displacement
+    from ..io.files import atomic_write_text
+    from ..io.nifti import to_file_layout, write_image
 
     src = prepare_images(
         model, source_moving, source_fixed, spacing=spacing, pair_id="source", frame=frame

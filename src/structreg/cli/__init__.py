@@ -34,7 +34,6 @@ from . import (
     interpolate,
     models,
     register,
-    reproduce,
     sample,
     train,
     transport,
@@ -56,7 +55,6 @@ COMMANDS: tuple[ModuleType, ...] = (
     interpolate,
     export,
     models,
-    reproduce,
 )
 GROUPS = {"data": "look at and check data sets"}
 

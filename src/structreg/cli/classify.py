@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.latent import cca_scatter, classify_codes, read_codes_csv
     from ..errors import DataError
-    from ..io_utils import atomic_write_text
+    from ..io.files import atomic_write_text
 
     positive("--components", args.components)
     positive("--folds", args.folds, minimum=2)

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.dims == 3:
-        from ..demo3d import DEMO3D_SUBJECTS, run_demo_3d
+        from ..pipeline.demo3d import DEMO3D_SUBJECTS, run_demo_3d
 
         report = run_demo_3d(
             args.out or "runs/demo3d",
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
         )
     else:
-        from ..demo import run_demo
+        from ..pipeline.demo import run_demo
 
         report = run_demo(
             args.out or "runs/demo",

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.sampling import interpolate_files
-    from ..evaluation import metrics
+    from ..core import metrics
     from ..training.checkpoint import load_model
     from ..training.run import model_spacing
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..io_utils import safe_name
+from ..io.files import safe_name
 from .options import add_device, add_model, add_out
 
 # the decoder's convolutions (structreg.methods.refine.MAX_ADAPTED_LAYERS; not imported
@@ -88,9 +88,9 @@ def _count(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 def _jobs(args: argparse.Namespace) -> list[Any]:
-    """The pairs to register, as :class:`structreg.batch.BatchJob` s."""
-    from ..batch import BatchJob
+    """The pairs to register, as :class:`structreg.pipeline.batch.BatchJob` s."""
     from ..errors import UsageError
+    from ..pipeline.batch import BatchJob
 
     if args.data is None and not (args.moving and args.fixed):
         raise UsageError("give --moving and --fixed, or --data pairs:FILE.csv")
@@ -139,11 +139,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace, dist: Any) -> int:
-    from ..apply import write_registration
-    from ..batch import SUMMARY, BatchJob, merge_summaries, part_name, register_batch
+    from ..core import metrics
     from ..errors import UsageError
-    from ..evaluation import metrics
     from ..methods.ours import refinement_defaults
+    from ..pipeline.batch import SUMMARY, BatchJob, merge_summaries, part_name, register_batch
+    from ..pipeline.files import write_registration
     from ..training.checkpoint import load_model
     from ..training.config import resolve_device
     from ..training.distributed import launched_by_structreg
@@ -210,7 +210,7 @@ def _print_counts(registered: int, n_failed: int, out: str) -> None:
 
 def _batch_status(out: Path) -> int:
     """1 when the merged ``summary.csv`` lists a failed pair, else 0."""
-    from ..batch import SUMMARY, read_summary
+    from ..pipeline.batch import SUMMARY, read_summary
 
     rows = read_summary(out / SUMMARY).values()
     return 1 if any(row.get("status") != "ok" for row in rows) else 0

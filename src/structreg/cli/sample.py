@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from ..analysis.sampling import sample_files
+    from ..core import metrics
     from ..errors import UsageError
-    from ..evaluation import metrics
     from ..training.checkpoint import load_model
     from ..training.run import model_spacing
 

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.transport import transport_files
-    from ..evaluation import metrics
+    from ..core import metrics
     from ..training.checkpoint import load_model
     from ..training.run import model_spacing
 

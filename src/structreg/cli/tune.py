@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DataError, UsageError
     from ..evaluation.evaluate import write_rows_csv
     from ..evaluation.tuning import LCC_DEMONS_GRID, format_tuning, parse_grid, tune
-    from ..io_utils import atomic_write_text
+    from ..io.files import atomic_write_text
     from ..methods import parse_method_spec
     from ..training.config import resolve_device
 

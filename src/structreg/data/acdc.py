@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from ..io.nifti import DataError, read_image, read_labels
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
-from .io import DataError, read_image, read_labels
 from .pair import Pair
 from .preprocess import DEFAULT_SLICES, preprocess_pair
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..io.nifti import DataError, Volume, read_image, read_labels
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
-from .io import DataError, Volume, read_image, read_labels
 from .labels import read_label_table
 from .pair import Pair
 from .preprocess import DEFAULT_SLICES, preprocess_pair

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, InputError
+from ..io.nifti import Volume, check_same_grid, check_same_ndim
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
-from .io import Volume, check_same_grid, check_same_ndim
 from .pair import Pair
 
 DEFAULT_SLICES = 9  # the paper uses 7-11 slices around the centre of each volume
@@ -367,8 +367,8 @@ def _check_inputs(inputs: _Inputs) -> None:
 
 def align_to_fixed(inputs: _Inputs) -> _Inputs:
     """The moving image, its labels and mask resampled into the fixed image's world
-    grid when the two grids differ (see :mod:`structreg.data.grids`)."""
-    from .grids import resample_into, same_grid
+    grid when the two grids differ (see :mod:`structreg.io.grids`)."""
+    from ..io.grids import resample_into, same_grid
 
     if same_grid(inputs.moving, inputs.fixed):
         return inputs

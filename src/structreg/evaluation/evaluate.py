@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core import metrics
 from ..data import Pair, collate_pairs
 from ..data.labels import LabelTable
 from ..errors import StructregError
-from ..io_utils import atomic_write_text
+from ..io.files import atomic_write_text
 from ..methods.base import Registrar, RegistrationResult
-from . import metrics
 
 Structures = dict[str, tuple[int, ...]]
 

@@ -31,11 +31,11 @@ def measure_check(model: str | os.PathLike, check: dict[str, Any]) -> dict[str, 
         A copy of ``check`` whose ``pairs`` is the number of pairs and ``dice`` maps
         each structure, and ``"mean"``, to its mean Dice over the pairs.
     """
+    from ..core import metrics
     from ..data.spec import load_pairs
     from ..errors import InputError
     from ..methods.registry import build_method
     from ..training.run import model_data_settings
-    from . import metrics
     from .evaluate import evaluate, structures_for, values
 
     settings = model_data_settings(model)

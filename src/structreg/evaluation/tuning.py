@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core import metrics
 from ..data.pair import Pair
 from ..errors import InputError
 from ..methods import build_method, parse_method_spec
-from . import metrics
 from .evaluate import Structures, evaluate, structures_for, values
 
 __all__ = ["TuningResult", "grid_specs", "parse_grid", "tune", "format_tuning"]

@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..ops import exponentiate, jacobian_det, warp
-from ..ops.checks import check_image, check_same_spatial
+from ..core.ops import exponentiate, jacobian_det, warp
+from ..core.ops.checks import check_image, check_same_spatial
 
 
 @dataclass

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ..ops.checks import check_image, check_same_spatial
+from ..core.ops.checks import check_image, check_same_spatial
 from .base import RegistrationResult
 from .registry import MethodSpec, add_method
 

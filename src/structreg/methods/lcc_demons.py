@@ -16,7 +16,7 @@ iteration, at every resolution level (coarse to fine):
 6. Diffusion-like regularisation: ``v`` is smoothed with a Gaussian of σ_diff.
 
 Levels downsample the images by 2 per level (after Gaussian anti-aliasing) and
-upsample ``v`` with :func:`structreg.ops.resize_field`. It is an optimisation per
+upsample ``v`` with :func:`structreg.core.ops.resize_field`. It is an optimisation per
 pair (batched over pairs), not a network; everything runs on the tensors' device.
 """
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..core.ops import gaussian_kernel1d, kernels, resize_field
+from ..core.ops.checks import check_image, check_same_spatial
 from ..errors import ConfigError
-from ..ops import gaussian_kernel1d, kernels, resize_field
-from ..ops.checks import check_image, check_same_spatial
 from .base import RegistrationResult, result_from_velocity
 from .registry import MethodSpec, add_method, dataclass_defaults
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from ..core.layers import evaluating
 from ..errors import InputError
-from ..layers import evaluating
 from ..models.cvae import CVAERegistration
 from ..models.inference import inference_copy
 from ..training.config import TrainConfig
@@ -50,7 +50,7 @@ _DEFAULTS: ContextVar[dict[str, Any] | None] = ContextVar("structreg_refinement"
 def refinement_defaults(train: TrainConfig | None = None, **options: Any) -> Iterator[None]:
     """Within the block, :class:`CVAERegistrar` s built without an option take it (and
     ``train``) from here: for code that builds the registrar itself, such as
-    :func:`structreg.apply.write_registration`. ``options`` are :data:`REFINE_OPTIONS`
+    :func:`structreg.pipeline.files.write_registration`. ``options`` are :data:`REFINE_OPTIONS`
     keys; blocks may nest (the inner one wins per option)."""
     unknown = sorted(set(options) - set(REFINE_OPTIONS))
     if unknown:

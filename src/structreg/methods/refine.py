@@ -9,13 +9,13 @@ steps on the training objective of Eq. 1 with the network frozen::
              [+ mask_weight · P_i(v_i(z))]
 
 * ``v_i(z) = decoder(z, M_i)``: the velocity (voxels) the frozen decoder gives;
-* ``LCC_sym``: :func:`structreg.losses.symmetric_lcc` averaged over the pair's
+* ``LCC_sym``: :func:`structreg.core.losses.symmetric_lcc` averaged over the pair's
   pixels, in [0, 1] (σ, window and squarings as in training);
-* ``KL_i``: :func:`structreg.losses.kl_divergence` of ``N(z, diag σ_i²)`` to
+* ``KL_i``: :func:`structreg.core.losses.kl_divergence` of ``N(z, diag σ_i²)`` to
   ``N(0, I)`` with the encoder's ``σ_i²`` held fixed (``logvar``), i.e.
   ``0.5 · ||z||²`` plus a constant - the prior term of a point estimate of ``z``.
   Without ``logvar`` it is exactly ``0.5 · ||z||²`` (nats).
-* ``P_i``: :func:`structreg.losses.outside_mask_penalty` (voxels²), only with a
+* ``P_i``: :func:`structreg.core.losses.outside_mask_penalty` (voxels²), only with a
   mask and ``mask_weight > 0``.
 
 With the encoder's ``logvar``, the mean of ``J_i`` over a batch equals
@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..errors import InputError, ShapeError
-from ..losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, Decoder, _memory_format, decode_velocity
 from ..models.inference import inference_copy
 from ..training.config import TrainConfig

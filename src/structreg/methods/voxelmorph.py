@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from ..layers import evaluating
+from ..core.layers import evaluating
+from ..core.ops import jacobian_det, warp
 from ..models.voxelmorph import VoxelMorph2
-from ..ops import jacobian_det, warp
 from .base import RegistrationResult
 from .registry import MethodSpec, add_method
 

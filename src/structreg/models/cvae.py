@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.layers import Exponentiation, SpatialTransformer, evaluating
 from ..data.defaults import DEFAULT_SIZE
 from ..errors import ConfigError, ShapeError, TypeCheckError
-from ..layers import Exponentiation, SpatialTransformer, evaluating
 
 __all__ = [
     "ModelConfig",
@@ -433,7 +433,7 @@ class Decoder(nn.Module):
                 self.coarse_velocity[str(level)] = _velocity_head(Conv, in_ch, config)
         self.velocity = _velocity_head(Conv, in_ch, config)
         if config.velocity_smoothing > 0:
-            from ..ops.smoothing import gaussian_kernel1d
+            from ..core.ops.smoothing import gaussian_kernel1d
 
             radius = math.ceil(3 * config.velocity_smoothing)
             kernel = gaussian_kernel1d(config.velocity_smoothing, 2 * radius + 1)
@@ -459,7 +459,7 @@ class Decoder(nn.Module):
         for v in coarse:
             velocity = velocity + _Resize(self.sizes[0])(v.contiguous())
         if self.config.velocity_smoothing > 0:
-            from ..ops import kernels
+            from ..core.ops import kernels
 
             velocity = kernels.gaussian_smooth(velocity, self.smoothing_kernel)
         return velocity

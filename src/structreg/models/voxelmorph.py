@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.ops import warp
 from ..errors import ConfigError, MissingDependencyError
-from ..ops import warp
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..io_utils import atomic_write
+from ..io.files import atomic_write
 from .config import RunConfig
 from .run import RunFolder
 

@@ -32,7 +32,7 @@ import tomllib
 import torch
 
 from ..errors import ConfigError
-from ..io_utils import atomic_write_text
+from ..io.files import atomic_write_text
 from ..models.cvae import ModelConfig
 from ..models.voxelmorph import VoxelMorphConfig
 
@@ -88,7 +88,7 @@ class TrainConfig:
         mask_weight: weight of the outside-mask penalty (0 = off).
         lcc_sigma, lcc_kernel: Gaussian window of the LCC (paper: 2, 9).
         lcc_symmetric: the symmetric LCC of Eq. 2 (true, the paper's) or the
-            one-sided ``LCC(F, M ∘ exp(v))`` (false; :func:`structreg.losses.forward_lcc`,
+            one-sided ``LCC(F, M ∘ exp(v))`` (false; :func:`structreg.core.losses.forward_lcc`,
             which does not reward the smoothing of interpolating both images).
         val_every: validate every this many steps and at the end (0: at the end only).
         patience: early stopping: stop after this many validations in a row without

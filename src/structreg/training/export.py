@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, ConfigError
-from ..io_utils import atomic_write
+from ..io.files import atomic_write
 from .config import RunConfig
 from .run import DataSettings, model_data_settings
 

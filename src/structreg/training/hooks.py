@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..evaluation import metrics
-from ..layers import evaluating
-from ..ops import warp
+from ..core import metrics
+from ..core.layers import evaluating
+from ..core.ops import warp
 from .config import TrainConfig
 from .engine import Engine, Hook, log_columns
 from .logger import TrainLogger, read_log

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io_utils import atomic_write_text
+from ..io.files import atomic_write_text
 
 __all__ = ["TrainLogger", "read_log"]
 

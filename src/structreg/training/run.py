@@ -33,7 +33,7 @@ import numpy as np
 
 from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..errors import CheckpointError, RunExistsError
-from ..io_utils import atomic_write_text
+from ..io.files import atomic_write_text
 
 __all__ = ["DataSettings", "RunFolder", "data_fingerprint", "model_data_settings", "model_spacing"]
 

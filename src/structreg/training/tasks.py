@@ -62,15 +62,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..core.losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..errors import InputError, NonFiniteError
-from ..losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..models.cvae import CVAERegistration, ModelConfig
-from ..models.voxelmorph import (
-    VoxelMorph2,
-    VoxelMorphConfig,
-    voxelmorph_loss,
-    voxelmorph_loss_of,
-)
+from ..models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss, voxelmorph_loss_of
 from .config import TrainConfig
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from ..errors import InputError
-from ..io_utils import atomic_path
+from ..io.files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -414,7 +414,7 @@ def registration_figure(
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
-    from ..evaluation.metrics import det_folding_percent
+    from ..core.metrics import det_folding_percent
 
     methods = list(methods)
     if not rows:

@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ...core.ops import compose, exponentiate, warp
 from ...errors import DataError, InputError, MissingDependencyError
-from ...ops import compose, exponentiate, warp
 from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..labels import BRAIN_LABELS
 from ..pair import Pair

@@ -81,8 +81,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ...core.ops import warp
 from ...errors import InputError
-from ...ops import warp
 from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..labels import BRAIN_LABELS
 from ..pair import Pair

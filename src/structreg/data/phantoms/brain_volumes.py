@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ...core.ops import compose
 from ...errors import InputError
-from ...ops import compose
 from ..pair import Pair
 from .brain import (
     BRAIN_GROUPS,

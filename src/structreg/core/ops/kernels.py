@@ -1,0 +1,107 @@
+"""Unchecked kernels of the public ops, for hot paths.
+
+The public functions of :mod:`structreg.core.ops` (and :mod:`structreg.core.losses`) check
+their arguments once and then call these kernels. Code that has already checked
+its inputs - the losses, LCC-Demons' inner iterations, the squaring loop - calls
+the kernels directly and skips the checks. Nothing here validates anything:
+shapes, dtypes and modes must already be right (see each public function's
+docstring for the conventions; fields are in voxels, channel ``c`` along ``S[c]``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .grid import _normalised_identity, _sample_displaced
+
+__all__ = ["compose", "exponentiate", "gaussian_smooth", "lcc_map", "warp"]
+
+
+def warp(
+    image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros"
+) -> torch.Tensor:
+    """Pull-back warp (see :func:`structreg.core.ops.warp`); ``mode`` is a grid_sample mode
+    (``"bilinear"`` or ``"nearest"``)."""
+    return _sample_displaced(image, disp, mode, padding_mode)
+
+
+def compose(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """Displacement of ``φ1 ∘ φ2`` (see :func:`structreg.core.ops.compose`)."""
+    return u2 + warp(u1, u2, "bilinear", "border")
+
+
+def exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
+    """Displacement of ``exp(velocity)`` by scaling and squaring (see
+    :func:`structreg.core.ops.exponentiate`).
+
+    Mathematically ``u <- v / 2**N``, then ``N`` times ``u <- u + warp(u, u)``
+    (border padding; see :func:`structreg.core.ops.compose`). For speed the loop runs
+    in ``grid_sample``'s normalised units with the channels kept in its reversed
+    (x, y[, z]) order, so each squaring is one add and one ``grid_sample``.
+    """
+    if steps == 0:
+        return velocity.clone()
+    ndim = velocity.shape[1]
+    sizes = velocity.shape[2:]
+    # identity grid (1, ndim, *S) in normalised units, channels in reversed order; the
+    # sampling grid is the channels-last view of ident + u (no copy, read as is by grid_sample)
+    ident, scales = _normalised_identity(sizes, velocity.device, velocity.dtype, reverse=True)
+    rev = [ndim - 1 - c for c in range(ndim)]
+    scale_rev = torch.tensor(
+        [scales[c] / 2.0**steps for c in rev], device=velocity.device, dtype=velocity.dtype
+    ).view(1, ndim, *([1] * ndim))
+    u = velocity.flip(1) * scale_rev
+    for _ in range(steps):
+        u = u + F.grid_sample(
+            u,
+            (ident + u).movedim(1, -1),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
+    unscale = torch.tensor(
+        [1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
+        device=velocity.device,
+        dtype=velocity.dtype,
+    ).view(1, ndim, *([1] * ndim))
+    return u.flip(1) * unscale
+
+
+def gaussian_smooth(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Smooth every channel along every spatial axis with ``kernel``.
+
+    Borders are replicated (a local mean near the edge uses the edge value), so a
+    constant image stays exactly constant.
+    """
+    ndim = image.dim() - 2
+    c = image.shape[1]
+    k = kernel.numel()
+    pad = k // 2
+    conv = F.conv2d if ndim == 2 else F.conv3d
+    out = image
+    for axis in range(ndim):
+        shape = [1] * ndim
+        shape[axis] = k
+        weight = kernel.view(1, 1, *shape).expand(c, 1, *shape)
+        padding = [0, 0] * ndim
+        # F.pad lists the last axis first.
+        padding[2 * (ndim - 1 - axis)] = pad
+        padding[2 * (ndim - 1 - axis) + 1] = pad
+        out = conv(F.pad(out, padding, mode="replicate"), weight, groups=c)
+    return out
+
+
+def lcc_map(
+    fixed: torch.Tensor, moving: torch.Tensor, kernel: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Unchecked per-voxel squared local correlation ``(N, C, *S)``."""
+    # One smoothing pass over the five stacked statistics.
+    c = fixed.shape[1]
+    stats = torch.cat([fixed, moving, fixed * fixed, moving * moving, fixed * moving], dim=1)
+    mean = gaussian_smooth(stats, kernel)
+    mf, mm, ff, mmm, fm = torch.split(mean, c, dim=1)
+    var_f = (ff - mf * mf).clamp_min(0.0)
+    var_m = (mmm - mm * mm).clamp_min(0.0)
+    cov = fm - mf * mm
+    return cov * cov / (var_f * var_m + eps)

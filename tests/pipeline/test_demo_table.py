@@ -1,0 +1,49 @@
+"""The demo's table against the README's, within the across-machines tolerance."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from structreg.pipeline.demo import ACROSS_MACHINES, table_differences, table_means
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _with(text: str, old: str, new: str) -> str:
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def test_the_readme_has_the_demo_table_and_agrees_with_itself():
+    means = table_means(README)
+    assert ("Dice LV myocardium", "structreg (ours)") in means
+    assert table_differences(README, README) == []
+
+
+def test_another_machines_demo_is_within_tolerance_and_a_real_change_is_not():
+    ours = {k: v for k, v in table_means(README).items() if k[1] == "structreg (ours)"}
+    dice = ours["Dice LV myocardium", "structreg (ours)"]
+    hd = ours["HD95 LV myocardium (mm)", "structreg (ours)"]
+    row = next(line for line in README.splitlines() if line.startswith("| Dice LV myocardium |"))
+    close = row.replace(f"| {dice:.3f} ±", f"| {dice - 0.002:.3f} ±")
+    far = row.replace(f"| {dice:.3f} ±", f"| {dice - 0.02:.3f} ±")
+    assert table_differences(_with(README, row, close), README) == []
+    problems = table_differences(_with(README, row, far), README)
+    assert len(problems) == 1 and "Dice LV myocardium" in problems[0]
+    hd_row = next(line for line in README.splitlines() if line.startswith("| HD95 LV myocardium"))
+    moved = hd_row.replace(f"| {hd:.2f} ±", f"| {hd + 2 * ACROSS_MACHINES['HD95']:.2f} ±")
+    assert len(table_differences(_with(README, hd_row, moved), README)) == 1
+
+
+@pytest.mark.slow
+def test_the_demo_reproduces_the_readme_within_tolerance(tmp_path):
+    """Runs the whole demo (minutes), or checks STRUCTREG_DEMO_REPORT=runs/demo/report.md."""
+    given = os.environ.get("STRUCTREG_DEMO_REPORT")
+    if given:
+        report = Path(given)
+    else:
+        from structreg.pipeline.demo import run_demo
+
+        report = run_demo(tmp_path / "demo")
+    assert table_differences(report.read_text(), README) == []
