@@ -1,5 +1,5 @@
 """Make the models bundled with the package (``--model builtin:NAME``) from the runs of
-``structreg reproduce``: export each as ``safetensors``, measure its check, and write
+``experiments/reproduce.py``: export each as ``safetensors``, measure its check, and write
 ``models.json`` with its provenance and the test scores of the reproduce run.
 
     .venv/bin/python benchmarks/bundle_models.py --results runs/results --out DIR
@@ -138,7 +138,7 @@ def table_lines(manifest: dict[str, Any], folder: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", required=True, help="the structreg reproduce --out folder")
+    parser.add_argument("--results", required=True, help="the experiments/reproduce.py --out folder")
     parser.add_argument("--out", required=True, help="folder for the model files and models.json")
     parser.add_argument("--only", action="append", default=[], help="bundle only this model")
     parser.add_argument(

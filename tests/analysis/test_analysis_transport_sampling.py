@@ -6,7 +6,9 @@ import torch
 
 from helpers import textured_image
 from structreg.analysis.sampling import (
+    endpoint_codes,
     interpolate_codes,
+    interpolate_pair,
     interpolation_figure,
     posterior_spread,
     sample_deformations,
@@ -137,6 +139,19 @@ def test_interpolation_endpoints_and_figure(model, tmp_path):
     assert out.is_file() and out.stat().st_size > 1000
     with pytest.raises(ValueError):
         interpolate_codes(model, torch.zeros(3), torch.zeros(8), m)
+
+
+def test_interpolate_pair_runs_from_no_motion_to_the_registration(model):
+    m, f = images(1), images(1, seed=5)
+    z_a, z_b = endpoint_codes(model, m[0], f[0])  # (1, *S) images are accepted
+    with torch.no_grad():
+        assert torch.equal(z_a, model.encode(m, m)[0]) and torch.equal(z_b, model.encode(m, f)[0])
+    t, res = interpolate_pair(model, m, f, steps=3)
+    t_codes, expected = interpolate_codes(model, z_a, z_b, m, steps=3)
+    assert np.array_equal(t, t_codes) and torch.equal(res.disp, expected.disp)
+    assert torch.allclose(res.disp[-1:], register(model, m, f).disp, atol=1e-6)
+    with pytest.raises(ValueError):
+        interpolate_pair(model, m, f, steps=1)
 
 
 def test_latent_operations_on_an_antisymmetric_model():

@@ -700,7 +700,7 @@ def test_batch_ids_never_write_outside_out_and_failures_do_not_stop_the_batch(
 def test_a_failed_re_registration_keeps_the_old_outputs_whole(
     model, real, tmp_path, monkeypatch, capsys
 ):
-    import structreg.pipeline.files
+    import structreg.pipeline.registration
 
     moving, fixed = real["HxWx1"]
     out = tmp_path / "out"
@@ -711,7 +711,7 @@ def test_a_failed_re_registration_keeps_the_old_outputs_whole(
     def fail(*a, **k):
         raise OSError(28, "No space left on device", str(out / "jacobian_det.nii.gz"))
 
-    monkeypatch.setattr(structreg.pipeline.files, "write_itk_displacement", fail)
+    monkeypatch.setattr(structreg.pipeline.registration, "write_itk_displacement", fail)
     assert main([*args, "--moving-labels", str(moving["labels"])]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "jacobian_det.nii.gz" in err

@@ -8,7 +8,7 @@ from structreg.core.metrics import batch_folding_percent
 from structreg.core.ops import exponentiate, warp
 from structreg.errors import InputError
 from structreg.methods import build_method
-from structreg.methods.ours import CVAERegistrar, refinement_defaults
+from structreg.methods.ours import CVAERegistrar
 from structreg.methods.refine import MAX_ADAPTED_LAYERS, Objective, refine_codes
 from structreg.models.cvae import CVAERegistration, ModelConfig
 from structreg.models.inference import inference_copy
@@ -175,18 +175,15 @@ def test_early_stopping_keeps_the_best_code():
     assert out.objective.shape == (4, 2) and (out.final <= out.initial).all()
 
 
-def test_options_from_spec_context_and_checks(tiny_run_factory):
+def test_options_from_spec_and_checks(tiny_run_factory):
     run = tiny_run_factory([0.0, 0.0])
     registrar = build_method(f"ours:{run},refine=7,adapt_decoder=2,refine_lr=0.01,batch_size=8")
     assert (registrar.refine, registrar.adapt_decoder, registrar.refine_lr) == (7, 2, 0.01)
     assert registrar.batch_size == 8
     assert registrar.train is not None and registrar.train.lam == TrainConfig().lam
     train = TrainConfig(lam=10.0)
-    with refinement_defaults(train, refine=3):
-        inside = CVAERegistrar(registrar.model)
-        explicit = CVAERegistrar(registrar.model, refine=0)
-    assert (inside.refine, inside.train, explicit.refine) == (3, train, 0)
-    assert CVAERegistrar(registrar.model).refine == 0  # the block has ended
+    given = CVAERegistrar(registrar.model, refine=3, train=train)
+    assert (given.refine, given.train, CVAERegistrar(registrar.model).refine) == (3, train, 0)
     for bad in ("refine=-1", f"adapt_decoder={MAX_ADAPTED_LAYERS + 1}", "refine_lr=0"):
         with pytest.raises(InputError, match=bad.split("=")[0]):
             build_method(f"ours:{run},{bad}")

@@ -399,33 +399,12 @@ def classify_codes(
     """
     from sklearn.metrics import confusion_matrix
 
-    x = np.asarray(codes, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise InputError(f"codes must be a non-empty (N, d) array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InputError("codes contain NaN or Inf")
-    if len(groups) != len(x):
-        raise InputError(f"{len(groups)} groups for {len(x)} codes")
-    if any(g is None or str(g) == "" for g in groups):
-        raise DataError("every code needs a group to classify (some are empty)")
-    y = np.asarray([str(g) for g in groups])
-    subj = np.asarray([str(s) for s in (subjects if subjects is not None else range(len(x)))])
-    if len(subj) != len(x):
-        raise InputError(f"{len(subj)} subjects for {len(x)} codes")
+    x, y, subj = _classification_inputs(codes, groups, subjects)
     classes = sorted(set(y))
     if len(classes) < 2:
         raise DataError(f"need at least 2 groups to classify, got {classes}")
     splitter, n_folds = group_splitter(y, subj, folds, seed)
-    predictions = np.empty(len(y), dtype=object)
-    accuracies = []
-    k_used = 0
-    for train, test in splitter.split(x, y, subj):
-        model = make_classifier(n_components, seed)
-        model.fit(x[train], y[train])
-        k_used = model.named_steps["cca"].cca_.n_components
-        pred = model.predict(x[test])
-        predictions[test] = pred
-        accuracies.append(float(np.mean(pred == y[test])))
+    predictions, accuracies, k_used = _cross_validate(x, y, subj, splitter, n_components, seed)
     counts = np.array([np.sum(y == c) for c in classes])
     return ClassificationResult(
         accuracy_mean=float(np.mean(accuracies)),
@@ -441,6 +420,51 @@ def classify_codes(
         predictions=predictions.astype(str),
         n_components_requested=int(n_components),
     )
+
+
+def _classification_inputs(
+    codes: np.ndarray, groups: Sequence, subjects: Sequence | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked inputs of :func:`classify_codes`: codes ``(N, d)`` float64, groups and
+    subjects ``(N,)`` str arrays (subjects default to ``0 .. N-1``)."""
+    x = np.asarray(codes, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise InputError(f"codes must be a non-empty (N, d) array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise InputError("codes contain NaN or Inf")
+    if len(groups) != len(x):
+        raise InputError(f"{len(groups)} groups for {len(x)} codes")
+    if any(g is None or str(g) == "" for g in groups):
+        raise DataError("every code needs a group to classify (some are empty)")
+    y = np.asarray([str(g) for g in groups])
+    subj = np.asarray([str(s) for s in (subjects if subjects is not None else range(len(x)))])
+    if len(subj) != len(x):
+        raise InputError(f"{len(subj)} subjects for {len(x)} codes")
+    return x, y, subj
+
+
+def _cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    subj: np.ndarray,
+    splitter: StratifiedGroupKFold,
+    n_components: int,
+    seed: int,
+) -> tuple[np.ndarray, list[float], int]:
+    """Fit :func:`make_classifier` on each training fold of ``splitter`` and predict its
+    test fold. Returns the out-of-fold prediction of each code ``(N,)`` (object array),
+    the accuracy of each fold and the CCA components used (those of the last fold)."""
+    predictions = np.empty(len(y), dtype=object)
+    accuracies = []
+    k_used = 0
+    for train, test in splitter.split(x, y, subj):
+        model = make_classifier(n_components, seed)
+        model.fit(x[train], y[train])
+        k_used = model.named_steps["cca"].cca_.n_components
+        pred = model.predict(x[test])
+        predictions[test] = pred
+        accuracies.append(float(np.mean(pred == y[test])))
+    return predictions, accuracies, k_used
 
 
 # ---------------------------------------------------------------------------- figure

@@ -5,7 +5,12 @@
 - :func:`posterior_spread`: per-pixel standard deviation of the displacement
   magnitude over ``z ~ q(z | M, F)``, an uncertainty map of a registration.
 - :func:`interpolate_codes`: decode codes along the line between two codes
-  (e.g. partial contraction between end-diastole and end-systole).
+  (e.g. partial contraction between end-diastole and end-systole);
+  :func:`interpolate_pair` between "no motion" and a pair's own code
+  (:func:`endpoint_codes`).
+
+The ``*_files`` functions read NIfTI images, run these computations on the model
+grid and write the results (images on their own grid, figures).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..data.defaults import DEFAULT_SPACING
 from ..errors import InputError
 from ..methods.base import RegistrationResult
 from ..models.cvae import CVAERegistration
-from .transport import as_batch, decode_code
+from .transport import PreparedImage, as_batch, decode_code
 
 
 def sample_deformations(
@@ -114,6 +119,46 @@ def interpolate_codes(
     t = torch.linspace(0.0, 1.0, int(steps), dtype=torch.float32)
     z = (1 - t)[:, None] * z_a.float()[None] + t[:, None] * z_b.float()[None]
     return t.numpy(), decode_code(model, z, as_batch(moving, "moving"))
+
+
+def endpoint_codes(
+    model: CVAERegistration, moving: torch.Tensor, fixed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes (encoder ``μ``, eval mode, on the CPU) of "no motion" and of a pair.
+
+    Args:
+        moving, fixed: ``(1, 1, *S)`` or ``(1, *S)`` images on the model grid.
+    Returns:
+        ``(z_a, z_b)``, each ``(1, code_dim)``: ``z_a`` encodes ``(M, M)`` (the identity
+        pair), ``z_b`` encodes ``(M, F)``.
+    """
+    moving, fixed = as_batch(moving, "moving"), as_batch(fixed, "fixed")
+    device = next(model.parameters()).device
+    with evaluating(model):
+        m = moving.to(device)
+        z_a, _ = model.encode(m, m)
+        z_b, _ = model.encode(m, fixed.to(device))
+    return z_a.cpu(), z_b.cpu()
+
+
+def interpolate_pair(
+    model: CVAERegistration, moving: torch.Tensor, fixed: torch.Tensor, steps: int = 6
+) -> tuple[np.ndarray, RegistrationResult]:
+    """Decode codes along the line from "no motion" to the pair's own deformation.
+
+    :func:`interpolate_codes` between the :func:`endpoint_codes` of one pair,
+    conditioned on ``moving``: ``t = 0`` is (about) the identity, ``t = 1`` the
+    registration of the pair.
+
+    Args:
+        moving, fixed: ``(1, 1, *S)`` or ``(1, *S)`` images on the model grid.
+        steps: values of ``t`` in [0, 1] (>= 2).
+    Returns:
+        ``(t (steps,), result)`` with ``steps`` entries (moved ``moving``,
+        displacements in voxels, Jacobian determinants, codes).
+    """
+    z_a, z_b = endpoint_codes(model, moving, fixed)
+    return interpolate_codes(model, z_a, z_b, as_batch(moving, "moving"), steps)
 
 
 def write_frames(
@@ -209,7 +254,6 @@ def sample_files(
     and ``uncertainty.png``.
     Returns a summary dict (files, % non-positive Jacobian per sample).
     """
-    from ..io.nifti import to_file_layout, write_image
     from .transport import prepare_images
 
     image = prepare_images(
@@ -219,20 +263,10 @@ def sample_files(
     result = sample_deformations(model, image.processed, n, scale=scale, generator=generator)
     out = Path(out_dir)
     files, folding = write_frames(result, image, out, "sample_{:03d}.nii.gz")
-    shown = min(int(n), 8)
-    images = [image.processed[0, 0].numpy()] + [
-        result.moved[i, 0].cpu().numpy() for i in range(shown)
-    ]
-    dets = [None] + [result.jacobian_det[i, 0].cpu().numpy() for i in range(shown)]
-    titles = ["moving"] + [f"sample {i}" for i in range(shown)]
-    strip_figure(
-        images, titles, out / "samples.png", jacobians=dets, suptitle=f"z ~ N(0, {scale:g}² I)"
-    )
+    samples_figure(image.processed, result, scale, out / "samples.png")
     files.append("samples.png")
     summary: dict[str, Any] = {"out": str(out), "files": files, metrics.FOLDING: folding}
     if fixed_path is not None:
-        from ..data.preprocess import to_original
-
         spread = posterior_spread(
             model,
             image.processed,
@@ -242,22 +276,54 @@ def sample_files(
             spacing=image.record.target_spacing,
         )
         spread_mm = spread[0, 0].numpy().astype(np.float64)
-        write_image(
-            out / "uncertainty.nii.gz",
-            to_file_layout(to_original(spread_mm, image.record, kind="image"), image.volume).astype(
-                np.float32
-            ),
-            affine=image.volume.affine,
-        )
-        uncertainty_figure(
-            image.processed[0, 0].numpy(),
-            image.fixed[0, 0].numpy(),
-            spread_mm,
-            out / "uncertainty.png",
-        )
-        files += ["uncertainty.nii.gz", "uncertainty.png"]
+        files += write_uncertainty(spread_mm, image, out)
         summary["uncertainty_max_mm"] = float(spread_mm.max())
     return summary
+
+
+def samples_figure(
+    moving: torch.Tensor,
+    result: RegistrationResult,
+    scale: float,
+    out: str | os.PathLike,
+    shown: int = 8,
+) -> Path:
+    """Strip of the moving image ``(1, 1, *S)`` and the first ``shown`` samples of
+    ``result`` (moved images over their Jacobian maps), titled with the prior's ``scale``."""
+    shown = min(result.moved.shape[0], shown)
+    images = [moving[0, 0].numpy()] + [result.moved[i, 0].cpu().numpy() for i in range(shown)]
+    dets = [None] + [result.jacobian_det[i, 0].cpu().numpy() for i in range(shown)]
+    titles = ["moving"] + [f"sample {i}" for i in range(shown)]
+    return strip_figure(images, titles, out, jacobians=dets, suptitle=f"z ~ N(0, {scale:g}² I)")
+
+
+def write_uncertainty(spread_mm: np.ndarray, image: PreparedImage, out: Path) -> list[str]:
+    """Write a posterior spread map as ``uncertainty.nii.gz`` (on the image's own grid)
+    and ``uncertainty.png`` (with the moving and fixed images) into ``out``.
+
+    Args:
+        spread_mm: ``S`` map on the model grid in mm (:func:`posterior_spread` of the
+            pair, with the grid's spacing).
+        image: the prepared pair it was computed on.
+    Returns:
+        The file names written.
+    """
+    from ..data.preprocess import to_original
+    from ..io.nifti import to_file_layout, write_image
+
+    on_image = to_original(spread_mm, image.record, kind="image")
+    write_image(
+        out / "uncertainty.nii.gz",
+        to_file_layout(on_image, image.volume).astype(np.float32),
+        affine=image.volume.affine,
+    )
+    uncertainty_figure(
+        image.processed[0, 0].numpy(),
+        image.fixed[0, 0].numpy(),
+        spread_mm,
+        out / "uncertainty.png",
+    )
+    return ["uncertainty.nii.gz", "uncertainty.png"]
 
 
 def uncertainty_figure(
@@ -303,12 +369,7 @@ def interpolate_files(
     image = prepare_images(
         model, moving_path, fixed_path, spacing=spacing, pair_id="moving", frame=frame
     )
-    device = next(model.parameters()).device
-    with evaluating(model):
-        m = image.processed.to(device)
-        z_a, _ = model.encode(m, m)
-        z_b, _ = model.encode(m, image.fixed.to(device))
-    t, result = interpolate_codes(model, z_a.cpu(), z_b.cpu(), image.processed, steps)
+    t, result = interpolate_pair(model, image.processed, image.fixed, steps)
     out = Path(out_dir)
     files, folding = write_frames(result, image, out, "interpolation_{:02d}.nii.gz")
     interpolation_figure(t, result, out / "interpolation.png")

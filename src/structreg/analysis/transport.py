@@ -197,10 +197,6 @@ def transport_files(
     given, transported result, Jacobian map).
     Returns a summary dict.
     """
-    from ..io.fields import write_itk_displacement
-    from ..io.files import atomic_write_text
-    from ..io.nifti import to_file_layout, write_image
-
     src = prepare_images(
         model, source_moving, source_fixed, spacing=spacing, pair_id="source", frame=frame
     )
@@ -213,39 +209,51 @@ def transport_files(
     own_target = registrar.register(tgt.processed, tgt.fixed) if target_fixed is not None else None
     back = to_image_grid(result, 0, tgt)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    vol = tgt.volume
-    write_image(out / "transported.nii.gz", to_file_layout(back["moved"], vol), affine=vol.affine)
-    write_itk_displacement(out / "disp.nii.gz", back["disp"], vol.affine)
-    write_image(
-        out / "jacobian_det.nii.gz", to_file_layout(back["jacobian_det"], vol), affine=vol.affine
-    )
+    files = write_transported(out, back, tgt.volume)
     assert result.z is not None
-    z = [round(float(v), 6) for v in result.z[0].cpu()]
-    atomic_write_text(
-        out / "z.json",
-        json.dumps(
-            {
-                "source_moving": str(source_moving),
-                "source_fixed": str(source_fixed),
-                "target": str(target),
-                "z": z,
-            },
-            indent=1,
-        ),
-    )
-    transport_figure(src, own_source, tgt, own_target, result, out / "transport.png")
-    return {
-        "out": str(out),
-        "files": [
-            "transported.nii.gz",
-            "disp.nii.gz",
-            "jacobian_det.nii.gz",
-            "z.json",
-            "transport.png",
-        ],
-        metrics.FOLDING: metrics.folding_percent(back["disp"]),
+    sources = {
+        "source_moving": str(source_moving),
+        "source_fixed": str(source_fixed),
+        "target": str(target),
     }
+    files.append(write_code(out / "z.json", result.z[0], sources).name)
+    transport_figure(src, own_source, tgt, own_target, result, out / "transport.png")
+    files.append("transport.png")
+    return {"out": str(out), "files": files, metrics.FOLDING: metrics.folding_percent(back["disp"])}
+
+
+def write_transported(out: Path, back: dict[str, np.ndarray], volume: Any) -> list[str]:
+    """Write a result mapped back to an image's grid into ``out`` (created if needed).
+
+    Args:
+        back: :func:`to_image_grid` of the result: ``moved`` and ``jacobian_det``
+            (``volume.shape``), ``disp`` (``(ndim, *volume.shape)`` in source voxels).
+        volume: the :class:`structreg.io.nifti.Volume` whose grid they are on.
+    Returns:
+        The file names: ``transported.nii.gz`` (the moved image),
+        ``disp.nii.gz`` (ITK/ANTs displacement in mm) and ``jacobian_det.nii.gz``.
+    """
+    from ..io.fields import write_itk_displacement
+    from ..io.nifti import to_file_layout, write_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    affine = volume.affine
+    write_image(out / "transported.nii.gz", to_file_layout(back["moved"], volume), affine=affine)
+    write_itk_displacement(out / "disp.nii.gz", back["disp"], affine)
+    write_image(
+        out / "jacobian_det.nii.gz", to_file_layout(back["jacobian_det"], volume), affine=affine
+    )
+    return ["transported.nii.gz", "disp.nii.gz", "jacobian_det.nii.gz"]
+
+
+def write_code(path: Path, z: torch.Tensor, sources: dict[str, str]) -> Path:
+    """Write a code ``z`` ``(code_dim,)`` as JSON (atomically): the ``sources`` entries
+    (e.g. the files of the pair it encodes) followed by ``"z"``, values rounded to 6
+    decimals."""
+    from ..io.files import atomic_write_text
+
+    code = [round(float(v), 6) for v in z.cpu()]
+    return atomic_write_text(path, json.dumps({**sources, "z": code}, indent=1))
 
 
 def transport_figure(

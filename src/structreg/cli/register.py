@@ -139,15 +139,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace, dist: Any) -> int:
+    from ..api import load_model
     from ..core import metrics
     from ..errors import UsageError
-    from ..methods.ours import refinement_defaults
-    from ..pipeline.batch import SUMMARY, BatchJob, merge_summaries, part_name, register_batch
+    from ..pipeline.batch import BatchJob
     from ..pipeline.files import write_registration
-    from ..training.checkpoint import load_model
     from ..training.config import resolve_device
-    from ..training.distributed import launched_by_structreg
-    from ..training.run import model_spacing
 
     if dist.enabled and args.data is None:
         raise UsageError("several processes register a batch: give --data pairs:FILE.csv")
@@ -155,24 +152,20 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
     jobs = all_jobs[dist.rank :: dist.world_size]
     device = dist.device(resolve_device(args.device))
     dist.init(device)
-    model, run_config = load_model(args.model, str(device), method="ours")
-    spacing = model_spacing(args.model)
-    # write_registration builds its CVAERegistrar itself: it takes these options (and
-    # the run's objective weights) from the enclosing refinement_defaults
-    refinement = {"refine": args.refine, "adapt_decoder": args.adapt_decoder}
+    registrar = load_model(
+        args.model, device=str(device), refine=args.refine, adapt_decoder=args.adapt_decoder
+    )
 
     def register(job: BatchJob, out: Path) -> dict:
-        with refinement_defaults(run_config.train, **refinement):
-            return write_registration(
-                model,
-                job.moving,
-                job.fixed,
-                out,
-                moving_labels_path=job.moving_labels,
-                spacing=spacing,
-                pair_id=job.name,
-                frame=job.frame,
-            )
+        return write_registration(
+            registrar,
+            job.moving,
+            job.fixed,
+            out,
+            moving_labels_path=job.moving_labels,
+            pair_id=job.name,
+            frame=job.frame,
+        )
 
     if args.data is None:  # one pair: its errors are the command's
         summary = register(jobs[0], Path(args.out))
@@ -181,6 +174,16 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
             f"non-positive Jacobian, {summary['seconds'] * 1e3:.0f} ms -> {summary['out']}"
         )
         return 0
+    return _register_batch(args, dist, register, jobs, all_jobs)
+
+
+def _register_batch(
+    args: argparse.Namespace, dist: Any, register: Callable, jobs: list, all_jobs: list
+) -> int:
+    """Batch mode: this rank's pairs, then (several processes) the merged summary."""
+    from ..pipeline.batch import SUMMARY, merge_summaries, part_name, register_batch
+    from ..training.distributed import launched_by_structreg
+
     registered, n_failed = register_batch(
         register,
         jobs,

@@ -422,56 +422,113 @@ def preprocess_pair(
     inputs = _Inputs(moving, fixed, moving_labels, fixed_labels, mask)
     _check_inputs(inputs)
     inputs = align_to_fixed(inputs)
-    moving, moving_labels, mask = inputs.moving, inputs.moving_labels, inputs.mask
-    mov, mov_range = normalise_intensity(moving.data, percentiles)
-    fix, fix_range = normalise_intensity(fixed.data, percentiles)
+    mov, mov_range = normalise_intensity(inputs.moving.data, percentiles)
+    fix, fix_range = normalise_intensity(inputs.fixed.data, percentiles)
+    axis, slices = _slice_selection(inputs.moving, n_slices, slice_axis)
+    indices: tuple[int | None, ...] = (None,) if axis is None else slices
+    centre = _crop_centre(inputs.moving_labels, centre_labels, axis, slices)
+    source = _PairSource(
+        inputs, mov, fix, mov_range, fix_range, pair_id, subject, group, _file_meta(inputs, meta)
+    )
+    return [
+        _slice_pair(source, _plan_slice(source, size, spacing, centre, axis, index), axis, index)
+        for index in indices
+    ]
+
+
+@dataclass
+class _PairSource:
+    """What the pairs of one :func:`preprocess_pair` call share: the inputs (moving
+    already on the fixed grid), their normalised intensities ``mov``, ``fix`` (the
+    original grid, float32 in [0, 1]) with the ``(lo, hi)`` ranges used, and the
+    pair id, subject, group and metadata (source files and the caller's entries)."""
+
+    inputs: _Inputs
+    mov: np.ndarray
+    fix: np.ndarray
+    mov_range: tuple[float, float]
+    fix_range: tuple[float, float]
+    pair_id: str
+    subject: str | None
+    group: str | None
+    meta: dict[str, Any]
+
+
+def _slice_selection(
+    moving: Volume, n_slices: int | None, slice_axis: int
+) -> tuple[int | None, tuple[int, ...]]:
+    """``(axis, slices)``: the original axis 2-D slices are taken along and the indices of
+    the central ``n_slices`` along it, or ``(None, ())`` for a 2-D image or
+    ``n_slices=None`` (the whole array is one pair)."""
     axis: int | None = None
     slices: tuple[int, ...] = ()
     if moving.ndim != 2 and n_slices is not None:
         axis = slice_axis % moving.ndim
         slices = central_slices(moving.shape[axis], n_slices)
-    indices: tuple[int | None, ...] = (None,) if axis is None else slices
-    centre = _crop_centre(moving_labels, centre_labels, axis, slices)
-    base = {
-        "moving_file": moving.path,
-        "fixed_file": fixed.path,
+    return axis, slices
+
+
+def _file_meta(inputs: _Inputs, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The source file of each input (None when absent) followed by ``meta``'s entries."""
+    moving_labels, fixed_labels, mask = inputs.moving_labels, inputs.fixed_labels, inputs.mask
+    return {
+        "moving_file": inputs.moving.path,
+        "fixed_file": inputs.fixed.path,
         "moving_labels_file": moving_labels.path if moving_labels else None,
         "fixed_labels_file": fixed_labels.path if fixed_labels else None,
         "mask_file": mask.path if mask else None,
         **(meta or {}),
     }
-    pairs = []
-    for index in indices:
-        try:
-            record = plan_geometry(
-                moving.shape,
-                moving.spacing,
-                target_spacing=spacing,
-                size=size,
-                centre=centre,
-                affine=moving.affine,
-                slice_axis=axis,
-                slice_index=index,
-            )
-        except ValueError as exc:
-            raise DataError(f"{moving.path or pair_id}: {exc}") from None
-        record.intensity = {"moving": mov_range, "fixed": fix_range}
-        kid = pair_id if axis is None else f"{pair_id}_slice{index:02d}"
-        pairs.append(
-            Pair(
-                moving=to_processed(_take(mov, axis, index), record, "image"),
-                fixed=to_processed(_take(fix, axis, index), record, "image"),
-                spacing=tuple(record.target_spacing),
-                id=kid,
-                subject=subject,
-                group=group,
-                moving_labels=_maybe(_data(moving_labels), axis, index, record, "labels"),
-                fixed_labels=_maybe(_data(fixed_labels), axis, index, record, "labels"),
-                mask=_maybe(None if mask is None else mask.data != 0, axis, index, record, "mask"),
-                meta={**base, "preprocess": record.to_dict()},
-            )
+
+
+def _plan_slice(
+    source: _PairSource,
+    size: Sequence[int],
+    spacing: Sequence[float],
+    centre: tuple[float, ...] | None,
+    axis: int | None,
+    index: int | None,
+) -> PreprocessRecord:
+    """The record of slice ``index`` along ``axis`` (the whole array for None): its
+    geometry (:func:`plan_geometry`, errors named after the moving file or the pair
+    id) and the intensity ranges."""
+    moving = source.inputs.moving
+    try:
+        record = plan_geometry(
+            moving.shape,
+            moving.spacing,
+            target_spacing=spacing,
+            size=size,
+            centre=centre,
+            affine=moving.affine,
+            slice_axis=axis,
+            slice_index=index,
         )
-    return pairs
+    except ValueError as exc:
+        raise DataError(f"{moving.path or source.pair_id}: {exc}") from None
+    record.intensity = {"moving": source.mov_range, "fixed": source.fix_range}
+    return record
+
+
+def _slice_pair(
+    source: _PairSource, record: PreprocessRecord, axis: int | None, index: int | None
+) -> Pair:
+    """The :class:`Pair` of slice ``index`` along ``axis`` (the whole array for None)
+    on the processed grid of ``record``."""
+    inputs = source.inputs
+    mask = None if inputs.mask is None else inputs.mask.data != 0
+    return Pair(
+        moving=to_processed(_take(source.mov, axis, index), record, "image"),
+        fixed=to_processed(_take(source.fix, axis, index), record, "image"),
+        spacing=tuple(record.target_spacing),
+        id=source.pair_id if axis is None else f"{source.pair_id}_slice{index:02d}",
+        subject=source.subject,
+        group=source.group,
+        moving_labels=_maybe(_data(inputs.moving_labels), axis, index, record, "labels"),
+        fixed_labels=_maybe(_data(inputs.fixed_labels), axis, index, record, "labels"),
+        mask=_maybe(mask, axis, index, record, "mask"),
+        meta={**source.meta, "preprocess": record.to_dict()},
+    )
 
 
 def _take(array: np.ndarray, axis: int | None, index: int | None) -> np.ndarray:

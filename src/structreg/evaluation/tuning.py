@@ -26,7 +26,7 @@ from .evaluate import Structures, evaluate, structures_for, values
 
 __all__ = ["TuningResult", "grid_specs", "parse_grid", "tune", "format_tuning"]
 
-# The grid searched for LCC-Demons by `structreg tune` and `structreg reproduce`:
+# The grid searched for LCC-Demons by `structreg tune` and `experiments/reproduce.py`:
 # the fluid and diffusion smoothing (voxels), the largest update (voxels) and the
 # iterations per level (coarse to fine).
 LCC_DEMONS_GRID: dict[str, list[str]] = {

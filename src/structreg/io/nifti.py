@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -175,18 +175,40 @@ def read_image(path: str | os.PathLike, *, frame: int | None = None) -> Volume:
         :class:`Volume` with ``data`` ``(H, W)`` or ``(H, W, D)`` float32.
     """
     path = Path(path)
-    img = _load_nifti(path)
-    data, _ = _squeeze(_read_array(img, path, frame).astype(np.float32, copy=False))
-    if not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
-        raise DataError(f"{_name(path)}: image contains {bad} NaN/Inf values")
-    return Volume(
-        data,
-        np.asarray(img.affine, dtype=np.float64),
-        _file_spacing(img, data, path),
-        str(path),
-        _frame_shape(img),
-    )
+    return volume_from_image(_load_nifti(path), name=str(path), frame=frame)
+
+
+def volume_from_image(
+    img: Any,
+    *,
+    name: str = "image",
+    labels: bool = False,
+    frame: int | None = None,
+    allowed: Iterable[int] | None = None,
+) -> Volume:
+    """A nibabel NIfTI image (in memory or opened from a file) as a :class:`Volume`.
+
+    Args:
+        img: a ``nibabel`` spatial image (2-D, 3-D or 4-D).
+        name: the file's path or a name for messages (``Volume.path``).
+        labels: read an int16 label map (non-integer values are an error), else a
+            float32 image (NaN or Inf values are an error).
+        frame: time frame of a 4-D image (required when it has more than one).
+        allowed: permitted label values, or None.
+    """
+    path = Path(name)
+    raw, _ = _squeeze(_read_array(img, path, frame))
+    if labels:
+        data = labels_to_int16(raw, name)
+        if allowed is not None:
+            check_labels(data, allowed, name)
+    else:
+        data = raw.astype(np.float32, copy=False)
+        if not np.isfinite(data).all():
+            bad = int((~np.isfinite(data)).sum())
+            raise DataError(f"{_name(path)}: image contains {bad} NaN/Inf values")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    return Volume(data, affine, _file_spacing(img, data, path), name, _frame_shape(img))
 
 
 def _file_spacing(img: _NiftiImage, data: np.ndarray, path: Path) -> tuple[float, ...]:
@@ -209,17 +231,8 @@ def read_labels(
         :class:`Volume` with ``data`` ``(H, W)`` or ``(H, W, D)`` int16.
     """
     path = Path(path)
-    img = _load_nifti(path)
-    raw, _ = _squeeze(_read_array(img, path, frame))
-    data = labels_to_int16(raw, str(path))
-    if allowed is not None:
-        check_labels(data, allowed, str(path))
-    return Volume(
-        data,
-        np.asarray(img.affine, dtype=np.float64),
-        _file_spacing(img, data, path),
-        str(path),
-        _frame_shape(img),
+    return volume_from_image(
+        _load_nifti(path), name=str(path), labels=True, frame=frame, allowed=allowed
     )
 
 

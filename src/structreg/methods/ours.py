@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -30,7 +27,7 @@ from .refine import (
 )
 from .registry import MethodSpec, add_method
 
-__all__ = ["REFINE_OPTIONS", "CVAERegistrar", "refinement_defaults"]
+__all__ = ["REFINE_OPTIONS", "CVAERegistrar"]
 
 REFINE_OPTIONS: dict[str, Any] = {
     "refine": 0,
@@ -42,28 +39,6 @@ REFINE_OPTIONS: dict[str, Any] = {
 }
 """The refinement options of :class:`CVAERegistrar` (and of the ``ours`` spec) and
 their built-in defaults."""
-
-_DEFAULTS: ContextVar[dict[str, Any] | None] = ContextVar("structreg_refinement", default=None)
-
-
-@contextmanager
-def refinement_defaults(train: TrainConfig | None = None, **options: Any) -> Iterator[None]:
-    """Within the block, :class:`CVAERegistrar` s built without an option take it (and
-    ``train``) from here: for code that builds the registrar itself, such as
-    :func:`structreg.pipeline.files.write_registration`. ``options`` are :data:`REFINE_OPTIONS`
-    keys; blocks may nest (the inner one wins per option)."""
-    unknown = sorted(set(options) - set(REFINE_OPTIONS))
-    if unknown:
-        raise InputError(f"refinement_defaults: unknown option(s) {', '.join(unknown)}")
-    outer = _DEFAULTS.get() or {}
-    values = {**outer, **options}
-    if train is not None:
-        values["train"] = train
-    token = _DEFAULTS.set(values)
-    try:
-        yield
-    finally:
-        _DEFAULTS.reset(token)
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -106,9 +81,11 @@ class CVAERegistrar:
         train: the run's training settings, whose λ, KL weight, mask weight and
             LCC window make the refinement objective (None: ``TrainConfig``
             defaults).
+        spacing: mm per voxel of the grid the model was trained on (its size is
+            ``model.config.image_size``): images are brought onto this grid before
+            they are registered (None: unknown; file pipelines then need it given).
 
-    Options left at None take the enclosing :func:`refinement_defaults`' value,
-    else :data:`REFINE_OPTIONS`'. After a refining :meth:`register`,
+    The defaults are :data:`REFINE_OPTIONS`'. After a refining :meth:`register`,
     :attr:`last_refinement` holds its :class:`~structreg.methods.refine.RefineResult`.
     """
 
@@ -119,37 +96,35 @@ class CVAERegistrar:
         model: CVAERegistration,
         batch_size: int = 64,
         *,
-        refine: int | None = None,
-        refine_lr: float | None = None,
-        refine_tol: float | None = None,
-        refine_patience: int | None = None,
-        adapt_decoder: int | None = None,
-        refine_decoder_lr: float | None = None,
+        refine: int = REFINE_OPTIONS["refine"],
+        refine_lr: float = REFINE_OPTIONS["refine_lr"],
+        refine_tol: float = REFINE_OPTIONS["refine_tol"],
+        refine_patience: int = REFINE_OPTIONS["refine_patience"],
+        adapt_decoder: int = REFINE_OPTIONS["adapt_decoder"],
+        refine_decoder_lr: float = REFINE_OPTIONS["refine_decoder_lr"],
         train: TrainConfig | None = None,
+        spacing: tuple[float, ...] | None = None,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
-        given: dict[str, Any] = {
-            "refine": refine,
-            "refine_lr": refine_lr,
-            "refine_tol": refine_tol,
-            "refine_patience": refine_patience,
-            "adapt_decoder": adapt_decoder,
-            "refine_decoder_lr": refine_decoder_lr,
-        }
-        context = dict(_DEFAULTS.get() or {})
-        options = {
-            name: given[name] if given[name] is not None else context.get(name, default)
-            for name, default in REFINE_OPTIONS.items()
-        }
-        _check_options(options)
-        self.refine: int = options["refine"]
-        self.refine_lr: float = float(options["refine_lr"])
-        self.refine_tol: float = float(options["refine_tol"])
-        self.refine_patience: int = options["refine_patience"]
-        self.adapt_decoder: int = options["adapt_decoder"]
-        self.refine_decoder_lr: float = float(options["refine_decoder_lr"])
-        self.train: TrainConfig | None = train if train is not None else context.get("train")
+        self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
+        _check_options(
+            {
+                "refine": refine,
+                "refine_lr": refine_lr,
+                "refine_tol": refine_tol,
+                "refine_patience": refine_patience,
+                "adapt_decoder": adapt_decoder,
+                "refine_decoder_lr": refine_decoder_lr,
+            }
+        )
+        self.refine = refine
+        self.refine_lr = float(refine_lr)
+        self.refine_tol = float(refine_tol)
+        self.refine_patience = refine_patience
+        self.adapt_decoder = adapt_decoder
+        self.refine_decoder_lr = float(refine_decoder_lr)
+        self.train = train
         self.last_refinement: RefineResult | None = None
 
     def register(
@@ -250,8 +225,9 @@ class CVAERegistrar:
 )
 def _build(spec: MethodSpec, device: str) -> CVAERegistrar:
     from ..training.checkpoint import load_model
+    from ..training.run import model_spacing
 
     path = spec.require_target()
     model, run = load_model(path, device, method="ours")
     options = spec.converted({"batch_size": 64, **REFINE_OPTIONS})
-    return CVAERegistrar(model, **options, train=run.train)
+    return CVAERegistrar(model, **options, train=run.train, spacing=model_spacing(path))

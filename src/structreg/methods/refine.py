@@ -57,7 +57,7 @@ from torch import nn
 
 from ..core.losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..errors import InputError, ShapeError
-from ..models.cvae import CVAERegistration, Decoder, _memory_format, decode_velocity
+from ..models.cvae import CVAERegistration, Decoder, conv_memory_format, decode_velocity
 from ..models.inference import inference_copy
 from ..training.config import TrainConfig
 
@@ -234,7 +234,7 @@ class _PairwiseConv(nn.Module):
         c, n = self.conv, x.shape[0]
         # the wrapped layer's layout (channels-last in the CPU inference copy, where
         # oneDNN runs the grouped convolution several times faster)
-        layout = _memory_format(c.weight)
+        layout = conv_memory_format(c.weight)
         grouped = _stack_pairs(x, layout)
         weight = self.weight_n.flatten(0, 1).contiguous(memory_format=layout)
         bias = None if self.bias_n is None else self.bias_n.flatten()
@@ -434,13 +434,38 @@ def refine_codes(
     _check(model, moving, fixed, z0, steps, adapt_decoder)
     _check_settings(lr, decoder_lr, tol, patience)
     objective = Objective(steps=model.config.steps) if objective is None else objective
+    decoder, adapted = _refined_decoder(model, adapt_decoder)
+    n = z0.shape[0]
+    if mask is not None:
+        mask = mask.expand(n, *mask.shape[1:])
+    params, lrs = _start_params(z0, adapted, lr, decoder_lr)
+    state = _Active(torch.arange(n, device=z0.device), moving, fixed, logvar, mask, params, lrs)
+    best = _Best(z0, moving.shape[2:], steps)
+    step = _Step(model, decoder, adapted, objective)
+    _optimise(step, state, best, steps, tol, patience)
+    _load_weights(adapted, [])
+    return best.result(time.perf_counter() - t0)
+
+
+def _refined_decoder(
+    model: CVAERegistration, adapt_decoder: int
+) -> tuple[Decoder, list[_PairwiseConv]]:
+    """The decoder of ``model``'s inference copy, with its last ``adapt_decoder``
+    convolutions made per-pair (:func:`_pairwise_decoder`; none when 0)."""
     decoder = inference_copy(model).decoder
     adapted: list[_PairwiseConv] = []
     if adapt_decoder:
         decoder, adapted = _pairwise_decoder(decoder, adapt_decoder)
+    return decoder, adapted
+
+
+def _start_params(
+    z0: torch.Tensor, adapted: list[_PairwiseConv], lr: float, decoder_lr: float
+) -> tuple[list[torch.Tensor], list[float]]:
+    """The optimised leaves at the start and their Adam step sizes: a copy of the codes
+    ``z0`` ``(N, d)`` (``lr``), then each adapted layer's weight and bias repeated for
+    each pair, ``(N, *weight.shape)`` and ``(N, C_out)`` (``decoder_lr``)."""
     n = z0.shape[0]
-    if mask is not None:
-        mask = mask.expand(n, *mask.shape[1:])
     params, lrs = [z0.detach().clone().requires_grad_(True)], [lr]
     for layer in adapted:
         for tensor in (layer.conv.weight, layer.conv.bias):
@@ -448,17 +473,40 @@ def refine_codes(
                 rows = tensor.detach().unsqueeze(0).expand(n, *tensor.shape).clone()
                 params.append(rows.requires_grad_(True))
                 lrs.append(decoder_lr)
-    state = _Active(torch.arange(n, device=z0.device), moving, fixed, logvar, mask, params, lrs)
-    best = _Best(z0, moving.shape[2:], steps)
+    return params, lrs
+
+
+@dataclass
+class _Step:
+    """What one evaluation of the objective needs: the model (its config), the decoder
+    being used, its per-pair layers and the objective."""
+
+    model: CVAERegistration
+    decoder: Decoder
+    adapted: list[_PairwiseConv]
+    objective: Objective
+
+    def evaluate(self, state: _Active) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(J_i (A,), velocity (A, ndim, *S) in voxels)`` of the active pairs at their
+        current leaves (with the autograd graph when gradients are enabled)."""
+        _load_weights(self.adapted, state.params[1:])
+        velocity = decode_velocity(
+            self.decoder, self.model.config, state.params[0], state.moving, state.fixed
+        )
+        obj = self.objective.per_pair(
+            velocity, state.params[0], state.moving, state.fixed, state.logvar, state.mask
+        )
+        return obj, velocity
+
+
+def _optimise(
+    step: _Step, state: _Active, best: _Best, steps: int, tol: float, patience: int
+) -> None:
+    """At most ``steps`` Adam steps of the active pairs, each evaluation recorded in
+    ``best``; pairs leave ``state`` when they stop (:func:`_stopping`)."""
     for t in range(steps + 1):
         with torch.set_grad_enabled(t < steps):
-            _load_weights(adapted, state.params[1:])
-            velocity = decode_velocity(
-                decoder, model.config, state.params[0], state.moving, state.fixed
-            )
-            obj = objective.per_pair(
-                velocity, state.params[0], state.moving, state.fixed, state.logvar, state.mask
-            )
+            obj, velocity = step.evaluate(state)
             total = obj.sum()  # Σ_i J_i: each pair's gradient is its own
         best.record(t, state.index, obj.detach(), velocity.detach(), state.params[0].detach())
         if t == steps:
@@ -470,8 +518,6 @@ def refine_codes(
         if bool(stop.any()):
             grads = state.keep(~stop, grads)
         state.adam_step(grads, t + 1)
-    _load_weights(adapted, [])
-    return best.result(time.perf_counter() - t0)
 
 
 def _load_weights(adapted: list[_PairwiseConv], tensors: list[torch.Tensor]) -> None:

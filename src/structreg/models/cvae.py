@@ -50,6 +50,7 @@ __all__ = [
     "Decoder",
     "CVAEOutput",
     "CVAERegistration",
+    "conv_memory_format",
     "decode_velocity",
     "encode_pair",
     "pyramid_sizes",
@@ -305,8 +306,18 @@ def _concat(
     return out
 
 
-def _memory_format(weight: torch.Tensor) -> torch.memory_format:
-    """The layout of a convolution ``weight``: channels-last (2-D / 3-D) or contiguous."""
+def conv_memory_format(weight: torch.Tensor) -> torch.memory_format:
+    """The memory layout of a convolution's ``weight``, for laying out its inputs alike.
+
+    Args:
+        weight: a convolution weight, ``(C_out, C_in, *K)`` with 2 or 3 kernel axes
+            ``K`` (a transposed convolution's ``(C_in, C_out, *K)`` alike).
+    Returns:
+        ``torch.contiguous_format`` when ``weight`` is contiguous, else
+        ``torch.channels_last`` (2-D) or ``torch.channels_last_3d`` (3-D) when it is
+        laid out so (the channels-last inference copy,
+        :mod:`structreg.models.inference`); ``torch.contiguous_format`` otherwise.
+    """
     if weight.is_contiguous():
         return torch.contiguous_format
     if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last):
@@ -374,7 +385,7 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # the first convolution (first layer of the first block) sets the layout
         first_conv = cast(nn.Sequential, self.blocks[0])[0]
-        layout = _memory_format(cast(torch.Tensor, first_conv.weight))
+        layout = conv_memory_format(cast(torch.Tensor, first_conv.weight))
         h = self.blocks(_concat(moving, fixed, layout)).flatten(1)
         return self.mu(h), self.logvar(h)
 
@@ -441,7 +452,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
-        layout = _memory_format(self.velocity.weight)
+        layout = conv_memory_format(self.velocity.weight)
         h = self.fc(z).view(n, self.config.dec_channels[0], *self.sizes[-1])
         h = F.leaky_relu(h, self.config.leaky_slope)
         if self.config.condition:

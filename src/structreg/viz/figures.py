@@ -23,7 +23,9 @@ from ..io.files import atomic_path
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 # contour colour per label value (ACDC: 1 RV, 2 LV myocardium, 3 LV blood pool; brain: 1-4)
@@ -308,9 +310,7 @@ def pair_figure(pairs: Sequence, *, n: int = 8, title: str | None = None) -> Fig
             titles[-1].append((f"{name}\nmoving", f"{name}\nfixed"))
     bands = [_title_band(text, [t for both in row for t in both]) for row in titles]
     heights = [PANEL * _aspect(*(_slice2d(p.moving) for p in row)) for row in rows]
-    tops = [top]
-    for band, height in zip(bands[:-1], heights[:-1], strict=True):
-        tops.append(tops[-1] + band + height + ROW_GAP)
+    tops = _row_tops(top, bands, heights)
 
     fig = Figure(figsize=(width, tops[-1] + bands[-1] + heights[-1] + MARGIN))
     legend_height = _legend(fig, chosen, width - 2 * MARGIN, FigureCanvasAgg(fig))
@@ -414,8 +414,6 @@ def registration_figure(
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
-    from ..core.metrics import det_folding_percent
-
     methods = list(methods)
     if not rows:
         raise InputError("nothing to draw: no rows")
@@ -423,41 +421,13 @@ def registration_figure(
     if not methods:
         raise InputError("nothing to draw: no methods")
     text = _Text()
-    nm = len(methods)
-    ncols = 2 + 2 * nm
-    # moving fixed | moved per method | det J per method
-    gaps = [GAP] * (ncols - 1)
-    gaps[1] = GROUP_GAP
-    gaps[1 + nm] = GROUP_GAP
-    lefts = _column_lefts([PANEL] * ncols, gaps, MARGIN)
-    colorbar_left = lefts[-1] + PANEL + COLORBAR_GAP
-    width = colorbar_left + COLORBAR_WIDTH + COLORBAR_SPACE + MARGIN
-
+    lefts, colorbar_left, width = _registration_columns(len(methods))
     suptitle = text.wrap(title, SUPTITLE_SIZE, width - 2 * MARGIN) if title else ""
     top = MARGIN + (text.height([suptitle], SUPTITLE_SIZE) + 0.08 if suptitle else 0.0)
-    slices = []
-    for row in rows:
-        det = {m: _slice2d(np.asarray(row["jacobian"][m], dtype=float)) for m in methods}
-        name = row.get("title") or ""
-        panel_titles = [f"moving {name}".strip(), "fixed"]
-        panel_titles += [f"moved ({m})" for m in methods]
-        panel_titles += [f"det J ({m})\n{det_folding_percent(det[m]):.2f}% ≤ 0" for m in methods]
-        slices.append(
-            {
-                "moving": _slice2d(row["moving"]),
-                "fixed": _slice2d(row["fixed"]),
-                "labels": _slice2d(row.get("fixed_labels")),
-                "moved": {m: _slice2d(row["moved"][m]) for m in methods},
-                "det": det,
-                "titles": [text.wrap(t, TITLE_SIZE, PANEL) for t in panel_titles],
-                "pixel_aspect": float(row.get("pixel_aspect", 1.0)),
-            }
-        )
+    slices = [_registration_row(row, methods, text) for row in rows]
     bands = [_title_band(text, s["titles"]) for s in slices]
     heights = [PANEL * _aspect(s["moving"], pixel_aspect=s["pixel_aspect"]) for s in slices]
-    tops = [top]
-    for band, height in zip(bands[:-1], heights[:-1], strict=True):
-        tops.append(tops[-1] + band + height + ROW_GAP)
+    tops = _row_tops(top, bands, heights)
     bottom = tops[-1] + bands[-1] + heights[-1]
 
     fig = Figure(figsize=(width, bottom + MARGIN))
@@ -465,42 +435,100 @@ def registration_figure(
     image = None
     for s, row_top, band, height in zip(slices, tops, bands, heights, strict=True):
         axes = [_add_axes(fig, left, row_top + band, PANEL, height) for left in lefts]
-        titles, px = s["titles"], s["pixel_aspect"]
-        show_image(axes[0], s["moving"], None, None, titles[0], px)
-        show_image(axes[1], s["fixed"], s["labels"], None, titles[1], px)
-        for m, method in enumerate(methods):
-            show_image(axes[2 + m], s["moved"][method], s["labels"], None, titles[2 + m], px)
-            ax = axes[2 + nm + m]
-            det = s["det"][method]
-            image = ax.imshow(
-                np.clip(det, 0.0, 2.0),
-                cmap="RdBu_r",
-                norm=norm,
-                interpolation="nearest",
-                aspect=px,
-            )
-            # folded voxels (det J ≤ 0) in black
-            folded = np.ma.masked_where(det > 0, np.zeros_like(det))
-            ax.imshow(folded, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect=px)
-            ax.set_title(titles[2 + nm + m], fontsize=TITLE_SIZE)
-            ax.set_axis_off()
+        image = _draw_registration_row(axes, s, methods, norm)
     if image is not None:
-        # a dedicated slot right of the last column, along the image rows (centred)
-        first = tops[0] + bands[0]
-        length = min(bottom - first, COLORBAR_MAX)
-        cax = _add_axes(
-            fig,
-            colorbar_left,
-            first + (bottom - first - length) / 2,
-            COLORBAR_WIDTH,
-            length,
-        )
-        colorbar = fig.colorbar(image, cax=cax, ticks=[0.0, 0.5, 1.0, 1.5, 2.0])
-        colorbar.ax.tick_params(labelsize=TITLE_SIZE)
-        colorbar.set_label("det J", fontsize=TITLE_SIZE + 1)
+        _det_colorbar(fig, image, colorbar_left, tops[0] + bands[0], bottom)
     if suptitle:
         _suptitle(fig, suptitle, SUPTITLE_SIZE)
     return fig
+
+
+def _registration_columns(n_methods: int) -> tuple[list[float], float, float]:
+    """Columns of :func:`registration_figure` (moving, fixed | moved per method | det J
+    per method), in inches: the left edge of each, the left edge of the colour bar and
+    the figure width."""
+    ncols = 2 + 2 * n_methods
+    gaps = [GAP] * (ncols - 1)
+    gaps[1] = GROUP_GAP
+    gaps[1 + n_methods] = GROUP_GAP
+    lefts = _column_lefts([PANEL] * ncols, gaps, MARGIN)
+    colorbar_left = lefts[-1] + PANEL + COLORBAR_GAP
+    width = colorbar_left + COLORBAR_WIDTH + COLORBAR_SPACE + MARGIN
+    return lefts, colorbar_left, width
+
+
+def _registration_row(row: dict, methods: Sequence[str], text: _Text) -> dict:
+    """The 2-D panels of one row of :func:`registration_figure` (``moving``, ``fixed``,
+    ``labels``, ``moved`` and ``det`` per method), its panel titles (wrapped to the
+    panel width; the det J titles give the % of voxels with det J ≤ 0) and its
+    ``pixel_aspect``."""
+    from ..core.metrics import det_folding_percent
+
+    det = {m: _slice2d(np.asarray(row["jacobian"][m], dtype=float)) for m in methods}
+    name = row.get("title") or ""
+    panel_titles = [f"moving {name}".strip(), "fixed"]
+    panel_titles += [f"moved ({m})" for m in methods]
+    panel_titles += [f"det J ({m})\n{det_folding_percent(det[m]):.2f}% ≤ 0" for m in methods]
+    return {
+        "moving": _slice2d(row["moving"]),
+        "fixed": _slice2d(row["fixed"]),
+        "labels": _slice2d(row.get("fixed_labels")),
+        "moved": {m: _slice2d(row["moved"][m]) for m in methods},
+        "det": det,
+        "titles": [text.wrap(t, TITLE_SIZE, PANEL) for t in panel_titles],
+        "pixel_aspect": float(row.get("pixel_aspect", 1.0)),
+    }
+
+
+def _row_tops(top: float, bands: Sequence[float], heights: Sequence[float]) -> list[float]:
+    """Top edge (inches) of each row of panels, from ``top``: each row takes its title
+    band and image height, then ``ROW_GAP``."""
+    tops = [top]
+    for band, height in zip(bands[:-1], heights[:-1], strict=True):
+        tops.append(tops[-1] + band + height + ROW_GAP)
+    return tops
+
+
+def _draw_registration_row(
+    axes: Sequence[Axes], s: dict, methods: Sequence[str], norm: Normalize
+) -> AxesImage:
+    """Draw one row of :func:`registration_figure` (see :func:`_registration_row`) on its
+    ``axes`` (moving, fixed, moved per method, det J per method); folded voxels
+    (det J ≤ 0) in black. Returns the last det J image (for the colour bar)."""
+    nm = len(methods)
+    titles, px = s["titles"], s["pixel_aspect"]
+    show_image(axes[0], s["moving"], None, None, titles[0], px)
+    show_image(axes[1], s["fixed"], s["labels"], None, titles[1], px)
+    image = None
+    for m, method in enumerate(methods):
+        show_image(axes[2 + m], s["moved"][method], s["labels"], None, titles[2 + m], px)
+        ax = axes[2 + nm + m]
+        det = s["det"][method]
+        image = ax.imshow(
+            np.clip(det, 0.0, 2.0),
+            cmap="RdBu_r",
+            norm=norm,
+            interpolation="nearest",
+            aspect=px,
+        )
+        # folded voxels (det J ≤ 0) in black
+        folded = np.ma.masked_where(det > 0, np.zeros_like(det))
+        ax.imshow(folded, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect=px)
+        ax.set_title(titles[2 + nm + m], fontsize=TITLE_SIZE)
+        ax.set_axis_off()
+    assert image is not None  # methods is not empty
+    return image
+
+
+def _det_colorbar(fig: Figure, image: AxesImage, left: float, first: float, bottom: float) -> None:
+    """The det J colour bar (0-2) in a dedicated slot at ``left`` inches, along the image
+    rows from ``first`` to ``bottom`` inches from the top (centred, at most
+    ``COLORBAR_MAX`` long)."""
+    length = min(bottom - first, COLORBAR_MAX)
+    cax = _add_axes(fig, left, first + (bottom - first - length) / 2, COLORBAR_WIDTH, length)
+    colorbar = fig.colorbar(image, cax=cax, ticks=[0.0, 0.5, 1.0, 1.5, 2.0])
+    colorbar.ax.tick_params(labelsize=TITLE_SIZE)
+    colorbar.set_label("det J", fontsize=TITLE_SIZE + 1)
 
 
 def registration_panel(

@@ -16,7 +16,7 @@ import torch
 from ...errors import InputError
 from . import kernels
 from .checks import check_field
-from .grid import _sample_displaced
+from .grid import sample_displaced
 
 
 def exponentiate(velocity: torch.Tensor, steps: int = 4) -> torch.Tensor:
@@ -55,7 +55,7 @@ def integrate_velocity_rk4(velocity: torch.Tensor, steps: int = 256) -> torch.Te
         raise InputError(f"integrate_velocity_rk4: steps must be a positive int, got {steps!r}")
 
     def v_at(u: torch.Tensor) -> torch.Tensor:
-        return _sample_displaced(velocity, u, "bilinear", "border")
+        return sample_displaced(velocity, u, "bilinear", "border")
 
     h = 1.0 / steps
     u = torch.zeros_like(velocity)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .grid import _normalised_identity, _sample_displaced
+from .grid import normalised_identity, sample_displaced, sample_normalised
 
 __all__ = ["compose", "exponentiate", "gaussian_smooth", "lcc_map", "warp"]
 
@@ -23,7 +23,7 @@ def warp(
 ) -> torch.Tensor:
     """Pull-back warp (see :func:`structreg.core.ops.warp`); ``mode`` is a grid_sample mode
     (``"bilinear"`` or ``"nearest"``)."""
-    return _sample_displaced(image, disp, mode, padding_mode)
+    return sample_displaced(image, disp, mode, padding_mode)
 
 
 def compose(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
@@ -46,20 +46,14 @@ def exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     sizes = velocity.shape[2:]
     # identity grid (1, ndim, *S) in normalised units, channels in reversed order; the
     # sampling grid is the channels-last view of ident + u (no copy, read as is by grid_sample)
-    ident, scales = _normalised_identity(sizes, velocity.device, velocity.dtype, reverse=True)
+    ident, scales = normalised_identity(sizes, velocity.device, velocity.dtype, reverse=True)
     rev = [ndim - 1 - c for c in range(ndim)]
     scale_rev = torch.tensor(
         [scales[c] / 2.0**steps for c in rev], device=velocity.device, dtype=velocity.dtype
     ).view(1, ndim, *([1] * ndim))
     u = velocity.flip(1) * scale_rev
     for _ in range(steps):
-        u = u + F.grid_sample(
-            u,
-            (ident + u).movedim(1, -1),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=True,
-        )
+        u = u + sample_normalised(u, ident + u, "bilinear", "border")
     unscale = torch.tensor(
         [1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
         device=velocity.device,
