@@ -138,7 +138,9 @@ def table_lines(manifest: dict[str, Any], folder: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", required=True, help="the experiments/reproduce.py --out folder")
+    parser.add_argument(
+        "--results", required=True, help="the experiments/reproduce.py --out folder"
+    )
     parser.add_argument("--out", required=True, help="folder for the model files and models.json")
     parser.add_argument("--only", action="append", default=[], help="bundle only this model")
     parser.add_argument(

@@ -100,6 +100,23 @@ def test_symmetric_lcc_is_symmetric_and_finds_the_true_velocity():
     assert stepped < loss
 
 
+def test_half_warps_are_the_images_at_the_half_transforms_and_feed_symmetric_lcc(ndim):
+    from structreg.core.losses import half_warps
+
+    shape = shape_for(ndim)
+    m, f = textured_image(shape, seed=1), textured_image(shape, seed=2)
+    v = smooth_field(shape, 2.0, seed=3, batch=2)
+    both = half_warps(m, f, v, 4)  # a batch of 1 broadcasts
+    assert both.shape == (4, 1, *shape)
+    moved = warp(m.expand(2, -1, *shape), exponentiate(0.5 * v, 4), padding_mode="border")
+    fixed = warp(f.expand(2, -1, *shape), exponentiate(-0.5 * v, 4), padding_mode="border")
+    assert torch.allclose(both[:2], moved, atol=1e-12)
+    assert torch.allclose(both[2:], fixed, atol=1e-12)
+    # symmetric_lcc is the plain LCC of the two halves
+    plain = lcc(both[2:], both[:2], reduction="none")
+    assert torch.equal(symmetric_lcc(f, m, v, reduction="none"), plain)
+
+
 def test_kl_divergence_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(4, 144, generator=g, dtype=torch.float64)

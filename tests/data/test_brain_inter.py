@@ -18,6 +18,7 @@ from structreg.data.phantoms.brain_inter import (
     cohorts,
     make_brain_inter_pair,
 )
+from structreg.data.phantoms.brain_template import template_slice
 from structreg.data.spec import PHANTOMS, load_pairs
 
 # Nearest-neighbour warping of labels at 2 mm loses thin structures (sulcal CSF is 1-2
@@ -95,11 +96,11 @@ def test_ground_truth_is_exact_in_the_template():
     """φ_i(x + disp(x)) = φ_j(x): both subjects see the same template point."""
     size, spacing = (100, 100), (2.0, 2.0)
     p = make_brain_inter_pair(0, 1, 2)
-    template = bi._template_slice(0, size, spacing)
-    s_i, s_j = (bi._draw_subject(0, k, template, size, spacing) for k in (1, 2))
-    grid = bi._grid(size)
-    via_moving = bi._to_template(s_i, grid + _t(p.disp).double()[None], grid)
-    via_fixed = bi._to_template(s_j, grid, grid)
+    template = template_slice(0, size, spacing)
+    s_i, s_j = (bi.draw_subject(0, k, template, size, spacing) for k in (1, 2))
+    grid = bi.identity_grid(size)
+    via_moving = bi.to_template(s_i, grid + _t(p.disp).double()[None], grid)
+    via_fixed = bi.to_template(s_j, grid, grid)
     error = (via_moving - via_fixed).norm(dim=1)[0].numpy()[p.fixed_labels > 0]
     assert error.mean() < 1e-3 and error.max() < 0.01  # voxels
 

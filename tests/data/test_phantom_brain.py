@@ -7,7 +7,7 @@ import torch
 
 from structreg.core.ops import folding_fraction, warp
 from structreg.data import BRAIN_LABELS, BRAIN_STRUCTURES, Pair
-from structreg.data.phantoms import brain
+from structreg.data.phantoms import brain_template
 from structreg.data.phantoms.brain import (
     BRAIN_GROUPS,
     brain_phantom,
@@ -152,15 +152,15 @@ def test_bad_arguments_raise(kwargs):
 
 
 def test_missing_nilearn_or_template_gives_clear_error(monkeypatch):
-    real = brain.importlib.util.find_spec
+    real = brain_template.importlib.util.find_spec
     monkeypatch.setattr(
-        brain.importlib.util,
+        brain_template.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "nilearn" else real(name, *a),
     )
     with pytest.raises(ImportError, match="pip install nilearn"):
-        brain.template_paths()
+        brain_template.template_paths()
     monkeypatch.undo()
-    monkeypatch.setitem(brain.TEMPLATE_FILES, "gm", "no_such_template.nii.gz")
+    monkeypatch.setitem(brain_template.TEMPLATE_FILES, "gm", "no_such_template.nii.gz")
     with pytest.raises(FileNotFoundError, match="no_such_template"):
-        brain.template_paths()
+        brain_template.template_paths()

@@ -128,11 +128,11 @@ def test_inter_subject_volumes_pair_subjects_of_a_cohort(inter_pairs):
 
 def test_inter_subject_ground_truth_maps_the_moving_subject_onto_the_fixed_one():
     from structreg.core.ops import compose
-    from structreg.data.phantoms.brain import _rng, _subject_maps_3d
+    from structreg.data.phantoms.brain_subjects import seeded_rng, subject_maps_3d
 
     size, spacing = (24, 28, 24), (6.0, 6.0, 6.0)
-    u_m, inv_m = _subject_maps_3d(_rng(0, 0, 0), size, spacing, 1 / 3)
-    u_f, _ = _subject_maps_3d(_rng(0, 1, 0), size, spacing, 1 / 3)
+    u_m, inv_m = subject_maps_3d(seeded_rng(0, 0, 0), size, spacing, 1 / 3)
+    u_f, _ = subject_maps_3d(seeded_rng(0, 1, 0), size, spacing, 1 / 3)
     p = load_pairs("phantom:brain-inter", split="all", size=size, spacing=spacing, n_subjects=2)[0]
     assert np.allclose(p.disp, compose(inv_m, u_f)[0].numpy())
     # φ_m(x + disp(x)) = φ_f(x): the moving subject's template point is the fixed one's

@@ -96,6 +96,45 @@ def _check_recovery(result, moving, fixed, u_true, border=6):
     return float(epe), float(magnitude)
 
 
+# -- the shared base ---------------------------------------------------------------------------
+
+
+def test_a_library_adapter_states_only_its_config_import_and_pair_registration():
+    from dataclasses import dataclass
+
+    from structreg.methods.classical import LibraryRegistrar, config_from_spec
+    from structreg.methods.registry import MethodSpec, parse_method_spec
+
+    @dataclass
+    class ShiftConfig:
+        shift: float = 1.0
+
+    class Shift(LibraryRegistrar[ShiftConfig]):
+        name = "shift"
+        config_type = ShiftConfig
+        import_library = staticmethod(lambda: None)
+
+        def register_pair(self, moving, fixed):
+            return np.full((moving.ndim, *moving.shape), self.config.shift), None
+
+    spec = MethodSpec("shift", None, (("shift", "0.5"), ("batch_size", "3"), ("label", "s")))
+    method = Shift.from_spec(spec, "cpu")
+    assert method.config.shift == 0.5 and method.batch_size == 3
+    assert Shift().config == ShiftConfig() and Shift().batch_size == 8
+    m = torch.rand(1, 1, 8, 9)
+    result = method.register(m, torch.rand(2, 1, 8, 9))
+    assert result.disp.shape == (2, 2, 8, 9) and result.disp.dtype == m.dtype
+    assert torch.equal(result.disp, torch.full_like(result.disp, 0.5))
+    assert result.inverse_disp is None and result.velocity is None and result.seconds >= 0
+    method.name = "a label"  # labels rename the instance; errors name the method
+    with pytest.raises(InputError, match="^shift: "):
+        method.register(m, torch.rand(1, 1, 8, 8))
+    with pytest.raises(InputError, match="takes no run folder"):
+        config_from_spec(parse_method_spec("identity:some/dir"), ShiftConfig, 8)
+    with pytest.raises(InputError, match="unknown option 'sigma'"):
+        Shift.from_spec(MethodSpec("shift", None, (("sigma", "1"),)), "cpu")
+
+
 # -- ANTs -------------------------------------------------------------------------------------
 
 

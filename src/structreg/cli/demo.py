@@ -35,25 +35,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dims == 3:
-        from ..pipeline.demo3d import DEMO3D_SUBJECTS, run_demo_3d
+    from ..pipeline.demo import run_demo
 
-        report = run_demo_3d(
-            args.out or "runs/demo3d",
-            seed=args.seed,
-            subjects=args.subjects or DEMO3D_SUBJECTS,
-            steps=args.steps,
-            device=args.device,
-        )
-    else:
-        from ..pipeline.demo import run_demo
-
-        report = run_demo(
-            args.out or "runs/demo",
-            seed=args.seed,
-            subjects=args.subjects or 250,
-            steps=args.steps,
-            device=args.device,
-        )
+    report = run_demo(
+        args.out or ("runs/demo3d" if args.dims == 3 else "runs/demo"),
+        seed=args.seed,
+        subjects=args.subjects,
+        steps=args.steps,
+        device=args.device,
+        dims=args.dims,
+    )
     print(f"wrote {report}")
     return 0

@@ -15,6 +15,7 @@ from ..data.spec import (
     DEFAULT_PHANTOM_SUBJECTS,
     SPEC_HELP,
     SPLIT_CHOICES,
+    label_table_option,
     parse_size,
     parse_spacing,
 )
@@ -62,43 +63,14 @@ def add_data_options(
         f"(default: {split}; all pairs of a pairs CSV without a split column)",
     )
     parser.set_defaults(command_split=split)
-    g.add_argument(
-        "--labels",
-        default=None,
-        metavar="TABLE",
-        help='label names, e.g. "1=CSF,2=GM,3=WM" or "2=myo,3=pool,left heart=2+3" '
-        "(default: the data's table, else label 1..K)",
-    )
-    g.add_argument(
-        "--label-table",
-        default=None,
-        metavar="FILE",
-        help="label table file: VALUE<TAB>NAME lines and NAME = 2+3 composites",
-    )
+    _add_label_options(g)
     g.add_argument(
         "--seed",
         type=int,
         default=0,
         help="seed of the phantoms and of the train/val/test split (default: 0)",
     )
-    if grid_from_model:
-        size, spacing = None, None
-        size_help = f"processed image size ({grid_help or 'default and only choice: the model'})"
-        spacing_help = f"processed voxel spacing in mm ({grid_help or 'default: the run'})"
-    else:
-        size, spacing = DEFAULT_SIZE, DEFAULT_SPACING
-        size_help = f"processed image size in voxels (default: {'x'.join(map(str, size))})"
-        spacing_help = f"processed voxel spacing in mm (default: {spacing[0]:g})"
-    g.add_argument(
-        "--size", type=_argument_type(parse_size), default=size, metavar="HxW", help=size_help
-    )
-    g.add_argument(
-        "--spacing",
-        type=_argument_type(parse_spacing),
-        default=spacing,
-        metavar="MM",
-        help=spacing_help,
-    )
+    _add_grid_options(g, grid_from_model, grid_help)
     g.add_argument(
         "--subjects",
         type=int,
@@ -114,6 +86,45 @@ def add_data_options(
         metavar="N",
         help="phantoms: slices per subject (default 1); ACDC/CSV volumes: "
         "central slices per volume (default 9)",
+    )
+
+
+def _add_label_options(group: Any) -> None:
+    """``--labels`` and ``--label-table`` in the data option group."""
+    group.add_argument(
+        "--labels",
+        default=None,
+        metavar="TABLE",
+        help='label names, e.g. "1=CSF,2=GM,3=WM" or "2=myo,3=pool,left heart=2+3" '
+        "(default: the data's table, else label 1..K)",
+    )
+    group.add_argument(
+        "--label-table",
+        default=None,
+        metavar="FILE",
+        help="label table file: VALUE<TAB>NAME lines and NAME = 2+3 composites",
+    )
+
+
+def _add_grid_options(group: Any, grid_from_model: bool, grid_help: str | None) -> None:
+    """``--size`` and ``--spacing`` in the data option group (see :func:`add_data_options`)."""
+    if grid_from_model:
+        size, spacing = None, None
+        size_help = f"processed image size ({grid_help or 'default and only choice: the model'})"
+        spacing_help = f"processed voxel spacing in mm ({grid_help or 'default: the run'})"
+    else:
+        size, spacing = DEFAULT_SIZE, DEFAULT_SPACING
+        size_help = f"processed image size in voxels (default: {'x'.join(map(str, size))})"
+        spacing_help = f"processed voxel spacing in mm (default: {spacing[0]:g})"
+    group.add_argument(
+        "--size", type=_argument_type(parse_size), default=size, metavar="HxW", help=size_help
+    )
+    group.add_argument(
+        "--spacing",
+        type=_argument_type(parse_spacing),
+        default=spacing,
+        metavar="MM",
+        help=spacing_help,
     )
 
 
@@ -146,14 +157,9 @@ def add_model(parser: argparse.ArgumentParser) -> None:
 
 
 def label_table_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~structreg.data.labels.LabelTable` of ``--labels`` / ``--label-table``."""
-    from ..data.labels import parse_labels, read_label_table
-
-    if args.labels and args.label_table:
-        raise UsageError("give --labels or --label-table, not both")
-    if args.labels:
-        return parse_labels(args.labels)
-    return read_label_table(args.label_table) if args.label_table else None
+    """The :class:`~structreg.data.labels.LabelTable` of ``--labels`` / ``--label-table``
+    (:func:`~structreg.data.spec.label_table_option`)."""
+    return label_table_option(args.labels, args.label_table)
 
 
 def resolve_split(args: argparse.Namespace) -> str:

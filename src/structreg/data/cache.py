@@ -143,26 +143,7 @@ def write_cache(
         for name in shapes:  # in ARRAYS order
             digest.update(name.encode())
             _finish_npy(tmp / name, ARRAYS[name], shapes[name], digest)
-        index = {
-            "version": CACHE_VERSION,
-            "n": len(infos),
-            "shape": list(shapes["moving"][1:]),
-            "arrays": list(shapes),
-            "digest": digest.hexdigest(),
-            "label_table": table.to_text() if isinstance(table, LabelTable) else None,
-            "source": _json_safe(source or {}),
-            "pairs": [
-                {
-                    "id": info.id,
-                    "subject": info.subject,
-                    "group": info.group,
-                    "split": split,
-                    "spacing": [float(v) for v in info.spacing],
-                    "meta": _json_safe(info.meta),
-                }
-                for info, split in zip(infos, assigned, strict=True)
-            ],
-        }
+        index = _index(infos, assigned, shapes, digest.hexdigest(), table, source)
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -171,6 +152,37 @@ def write_cache(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_cache(out)
+
+
+def _index(
+    infos: list[PairInfo],
+    splits: list[str],
+    shapes: dict[str, tuple[int, ...]],
+    digest: str,
+    table: Any,
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The cache's ``pairs.json`` content (see the module docstring)."""
+    return {
+        "version": CACHE_VERSION,
+        "n": len(infos),
+        "shape": list(shapes["moving"][1:]),
+        "arrays": list(shapes),
+        "digest": digest,
+        "label_table": table.to_text() if isinstance(table, LabelTable) else None,
+        "source": _json_safe(source or {}),
+        "pairs": [
+            {
+                "id": info.id,
+                "subject": info.subject,
+                "group": info.group,
+                "split": split,
+                "spacing": [float(v) for v in info.spacing],
+                "meta": _json_safe(info.meta),
+            }
+            for info, split in zip(infos, splits, strict=True)
+        ],
+    }
 
 
 _CHUNK = 1 << 24  # bytes read at a time when finishing and hashing the arrays

@@ -1,9 +1,10 @@
 """One data spec for every command: ``--data phantom:NAME|acdc:DIR|pairs:CSV``.
 
 :func:`parse_data_spec` reads a spec, :func:`parse_size` / :func:`parse_spacing`
-the grid options, and :func:`load_pairs` turns a spec into a list of preprocessed
-:class:`Pair` s of one deterministic, subject-wise split (the command line's
-options for these live in :mod:`structreg.cli.options`). This module imports
+the grid options, :func:`label_table_option` the label options, and
+:func:`load_pairs` turns a spec into a list of preprocessed :class:`Pair` s of one
+deterministic, subject-wise split (the command line's options for these live in
+:mod:`structreg.cli.options`). This module imports
 nothing heavy at import time (it is used while building the CLI parser); readers
 and phantoms are imported inside :func:`load_pairs`.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, InputError, StructregWarning
+from ..errors import DataError, InputError, StructregWarning, UsageError
 from .defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from .labels import LabelTable
 
@@ -122,6 +123,13 @@ def load_pairs(
             label_table=label_table,
         )
     )
+    return _one_split(pairs, split, seed, val_fraction, test_fraction)
+
+
+def _one_split(
+    pairs: list[Any], split: str, seed: int, val_fraction: float, test_fraction: float
+) -> list[Any]:
+    """The pairs of ``split``: all, the data's own split, else the subject-wise one."""
     if split == "all":
         return pairs
     if has_own_split(pairs):
@@ -189,6 +197,18 @@ def iter_pairs(
                 StructregWarning,
                 stacklevel=2,
             )
+
+
+def label_table_option(labels: str | None, label_table: str | None) -> LabelTable | None:
+    """The :class:`~structreg.data.labels.LabelTable` of the ``--labels`` text or the
+    ``--label-table`` file (None without either; a usage error with both)."""
+    from .labels import parse_labels, read_label_table
+
+    if labels and label_table:
+        raise UsageError("give --labels or --label-table, not both")
+    if labels:
+        return parse_labels(labels)
+    return read_label_table(label_table) if label_table else None
 
 
 def has_own_split(pairs: Sequence[Any]) -> bool:

@@ -1,6 +1,6 @@
 """Export of displacement fields for ITK / ANTs / SimpleITK.
 
-Our fields are ``(ndim, *S)`` in voxels of the array (see DESIGN.md §3). ITK's
+Our fields are ``(ndim, *S)`` in voxels of the array. ITK's
 ``DisplacementFieldTransform`` wants, at each voxel, the displacement in physical
 millimetres in ITK's LPS world frame, so that ``T(p) = p + d(p)`` and resampling
 reads ``moving(T(p))``. With the NIfTI affine ``A`` (voxel index -> RAS mm) the

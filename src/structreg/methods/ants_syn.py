@@ -36,11 +36,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..errors import ConfigError, InputError, MissingDependencyError
-from .base import RegistrationResult, register_pairwise
-from .registry import MethodSpec, add_method, dataclass_defaults
+from ..errors import ConfigError, InputError
+from .classical import (
+    LibraryRegistrar,
+    channels_first,
+    check_level_iterations,
+    missing_library,
+)
+from .registry import add_method
 
 _THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
@@ -85,11 +89,7 @@ class AntsSynConfig:
     defaults: bool = False
 
     def __post_init__(self) -> None:
-        if not self.iterations or any(i < 0 for i in self.iterations):
-            raise ConfigError(
-                f"AntsSynConfig: iterations must list counts >= 0 (one per level), "
-                f"got {self.iterations}"
-            )
+        check_level_iterations("AntsSynConfig", "iterations", self.iterations)
         if self.threads < 1:
             raise ConfigError(f"AntsSynConfig: threads must be >= 1, got {self.threads}")
         if self.radius < 1:
@@ -120,9 +120,7 @@ def import_ants() -> Any:
     try:
         import ants
     except ImportError:
-        raise MissingDependencyError(
-            "method ants-syn needs antspyx: pip install 'structreg[classical]'"
-        ) from None
+        raise missing_library("ants-syn", "antspyx") from None
     return ants
 
 
@@ -140,7 +138,7 @@ def _ants_image(ants: Any, array: np.ndarray) -> Any:
 def _read_field(ants: Any, path: str) -> np.ndarray:
     """A displacement NIfTI written by ANTs as ``(ndim, *S)`` float64 (voxels, as we
     made physical space = voxel space)."""
-    return np.moveaxis(ants.image_read(path).numpy().astype(np.float64), -1, 0)
+    return channels_first(ants.image_read(path).numpy())
 
 
 def _composed(
@@ -230,7 +228,7 @@ def ants_syn_pair(
     return disp, inverse, warped
 
 
-class AntsSyN:
+class AntsSyN(LibraryRegistrar[AntsSynConfig]):
     """ANTs SyN as a registration method (CPU; one ANTs registration per pair).
 
     Args:
@@ -239,30 +237,19 @@ class AntsSyN:
     """
 
     name = "ants-syn"
+    config_type = AntsSynConfig
+    import_library = staticmethod(import_ants)
 
-    def __init__(self, config: AntsSynConfig | None = None, batch_size: int = 8) -> None:
-        self.config = config or AntsSynConfig()
-        self.batch_size = batch_size
-        import_ants()
-
-    def register(
-        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
-    ) -> RegistrationResult:
-        """Register ``moving`` ``(N, 1, *S)`` onto ``fixed`` pair by pair (a batch of 1
-        broadcasts; ``mask`` is not used). ``moved`` is ``moving`` warped by ``disp``
-        with our linear warp (border padding); ``velocity`` is None (SyN has none)."""
-        return register_pairwise(
-            "ants-syn", moving, fixed, lambda m, f: ants_syn_pair(m, f, self.config)[:2]
-        )
+    def register_pair(
+        self, moving: np.ndarray, fixed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(disp, inverse_disp or None)`` of one pair (see :func:`ants_syn_pair`)."""
+        disp, inverse, _ = ants_syn_pair(moving, fixed, self.config)
+        return disp, inverse
 
 
-@add_method(
+add_method(
     "ants-syn",
     "ANTs SyN (antspyx; pip install 'structreg[classical]'), CC metric by default; "
     "options: the AntsSynConfig fields, e.g. iterations=40/20/0,radius=2, or defaults=true",
-)
-def _build(spec: MethodSpec, device: str) -> AntsSyN:
-    spec.refuse_target()
-    options = spec.converted({**dataclass_defaults(AntsSynConfig), "batch_size": 8})
-    batch_size = options.pop("batch_size", 8)
-    return AntsSyN(AntsSynConfig(**options), batch_size=batch_size)
+)(AntsSyN.from_spec)

@@ -23,11 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..errors import ConfigError, InputError, MissingDependencyError
-from .base import RegistrationResult, register_pairwise
-from .registry import MethodSpec, add_method, dataclass_defaults
+from ..errors import ConfigError, InputError
+from .classical import (
+    LibraryRegistrar,
+    channels_first,
+    check_level_iterations,
+    missing_library,
+)
+from .registry import add_method
 
 
 @dataclass
@@ -54,11 +58,7 @@ class DipySynConfig:
     inv_iter: int = 20
 
     def __post_init__(self) -> None:
-        if not self.level_iters or any(i < 0 for i in self.level_iters):
-            raise ConfigError(
-                f"DipySynConfig: level_iters must list counts >= 0 (one per level), "
-                f"got {self.level_iters}"
-            )
+        check_level_iterations("DipySynConfig", "level_iters", self.level_iters)
         if self.radius < 1 or self.inv_iter < 0:
             raise ConfigError("DipySynConfig: radius must be >= 1 and inv_iter >= 0")
         for name in ("sigma_diff", "step_length", "ss_sigma_factor"):
@@ -74,9 +74,7 @@ def import_dipy_syn() -> tuple[Any, Any, Any]:
         from dipy.align.imwarp import SymmetricDiffeomorphicRegistration
         from dipy.align.metrics import CCMetric
     except ImportError:
-        raise MissingDependencyError(
-            "method dipy-syn needs dipy: pip install 'structreg[classical]'"
-        ) from None
+        raise missing_library("dipy-syn", "dipy") from None
     return SymmetricDiffeomorphicRegistration, CCMetric, VerbosityLevels
 
 
@@ -132,12 +130,11 @@ def map_fields(mapping: Any) -> tuple[np.ndarray, np.ndarray]:
     moving(x + disp(x))``, component ``c`` along array axis ``c``), ``inverse_disp``
     the one ``mapping.transform_inverse`` samples with.
     """
-    disp = np.moveaxis(np.asarray(mapping.get_forward_field(), np.float64), -1, 0)
-    inverse = np.moveaxis(np.asarray(mapping.get_backward_field(), np.float64), -1, 0)
-    return disp, inverse
+    forward, backward = mapping.get_forward_field(), mapping.get_backward_field()
+    return channels_first(forward), channels_first(backward)
 
 
-class DipySyN:
+class DipySyN(LibraryRegistrar[DipySynConfig]):
     """DIPY SyN as a registration method (CPU; one DIPY registration per pair).
 
     Args:
@@ -146,30 +143,18 @@ class DipySyN:
     """
 
     name = "dipy-syn"
+    config_type = DipySynConfig
+    import_library = staticmethod(import_dipy_syn)
 
-    def __init__(self, config: DipySynConfig | None = None, batch_size: int = 8) -> None:
-        self.config = config or DipySynConfig()
-        self.batch_size = batch_size
-        import_dipy_syn()
-
-    def register(
-        self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
-    ) -> RegistrationResult:
-        """Register ``moving`` ``(N, 1, *S)`` onto ``fixed`` pair by pair (a batch of 1
-        broadcasts; ``mask`` is not used). ``moved`` is ``moving`` warped by ``disp``
-        with our linear warp (border padding); ``velocity`` is None (SyN has none)."""
-        return register_pairwise(
-            "dipy-syn", moving, fixed, lambda m, f: dipy_syn_pair(m, f, self.config)[:2]
-        )
+    def register_pair(
+        self, moving: np.ndarray, fixed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(disp, inverse_disp)`` of one pair (see :func:`dipy_syn_pair`)."""
+        return dipy_syn_pair(moving, fixed, self.config)
 
 
-@add_method(
+add_method(
     "dipy-syn",
     "DIPY SyN with the CC metric (dipy; pip install 'structreg[classical]'); "
     "options: the DipySynConfig fields, e.g. level_iters=100/50/25,radius=4",
-)
-def _build(spec: MethodSpec, device: str) -> DipySyN:
-    spec.refuse_target()
-    options = spec.converted({**dataclass_defaults(DipySynConfig), "batch_size": 8})
-    batch_size = options.pop("batch_size", 8)
-    return DipySyN(DipySynConfig(**options), batch_size=batch_size)
+)(DipySyN.from_spec)

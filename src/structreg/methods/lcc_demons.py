@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..core.losses import half_warps
 from ..core.ops import gaussian_kernel1d, kernels, resize_field
 from ..core.ops.checks import check_image, check_same_spatial
 from ..errors import ConfigError
 from .base import RegistrationResult, result_from_velocity
-from .registry import MethodSpec, add_method, dataclass_defaults
+from .classical import config_from_spec
+from .registry import MethodSpec, add_method
 
 
 @dataclass
@@ -94,8 +96,7 @@ def _symmetric_force(
     """Gradient of Σ LCC(F∘exp(-v/2)∘(id-δ), M∘exp(v/2)∘(id+δ)) w.r.t. δ at 0."""
     n = velocity.shape[0]
     with torch.no_grad():
-        halves = kernels.exponentiate(torch.cat([0.5 * velocity, -0.5 * velocity]), config.steps)
-        warped = kernels.warp(torch.cat([moving, fixed]), halves, "bilinear", "border")
+        warped = half_warps(moving, fixed, velocity, config.steps)
     delta = torch.zeros_like(velocity, requires_grad=True)
     with torch.enable_grad():
         shifted = kernels.warp(warped, torch.cat([delta, -delta]), "bilinear", "border")
@@ -202,7 +203,5 @@ class LCCDemons:
     "the LCCDemonsConfig fields, e.g. sigma_fluid=1.5,iterations=40/30/20",
 )
 def _build(spec: MethodSpec, device: str) -> LCCDemons:
-    spec.refuse_target()
-    options = spec.converted({**dataclass_defaults(LCCDemonsConfig), "batch_size": 16})
-    batch_size = options.pop("batch_size", 16)
-    return LCCDemons(LCCDemonsConfig(**options), device=device, batch_size=batch_size)
+    config, batch_size = config_from_spec(spec, LCCDemonsConfig, 16)
+    return LCCDemons(config, device=device, batch_size=batch_size)

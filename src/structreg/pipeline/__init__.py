@@ -1,3 +1,3 @@
 """Files and cohorts through a registration method: one pair of image files to an
 output folder (``files``), a cohort with a summary and resume (``batch``), and the
-demonstrations (``demo``, ``demo3d``)."""
+2-D and 3-D demonstrations (``demo``)."""

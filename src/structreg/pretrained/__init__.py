@@ -10,7 +10,7 @@ folder, described by one entry of ``models.json``:
 | ``sha256`` | SHA-256 of that file (checked on load) |
 | ``description`` | one line: what the model registers |
 | ``trained_on`` | the data spec, subjects and steps it was trained with |
-| ``command`` | the ``experiments/reproduce.py`` stage (formerly ``structreg reproduce``) and the command that trained it |
+| ``command`` | the results stage (``experiments/reproduce.py``) and the command that trained it |
 | ``scores`` | test scores of the reproduce run (``{benchmark: {method: mean Dice, ...}}``) |
 | ``check`` | a quick reproduction (:mod:`structreg.evaluation.model_check`): data spec, |
 |           | subjects, split, pairs and the Dice the model gives there (the tests redo it) |

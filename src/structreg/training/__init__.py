@@ -4,7 +4,9 @@ one engine (with hooks) for every trainable method."""
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
 from .config import RunConfig, TrainConfig, load_config, save_config
-from .engine import Engine, Hook, log_columns, train
+from .engine import train, train_run
+from .hooks import log_columns
+from .loop import Engine, Hook
 from .run import DataSettings, RunFolder
 from .tasks import LossParts, registration_loss, train_step
 
@@ -26,5 +28,6 @@ __all__ = [
     "save_checkpoint",
     "save_config",
     "train",
+    "train_run",
     "train_step",
 ]

@@ -32,8 +32,9 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..io.files import atomic_write
-from .config import RunConfig
+from .config import RunConfig, resolve_device
 from .run import RunFolder
+from .safetensors_format import is_safetensors, read_safetensors
 
 __all__ = [
     "FORMAT_VERSION",
@@ -226,8 +227,6 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
 def read_model(run_dir_or_file: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     """``(checkpoint dict, file)`` of any ``--model``: a run folder, a checkpoint or
     ``.safetensors`` file, or ``builtin:NAME`` (not yet verified: see :func:`build_model`)."""
-    from .export import is_safetensors, read_safetensors
-
     path = find_checkpoint(run_dir_or_file)
     return (read_safetensors(path) if is_safetensors(path) else read_checkpoint(path)), path
 
@@ -285,8 +284,6 @@ def load_model(
     Raises:
         FileNotFoundError, CheckpointError.
     """
-    from .config import resolve_device
-
     checkpoint, path = read_model(run_dir_or_file)
     trained = checkpoint["config"].method
     if method is not None and trained != method:

@@ -1,4 +1,5 @@
-"""The training engine's hooks: validation, the log, checkpoints, progress.
+"""The training engine's hooks: validation, the log (its columns:
+:func:`log_columns`), checkpoints, progress.
 
 :func:`default_hooks` gives them in the order they must run after each step:
 validation adds its metrics to the step's row and says whether the model
@@ -22,8 +23,8 @@ from ..core import metrics
 from ..core.layers import evaluating
 from ..core.ops import warp
 from .config import TrainConfig
-from .engine import Engine, Hook, log_columns
 from .logger import TrainLogger, read_log
+from .loop import Engine, Hook
 from .tasks import TrainingTask
 
 __all__ = [
@@ -32,9 +33,26 @@ __all__ = [
     "ProgressHook",
     "ValidationHook",
     "default_hooks",
+    "log_columns",
     "validate",
     "validation_score",
 ]
+
+
+def log_columns(task: TrainingTask) -> tuple[str, ...]:
+    """The columns of ``train_log.csv`` for a method."""
+    return (
+        "step",
+        "epoch",
+        "loss",
+        *task.terms,
+        "val_loss",
+        *(f"val_{t}" for t in task.val_terms),
+        "val_dice",
+        "val_dice_before",
+        "val_folding_pct",
+        "step_time_s",
+    )
 
 
 def _nanmean(x: torch.Tensor) -> float:

@@ -35,7 +35,14 @@ from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..errors import CheckpointError, RunExistsError
 from ..io.files import atomic_write_text
 
-__all__ = ["DataSettings", "RunFolder", "data_fingerprint", "model_data_settings", "model_spacing"]
+__all__ = [
+    "DataSettings",
+    "RunFolder",
+    "data_fingerprint",
+    "model_data_settings",
+    "model_spacing",
+    "safetensors_data_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -257,12 +264,24 @@ def model_data_settings(run_dir_or_file: str | os.PathLike) -> DataSettings:
     """The data settings a model was trained with: its run folder's ``data.json``, or
     the metadata of a ``.safetensors`` model file (also a bundled ``builtin:NAME``)."""
     from ..pretrained import resolve_model
-    from .export import is_safetensors, safetensors_data_settings
+    from .safetensors_format import is_safetensors
 
     run_dir_or_file = resolve_model(run_dir_or_file)
     if is_safetensors(run_dir_or_file):
         return safetensors_data_settings(run_dir_or_file)
     return RunFolder.of_model(run_dir_or_file).read_data_settings()
+
+
+def safetensors_data_settings(path: str | os.PathLike) -> DataSettings:
+    """The data settings stored in a structreg ``safetensors`` file (its ``data``
+    metadata; :mod:`structreg.training.safetensors_format`)."""
+    from .safetensors_format import safetensors_metadata
+
+    meta = safetensors_metadata(Path(path))
+    try:
+        return DataSettings.from_dict(json.loads(meta.get("data", "{}")))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid data settings in the metadata ({exc})") from None
 
 
 def model_spacing(run_dir_or_file: str | os.PathLike) -> tuple[float, ...]:

@@ -23,29 +23,11 @@ Scale of the terms (the λ / KL decision). With these reductions and the
 paper's λ (cardiac 82, brain 55), one nat of code information must buy 1/λ ≈
 0.012 of pixel-mean LCC. That is too expensive: the optimiser switches the code
 off (posterior collapse) and the decoder, conditioned on M, predicts roughly one
-mean deformation per anatomy. Measured on the built-in cardiac phantom (400
-training pairs, 40 validation pairs, 100×100, d = 144, batch 50, lr 5e-4, 300
-steps; validation Dice over RV, myocardium and blood pool 0.597 before
-registration):
-
-===================  =========  ========  ==============  =======
-kl_weight β          KL (nats)  val Dice  active z dims*  folding
-===================  =========  ========  ==============  =======
-1 (paper λ as is)    0.9        0.874     1 of 144        0 %
-0.01 (≈ 1/d)         91         0.925     144 of 144      0 %
-===================  =========  ========  ==============  =======
-
-(* dimensions whose μ varies across training pairs with variance > 0.1.) With
-the transposed-convolution decoder the gap was wider (β = 1: KL 0.2, Dice
-0.602; β = 0.01: KL 82, Dice 0.898), and on random smooth warps of a synthetic
-blob (64×64) β = 1 / 0.1 / 0.01 gave KL 1 / 24 / 117 nats and Dice 0.80 / 0.93
-/ 0.96 from 0.58. So the default is ``kl_weight = 0.01``, about 1/d: in effect the KL
-*averaged* over the latent dimensions (``K.mean`` over the last axis, a common
-Keras idiom; the paper's code is not available to check which reduction it
-used). That is a reading under which the paper's λ keeps an informative code,
-as its transport and clustering experiments need. At β = 0.01 the codes
-of the cardiac training pairs have mean |E[μ]| ≈ 0.31 and aggregate variance
-≈ 0.65 per dimension (β = 1: 0.06 and 0.99, but uninformative). Raise β
+mean deformation per anatomy. So the default is ``kl_weight = 0.01``, about 1/d:
+in effect the KL *averaged* over the latent dimensions (``K.mean`` over the last
+axis, a common Keras idiom; the paper's code is not available to check which
+reduction it used). That is a reading under which the paper's λ keeps an
+informative code, as its transport and clustering experiments need. Raise β
 towards 0.1 for a code closer to N(0, I) (sampling, transport), lower it for
 closer registration.
 
@@ -57,20 +39,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from ..core.losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..errors import InputError, NonFiniteError
-from ..models.cvae import CVAERegistration, ModelConfig
-from ..models.voxelmorph import VoxelMorph2, VoxelMorphConfig, voxelmorph_loss, voxelmorph_loss_of
+from ..models.cvae import CVAERegistration
+from ..models.voxelmorph import VoxelMorph2, voxelmorph_loss, voxelmorph_loss_of
 from .config import TrainConfig
 
 __all__ = [
     "CVAETask",
     "LossParts",
+    "NetworkTask",
     "TASKS",
     "TrainingTask",
     "VoxelMorphTask",
@@ -78,6 +61,7 @@ __all__ = [
     "task_for",
     "train_step",
     "autocast",
+    "descend",
 ]
 
 
@@ -255,14 +239,16 @@ def registration_loss(
 
 def _loss_of(
     model: CVAERegistration,
-    mu: torch.Tensor,
-    logvar: torch.Tensor,
-    velocity: torch.Tensor,
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     moving: torch.Tensor,
     fixed: torch.Tensor,
     mask: torch.Tensor | None,
     config: TrainConfig,
+    mask_weight: float,
 ) -> LossParts:
+    """:func:`registration_loss` of the network's ``(mu, logvar, velocity)`` with the
+    run's settings (``mask_weight`` as the caller decides)."""
+    mu, logvar, velocity = outputs
     return registration_loss(
         mu,
         logvar,
@@ -272,7 +258,7 @@ def _loss_of(
         lam=config.lam,
         kl_weight=config.kl_weight,
         mask=mask,
-        mask_weight=config.mask_weight if mask is not None else 0.0,
+        mask_weight=mask_weight,
         steps=model.config.steps,
         sigma=config.lcc_sigma,
         kernel_size=config.lcc_kernel,
@@ -294,31 +280,16 @@ def train_step(
     wrapped by DDP or ``torch.compile``; default: one made here)."""
     net = VelocitySampler(model, config.precision) if net is None else net
     net.train()
-    mu, logvar, velocity = net(batch["moving"], batch["fixed"], generator)
+    outputs = net(batch["moving"], batch["fixed"], generator)
+    moving, fixed, mask = batch["moving"], batch["fixed"], batch.get("mask")
     try:
-        parts = registration_loss(
-            mu,
-            logvar,
-            velocity,
-            batch["moving"],
-            batch["fixed"],
-            lam=config.lam,
-            kl_weight=config.kl_weight,
-            mask=batch.get("mask"),
-            mask_weight=config.mask_weight,
-            steps=model.config.steps,
-            sigma=config.lcc_sigma,
-            kernel_size=config.lcc_kernel,
-            symmetric=config.lcc_symmetric,
-        )
+        parts = _loss_of(model, outputs, moving, fixed, mask, config, config.mask_weight)
     except NonFiniteError:
         if not _data_parallel():
             raise
-        nan = _nan_loss(mu, logvar, velocity)
+        nan = _nan_loss(*outputs)
         parts = LossParts(total=nan, lcc=nan.detach(), kl=nan.detach(), penalty=nan.detach())
-    optimizer.zero_grad(set_to_none=True)
-    parts.total.backward()
-    _step_if_finite(optimizer)
+    descend(optimizer, parts.total)
     return parts
 
 
@@ -354,18 +325,63 @@ def _step_if_finite(optimizer: torch.optim.Optimizer) -> None:
     optimizer.step()
 
 
-class CVAETask:
+def descend(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
+    """One gradient step on the 0-d loss ``total``: zero the gradients, backpropagate,
+    step (skipped under DDP when a gradient is not finite, see :func:`_step_if_finite`)."""
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    _step_if_finite(optimizer)
+
+
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
+
+
+class NetworkTask(Generic[NetworkT]):
+    """What the tasks share: the network class built from the run's ``[model]``
+    settings, Adam at ``train.lr``, the batch keys ``moving`` and ``fixed``.
+
+    Subclasses set :attr:`method`, :attr:`terms`, :attr:`val_terms` and :attr:`network`
+    and implement ``training_module``, ``train_step`` and ``evaluate`` of
+    :class:`TrainingTask`.
+    """
+
+    method: str
+    terms: tuple[str, ...]
+    val_terms: tuple[str, ...]
+    network: type[NetworkT]
+
+    def build(self, config: Any) -> NetworkT:
+        """The untrained network of the run's ``[model]`` settings."""
+        return self.network(config)
+
+    def adam_options(self, train: TrainConfig) -> dict[str, Any]:
+        """Keyword arguments of Adam besides the learning rate (none here)."""
+        return {}
+
+    def optimizer(self, model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+        """Adam over ``model``'s parameters at ``train.lr`` (with :meth:`adam_options`)."""
+        return torch.optim.Adam(model.parameters(), lr=train.lr, **self.adam_options(train))
+
+    def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
+        """The collated data keys a training batch needs."""
+        return ("moving", "fixed")
+
+    def network_of(self, model: nn.Module) -> NetworkT:
+        """``model``, asserted to be this task's network."""
+        assert isinstance(model, self.network)
+        return model
+
+
+class CVAETask(NetworkTask[CVAERegistration]):
     """Our CVAE: Eq. 1, Adam with the config's weight decay."""
 
     method: str = "ours"
     terms: tuple[str, ...] = ("lcc", "kl", "penalty")
     val_terms: tuple[str, ...] = ("lcc", "kl")
+    network = CVAERegistration
 
-    def build(self, config: ModelConfig) -> CVAERegistration:
-        return CVAERegistration(config)
-
-    def optimizer(self, model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    def adam_options(self, train: TrainConfig) -> dict[str, Any]:
+        return {"weight_decay": train.weight_decay}
 
     def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
         return ("moving", "fixed", "mask") if train.mask_weight > 0 else ("moving", "fixed")
@@ -373,8 +389,7 @@ class CVAETask:
     def training_module(
         self, model: nn.Module, train: TrainConfig, shard: tuple[int, int] = (0, 1)
     ) -> nn.Module:
-        assert isinstance(model, CVAERegistration)
-        return VelocitySampler(model, train.precision, shard)
+        return VelocitySampler(self.network_of(model), train.precision, shard)
 
     def train_step(
         self,
@@ -385,8 +400,7 @@ class CVAETask:
         noise: torch.Generator,
         net: nn.Module | None = None,
     ) -> dict[str, float]:
-        assert isinstance(model, CVAERegistration)
-        return train_step(model, optimizer, batch, train, noise, net).as_floats()
+        return train_step(self.network_of(model), optimizer, batch, train, noise, net).as_floats()
 
     @torch.no_grad()
     def evaluate(
@@ -397,9 +411,11 @@ class CVAETask:
         mask: torch.Tensor | None,
         train: TrainConfig,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        assert isinstance(model, CVAERegistration)
-        out = model(moving, fixed, sample=False)
-        parts = _loss_of(model, out.mu, out.logvar, out.velocity, moving, fixed, mask, train)
+        cvae = self.network_of(model)
+        out = cvae(moving, fixed, sample=False)
+        mask_weight = train.mask_weight if mask is not None else 0.0
+        outputs = (out.mu, out.logvar, out.velocity)
+        parts = _loss_of(cvae, outputs, moving, fixed, mask, train, mask_weight)
         return out.disp, {
             "loss": float(parts.total),
             "lcc": float(parts.lcc),
@@ -407,28 +423,19 @@ class CVAETask:
         }
 
 
-class VoxelMorphTask:
+class VoxelMorphTask(NetworkTask[VoxelMorph2]):
     """VoxelMorph-2: its package's NCC + smoothness loss, Adam without weight decay
     (as VoxelMorph trains)."""
 
     method: str = "voxelmorph"
     terms: tuple[str, ...] = ("ncc", "smooth")
     val_terms: tuple[str, ...] = ("ncc", "smooth")
-
-    def build(self, config: VoxelMorphConfig) -> VoxelMorph2:
-        return VoxelMorph2(config)
-
-    def optimizer(self, model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=train.lr)
-
-    def batch_keys(self, train: TrainConfig) -> tuple[str, ...]:
-        return ("moving", "fixed")
+    network = VoxelMorph2
 
     def training_module(
         self, model: nn.Module, train: TrainConfig, shard: tuple[int, int] = (0, 1)
     ) -> nn.Module:
-        assert isinstance(model, VoxelMorph2)
-        return DisplacementPredictor(model, train.precision)
+        return DisplacementPredictor(self.network_of(model), train.precision)
 
     def train_step(
         self,
@@ -439,14 +446,12 @@ class VoxelMorphTask:
         noise: torch.Generator,
         net: nn.Module | None = None,
     ) -> dict[str, float]:
-        assert isinstance(model, VoxelMorph2)
-        net = self.training_module(model, train) if net is None else net
+        voxelmorph = self.network_of(model)
+        net = self.training_module(voxelmorph, train) if net is None else net
         net.train()
-        optimizer.zero_grad(set_to_none=True)
         moving, fixed = batch["moving"], batch["fixed"]
-        loss, parts, _ = voxelmorph_loss_of(model.config, moving, fixed, net(moving, fixed))
-        loss.backward()
-        _step_if_finite(optimizer)
+        loss, parts, _ = voxelmorph_loss_of(voxelmorph.config, moving, fixed, net(moving, fixed))
+        descend(optimizer, loss)
         return {"total": parts["loss"], "ncc": parts["ncc"], "smooth": parts["smooth"]}
 
     @torch.no_grad()
@@ -458,8 +463,7 @@ class VoxelMorphTask:
         mask: torch.Tensor | None,
         train: TrainConfig,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        assert isinstance(model, VoxelMorph2)
-        _, parts, disp = voxelmorph_loss(model, moving, fixed)
+        _, parts, disp = voxelmorph_loss(self.network_of(model), moving, fixed)
         return disp, parts
 
 

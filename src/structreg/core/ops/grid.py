@@ -1,6 +1,6 @@
 """Voxel grids and the one place where ``grid_sample``'s convention lives.
 
-Conventions (see DESIGN.md §3): images are ``(N, C, *S)``, fields are
+Conventions: images are ``(N, C, *S)``, fields are
 ``(N, ndim, *S)`` in voxels, channel ``c`` moves along spatial axis ``S[c]``,
 and a transform maps ``x -> x + u(x)``.
 

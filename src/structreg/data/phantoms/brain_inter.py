@@ -1,6 +1,6 @@
 """Brain phantom, inter-subject pairing: moving = subject i, fixed = another subject j.
 
-Built on the longitudinal brain phantom's template slices (:mod:`.brain`: MNI152 2009a,
+Built on the brain phantoms' template slices (:mod:`.brain_template`: MNI152 2009a,
 five tissue probabilities and the T1 per pixel, all on the phantom grid ``S = (H, W)``,
 axis 0 = x left -> right, axis 1 = y posterior -> anterior). Each subject ``k`` is the
 template seen through its own map ``φ_k`` (pull-back: ``I_k(x) = T(φ_k(x))``) and its own
@@ -21,7 +21,7 @@ Subject anatomy (per ``seed, index``, shared by every slice of the subject):
     and CSF within ``CORTEX_DEPTH_MM``, 15 mm, of the brain surface, smoothed by
     ``CORTEX_SMOOTH_MM``, peak 1), so gyri and sulci differ locally between subjects;
   - ``v_ventricles``: the ventricle walls moved along the gradient of the smoothed
-    ventricle map (:func:`.brain._atrophy_velocity`) so that the ventricle area
+    ventricle map (:func:`.brain_subjects.atrophy_velocity`) so that the ventricle area
     changes by a relative amount uniform in ``VENTRICLE_SIZE[group]`` (first order;
     normal -35 % ... +15 %, dementia +15 % ... +60 %).
 
@@ -49,16 +49,11 @@ to [0, 1]. Each subject's slice has its own noise.
 
 Labels (``BRAIN_LABELS``) of each subject come from its own warped probability maps
 (argmax, the longitudinal phantom's rule). Nearest-neighbour warping of the moving
-labels by ``disp`` reproduces the fixed labels up to resampling at 2 mm (40 pairs):
-Dice 0.95 WM, 0.94 GM, 0.92 ventricles and 0.87 CSF (thin sulcal CSF; 0.82 at worst),
-where the labels before registration have Dice 0.71 WM, 0.64 GM, 0.51 ventricles and
-0.43 CSF; mean |disp| 3.3 voxels (6.6 mm) in the brain.
+labels by ``disp`` reproduces the fixed labels up to resampling (thin sulcal CSF
+least well).
 
-Realism (``benchmarks/brain_inter_realism.py``, same intensity labelling on every image,
-dipy SyN with CC): Dice before registration CSF / GM / WM 0.20 / 0.51 / 0.65 for the
-phantom vs 0.22 / 0.54 / 0.69 for a real raw (centred) inter-subject pair and
-0.59 / 0.40 / 0.67 for real pairs after spatial normalisation; SyN mean |u| 6.4 ± 1.7 mm
-vs 5.3 mm (raw) and 2.0 mm (normalised); s.d. of SyN's log det J 0.30 vs 0.41 and 0.33.
+How close the phantom's deformations and intensities come to real inter-subject pairs
+is measured by ``benchmarks/brain_inter_realism.py``.
 
 Groups and splits: subject ``k`` belongs to ``BRAIN_GROUPS[(k // 2) % 2]`` (pattern
 normal, normal, dementia, dementia). Subjects are partitioned into cohorts of
@@ -84,35 +79,51 @@ from scipy import ndimage
 from ...core.ops import warp
 from ...errors import InputError
 from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
-from ..labels import BRAIN_LABELS
 from ..pair import Pair
-from .brain import (
-    _ATROPHY,
+from .brain_subjects import (
     BRAIN_GROUPS,
-    CENTRE_Z_MM,
+    COHORT_SIZE,
+    atrophy_params,
+    atrophy_velocity,
+    bias_field,
+    check_ints,
+    cohort_pairs,
+    cohorts,
+    intensity_scale,
+    random_affine_2d,
+    rician_image,
+    seeded_rng,
+    smooth_random_field,
+)
+from .brain_template import (
     SLICE_THICKNESS_MM,
     TEMPLATE_FILES,
-    _atrophy_velocity,
-    _check_grid,
-    _labels,
-    _rng,
-    _smooth_random_field,
-    _template_slice,
-    _TemplateSlice,
-    _warp_probs,
+    TEMPLATE_SOURCE,
+    TemplateMaps,
+    brain_mask,
+    check_slice_grid,
+    slice_z_mm,
+    template_slice,
+    tissue_labels,
+    ventricle_change,
+    warp_template,
 )
+from .brain_volumes import brain_volume_inter_phantom
 
 __all__ = [
     "BRAIN_INTER_GROUPS",
     "COHORT_SIZE",
+    "InterSubject",
     "brain_inter_phantom",
     "cohorts",
+    "draw_subject",
+    "from_template",
+    "identity_grid",
     "make_brain_inter_pair",
+    "to_template",
 ]
 
 BRAIN_INTER_GROUPS = BRAIN_GROUPS
-#: Subjects per cohort; pairs are formed inside a cohort only.
-COHORT_SIZE = 4
 
 # --- anatomy (per subject)
 HEAD_SCALE = (0.92, 1.08)  # per axis, uniform
@@ -140,30 +151,42 @@ _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
 @dataclass(frozen=True)
-class _Subject:
-    """One subject's anatomy and scanner (voxel units on the phantom grid)."""
+class InterSubject:
+    """One subject's anatomy and scanner (voxel units on the phantom grid ``(H, W)``).
+
+    Attributes:
+        index, group: the subject number and its group (``BRAIN_INTER_GROUPS``).
+        matrix, shift: ``A_k`` about the grid centre, ``(2, 2)`` and ``(2,)`` voxels.
+        velocity: ``(1, 2, H, W)`` float64 stationary velocity ``v_k``, voxels.
+        ventricle_size: relative ventricle-area change drawn (first order).
+        severity: atrophy severity in [0, 1] (used with ``atrophy=True``).
+        gamma, mix, means, blur_fwhm_mm, bias, noise_std: the scanner (module doc):
+            contrast curve, tissue-image weight, CSF/GM/WM means, resolution (mm),
+            ``(H, W)`` multiplicative bias field, noise s.d. (fraction of the scale).
+    """
 
     index: int
     group: str
-    matrix: np.ndarray  # (2, 2) A_k about the grid centre, voxels
-    shift: np.ndarray  # (2,) voxels
-    velocity: torch.Tensor  # (1, 2, H, W) float64, voxels
-    ventricle_size: float  # relative area change drawn (first order)
-    severity: float  # atrophy severity in [0, 1] (used with atrophy=True)
+    matrix: np.ndarray
+    shift: np.ndarray
+    velocity: torch.Tensor
+    ventricle_size: float
+    severity: float
     gamma: float
     mix: float
-    means: tuple[float, float, float]  # CSF, GM, WM
+    means: tuple[float, float, float]
     blur_fwhm_mm: float
-    bias: np.ndarray  # (H, W) multiplicative
+    bias: np.ndarray
     noise_std: float
 
 
 def _n_ctrl(size: tuple[int, int], spacing: tuple[float, float], ctrl_mm: float) -> int:
+    """Control points per axis of a random field with about ``ctrl_mm`` between them."""
     fov = max(n * s for n, s in zip(size, spacing, strict=True))
     return max(4, int(round(fov / ctrl_mm)) + 1)
 
 
-def _cortical_band(template: _TemplateSlice, spacing: tuple[float, float]) -> np.ndarray:
+def _cortical_band(template: TemplateMaps, spacing: tuple[float, float]) -> np.ndarray:
     """``(H, W)`` weight in [0, 1]: GM + CSF within ``CORTEX_DEPTH_MM`` of the brain surface."""
     probs = template.probs
     brain = probs[0] < 0.5
@@ -175,34 +198,31 @@ def _cortical_band(template: _TemplateSlice, spacing: tuple[float, float]) -> np
     return band / peak if peak > 0 else band
 
 
-def _draw_subject(
+def draw_subject(
     seed: int,
     index: int,
-    template: _TemplateSlice,
+    template: TemplateMaps,
     size: tuple[int, int],
     spacing: tuple[float, float],
-) -> _Subject:
-    """Subject ``index``: every random number comes from ``_rng(seed, index, 2)``."""
-    rng = _rng(seed, index, 2)
+) -> InterSubject:
+    """Subject ``index`` on the grid of ``template`` (``size`` pixels of ``spacing`` mm):
+    every random number comes from ``seeded_rng(seed, index, 2)``."""
+    rng = seeded_rng(seed, index, 2)
     sp = np.asarray(spacing)
     group = BRAIN_INTER_GROUPS[(index // 2) % 2]
-    angle = np.deg2rad(rng.uniform(-ROTATION_DEG, ROTATION_DEG))
-    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    a_mm = rot @ np.diag(rng.uniform(*HEAD_SCALE, 2))
-    matrix = a_mm * (sp[None, :] / sp[:, None])  # S^-1 A S: voxels
-    shift = rng.uniform(-SHIFT_MM, SHIFT_MM, 2) / sp
-    coarse = _smooth_random_field(rng, size, 2, _n_ctrl(size, spacing, GLOBAL_CTRL_MM))
-    folds = _smooth_random_field(rng, size, 2, _n_ctrl(size, spacing, FOLD_CTRL_MM))
+    matrix, shift = random_affine_2d(rng, spacing, ROTATION_DEG, HEAD_SCALE, SHIFT_MM)
+    coarse = smooth_random_field(rng, size, 2, _n_ctrl(size, spacing, GLOBAL_CTRL_MM))
+    folds = smooth_random_field(rng, size, 2, _n_ctrl(size, spacing, FOLD_CTRL_MM))
     ventricle_size = float(rng.uniform(*VENTRICLE_SIZE[group]))
     severity = float(rng.uniform())
-    vent = -_atrophy_velocity(template.probs, spacing, ventricle_size, 0.0)  # grows by +size
+    vent = -atrophy_velocity(template.probs, spacing, ventricle_size, 0.0)  # grows by +size
     velocity = (
         coarse * (rng.uniform(*GLOBAL_MM) / sp)[:, None, None]
         + folds * (FOLD_MM / sp)[:, None, None] * _cortical_band(template, spacing)
         + vent
     )
     means = tuple(float(rng.uniform(*TISSUE_MEANS[k])) for k in ("CSF", "GM", "WM"))
-    return _Subject(
+    return InterSubject(
         index=int(index),
         group=group,
         matrix=matrix,
@@ -214,7 +234,7 @@ def _draw_subject(
         mix=float(rng.uniform(*CONTRAST_MIX)),
         means=(means[0], means[1], means[2]),
         blur_fwhm_mm=float(rng.uniform(*BLUR_FWHM_MM)),
-        bias=np.exp(BIAS * _smooth_random_field(rng, size, 1, n_ctrl=4)[0]),
+        bias=bias_field(rng, size, BIAS),
         noise_std=float(rng.uniform(*NOISE)),
     )
 
@@ -222,8 +242,8 @@ def _draw_subject(
 # --------------------------------------------------------------------------- transforms
 
 
-def _grid(size: tuple[int, int]) -> torch.Tensor:
-    """``(1, 2, H, W)`` float64 voxel coordinates."""
+def identity_grid(size: tuple[int, ...]) -> torch.Tensor:
+    """``(1, 2, H, W)`` float64 voxel coordinates of the grid ``size`` ``(H, W)``."""
     axes = [torch.arange(n, dtype=torch.float64) for n in size]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
 
@@ -259,32 +279,50 @@ def _flow(velocity: torch.Tensor, points: torch.Tensor, grid: torch.Tensor) -> t
     return x
 
 
-def _to_template(subject: _Subject, points: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """``φ_k(points) = exp(v_k)(A_k(points))``."""
+def to_template(subject: InterSubject, points: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``φ_k(points) = exp(v_k)(A_k(points))``: positions ``(1, 2, H, W)`` float64 voxels;
+    ``grid`` the :func:`identity_grid`."""
     return _flow(subject.velocity, _affine(points, subject.matrix, subject.shift), grid)
 
 
-def _from_template(subject: _Subject, points: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """``φ_k^{-1}(points) = A_k^{-1}(exp(-v_k)(points))``."""
+def from_template(subject: InterSubject, points: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``φ_k^{-1}(points) = A_k^{-1}(exp(-v_k)(points))``: positions ``(1, 2, H, W)``
+    float64 voxels; ``grid`` the :func:`identity_grid`."""
     inside = _flow(-subject.velocity, points, grid)
     inv = np.linalg.inv(subject.matrix)
     return _affine(inside, inv, -inv @ subject.shift)
+
+
+def _follow_up_start(
+    template: TemplateMaps,
+    subject: InterSubject,
+    grid: torch.Tensor,
+    spacing: tuple[float, float],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The subject's follow-up: positions ``exp(-w)(grid)`` ``(1, 2, H, W)`` float64
+    voxels, ``w`` its group's atrophy velocity (severity ``subject.severity``) on its
+    warped template maps, and the atrophy's ``meta`` entries."""
+    params = atrophy_params(subject.group, subject.severity)
+    baseline = warp_template(template, (to_template(subject, grid, grid) - grid).float())
+    w = atrophy_velocity(baseline[:5].numpy(), spacing, **params)
+    start = _flow(-torch.from_numpy(w[None]).double(), grid, grid)
+    return start, {"atrophy_severity": subject.severity, **params}
 
 
 # --------------------------------------------------------------------------- rendering
 
 
 def _render(
-    template: _TemplateSlice,
-    subject: _Subject,
+    template: TemplateMaps,
+    subject: InterSubject,
     to_template: torch.Tensor,
     spacing: tuple[float, float],
     noise_rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The subject's image ``(H, W)`` float32 in [0, 1] and labels ``(H, W)`` int16, the
     template sampled at ``to_template`` (positions ``(1, 2, H, W)`` float64, voxels)."""
-    grid = _grid(template.t1.shape)
-    maps = _warp_probs(template, (to_template - grid).float())
+    grid = identity_grid(template.t1.shape)
+    maps = warp_template(template, (to_template - grid).float())
     probs = maps[:5].numpy().astype(np.float64)
     t1 = maps[5].clamp_min(0.0).numpy().astype(np.float64)
     csf, gm, wm = subject.means
@@ -294,22 +332,35 @@ def _render(
     if subject.blur_fwhm_mm > 0:
         clean = ndimage.gaussian_filter(clean, sigma, mode="constant")
     clean = clean * subject.bias
-    scale = np.percentile(clean[probs[0] < 0.5], 99.5)
-    noise = noise_rng.normal(0.0, subject.noise_std * scale, (2, *clean.shape))
-    image = np.hypot(clean + noise[0], noise[1]) / scale  # Rician magnitude
-    return np.clip(image, 0.0, 1.0).astype(np.float32), _labels(maps[:5])
+    scale = intensity_scale(clean, probs[0])
+    return rician_image(clean, scale, subject.noise_std, noise_rng), tissue_labels(maps[:5])
 
 
 # --------------------------------------------------------------------------- pairs
 
 
-def _check_ints(**values: Any) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise InputError(f"brain-inter phantom: {name} must be an int, got {value!r}")
-    for name in ("seed", "moving", "fixed"):
-        if name in values and values[name] < 0:
-            raise InputError(f"brain-inter phantom: {name} must be >= 0, got {values[name]}")
+def _check_pair_args(
+    seed: int,
+    moving: int,
+    fixed: int,
+    slice_offset: int,
+    size: Sequence[int],
+    spacing: Sequence[float],
+) -> tuple[tuple[int, int], tuple[float, float]]:
+    """The 2-D grid as tuples.
+
+    Raises:
+        InputError: bad seed/indices/slice_offset/size/spacing, or ``moving == fixed``.
+    """
+    check_ints(
+        "brain-inter phantom", seed=seed, moving=moving, fixed=fixed, slice_offset=slice_offset
+    )
+    for name, value in (("seed", seed), ("moving", moving), ("fixed", fixed)):
+        if value < 0:
+            raise InputError(f"brain-inter phantom: {name} must be >= 0, got {value}")
+    if moving == fixed:
+        raise InputError(f"brain-inter phantom: moving and fixed must differ, got {moving}")
+    return check_slice_grid(size, spacing)
 
 
 def make_brain_inter_pair(
@@ -340,40 +391,25 @@ def make_brain_inter_pair(
     Raises:
         InputError: bad seed/indices/size/spacing, or ``moving == fixed``.
     """
-    _check_ints(seed=seed, moving=moving, fixed=fixed, slice_offset=slice_offset)
-    if moving == fixed:
-        raise InputError(f"brain-inter phantom: moving and fixed must differ, got {moving}")
-    size_t, spacing_t = _check_grid(size, spacing)
-    template = _template_slice(int(slice_offset), size_t, spacing_t)
-    subj_m = _draw_subject(seed, int(moving), template, size_t, spacing_t)
-    subj_f = _draw_subject(seed, int(fixed), template, size_t, spacing_t)
-    grid = _grid(size_t)
-
-    start = grid
-    atrophy_meta: dict[str, float] = {}
-    if atrophy:
-        ranges = _ATROPHY[subj_f.group]
-        params = {k: lo + subj_f.severity * (hi - lo) for k, (lo, hi) in ranges.items()}
-        baseline = _warp_probs(template, (_to_template(subj_f, grid, grid) - grid).float())
-        w = _atrophy_velocity(baseline[:5].numpy(), spacing_t, **params)
-        start = _flow(-torch.from_numpy(w[None]).double(), grid, grid)
-        atrophy_meta = {"atrophy_severity": subj_f.severity, **params}
-    fixed_to_template = _to_template(subj_f, start, grid)
-    truth = _from_template(subj_m, fixed_to_template, grid) - grid
-
-    offset = int(slice_offset) + 2**20
-    moving_to_template = _to_template(subj_m, grid, grid)
-    noise_m = _rng(seed, int(moving), 3, offset)
-    image_m, labels_m = _render(template, subj_m, moving_to_template, spacing_t, noise_m)
-    image_f, labels_f = _render(
-        template,
-        subj_f,
-        fixed_to_template,
-        spacing_t,
-        _rng(seed, int(fixed), 3 + int(atrophy), offset),
+    size_t, spacing_t = _check_pair_args(seed, moving, fixed, slice_offset, size, spacing)
+    template = template_slice(int(slice_offset), size_t, spacing_t)
+    subj_m = draw_subject(seed, int(moving), template, size_t, spacing_t)
+    subj_f = draw_subject(seed, int(fixed), template, size_t, spacing_t)
+    grid = identity_grid(size_t)
+    start, atrophy_meta = (
+        _follow_up_start(template, subj_f, grid, spacing_t) if atrophy else (grid, {})
     )
-    mask = ndimage.binary_fill_holes(labels_m > 0).astype(np.uint8)
+    fixed_to_template = to_template(subj_f, start, grid)
+    truth = from_template(subj_m, fixed_to_template, grid) - grid
+    offset = int(slice_offset) + 2**20
+    noise_m = seeded_rng(seed, int(moving), 3, offset)
+    noise_f = seeded_rng(seed, int(fixed), 3 + int(atrophy), offset)
+    image_m, labels_m = _render(
+        template, subj_m, to_template(subj_m, grid, grid), spacing_t, noise_m
+    )
+    image_f, labels_f = _render(template, subj_f, fixed_to_template, spacing_t, noise_f)
     name = f"brainx{seed}_{int(moving):04d}-{int(fixed):04d}"
+    meta = _meta(seed, int(slice_offset), template, subj_m, subj_f, labels_m, labels_f)
     return Pair(
         moving=image_m,
         fixed=image_f,
@@ -383,14 +419,14 @@ def make_brain_inter_pair(
         group=subj_f.group,
         moving_labels=labels_m,
         fixed_labels=labels_f,
-        mask=mask,
+        mask=brain_mask(labels_m),
         disp=truth[0].numpy().astype(np.float32),
-        meta=_meta(seed, int(slice_offset), template, subj_m, subj_f, labels_m, labels_f)
-        | atrophy_meta,
+        meta=meta | atrophy_meta,
     )
 
 
-def _subject_meta(subject: _Subject, spacing: tuple[float, float]) -> dict[str, Any]:
+def _subject_meta(subject: InterSubject, spacing: tuple[float, float]) -> dict[str, Any]:
+    """A subject's parameters for ``meta`` (lengths in mm)."""
     sp = np.asarray(spacing)
     return {
         "group": subject.group,
@@ -408,17 +444,16 @@ def _subject_meta(subject: _Subject, spacing: tuple[float, float]) -> dict[str, 
 def _meta(
     seed: int,
     slice_offset: int,
-    template: _TemplateSlice,
-    subj_m: _Subject,
-    subj_f: _Subject,
+    template: TemplateMaps,
+    subj_m: InterSubject,
+    subj_f: InterSubject,
     labels_m: np.ndarray,
     labels_f: np.ndarray,
 ) -> dict[str, Any]:
+    """The pair's ``meta``: template, slice, both subjects, the ventricle change."""
     spacing = (float(template.affine[0, 0]), float(template.affine[1, 1]))
-    v0 = int((labels_m == BRAIN_LABELS["ventricles"]).sum())
-    v1 = int((labels_f == BRAIN_LABELS["ventricles"]).sum())
     return {
-        "source": "MNI152 ICBM 2009a symmetric template (nilearn/datasets/data)",
+        "source": TEMPLATE_SOURCE,
         "template_files": list(TEMPLATE_FILES.values()),
         "pairing": "inter",
         "seed": int(seed),
@@ -427,30 +462,11 @@ def _meta(
         "moving_params": _subject_meta(subj_m, spacing),
         "fixed_params": _subject_meta(subj_f, spacing),
         "slice_offset": slice_offset,
-        "slice_z_mm": CENTRE_Z_MM + slice_offset * SLICE_THICKNESS_MM,
+        "slice_z_mm": slice_z_mm(slice_offset),
         "slice_thickness_mm": SLICE_THICKNESS_MM,
         "template_affine": template.affine.tolist(),
-        "ventricle_area_change": (v1 - v0) / v0 if v0 else float("nan"),
+        "ventricle_area_change": ventricle_change(labels_m, labels_f),
     }
-
-
-def cohorts(n_subjects: int) -> list[list[int]]:
-    """Subject indices ``0..n_subjects-1`` in cohorts of ``COHORT_SIZE`` consecutive
-    indices; a last cohort of one joins the previous cohort.
-
-    Raises:
-        InputError: fewer than two subjects.
-    """
-    if n_subjects < 2:
-        raise InputError(
-            f"brain-inter phantom: inter-subject pairs need at least 2 subjects, got {n_subjects}"
-        )
-    out = [
-        list(range(s, min(s + COHORT_SIZE, n_subjects))) for s in range(0, n_subjects, COHORT_SIZE)
-    ]
-    if len(out[-1]) == 1:
-        out[-2].extend(out.pop())
-    return out
 
 
 def brain_inter_phantom(
@@ -480,8 +496,6 @@ def brain_inter_phantom(
             raise InputError(
                 "brain-inter phantom: 3-D volumes take one volume per subject and no atrophy"
             )
-        from .brain_volumes import brain_volume_inter_phantom
-
         return brain_volume_inter_phantom(n_subjects, seed, size, spacing)
     if not isinstance(slices_per_subject, int) or slices_per_subject < 1:
         raise InputError(
@@ -490,13 +504,11 @@ def brain_inter_phantom(
         )
     first = -(slices_per_subject // 2)
     pairs = []
-    for c, members in enumerate(cohorts(n_subjects)):
-        for m, moving in enumerate(members):
-            fixed = members[(m + 1) % len(members)]
-            for k in range(slices_per_subject):
-                pair = make_brain_inter_pair(
-                    seed, moving, fixed, first + k, size, spacing, atrophy, f"brainx{seed}_c{c:03d}"
-                )
-                pair.id = f"brainx{seed}_{moving:04d}-{fixed:04d}_s{k:02d}"
-                pairs.append(pair)
+    for c, moving, fixed in cohort_pairs(n_subjects):
+        for k in range(slices_per_subject):
+            pair = make_brain_inter_pair(
+                seed, moving, fixed, first + k, size, spacing, atrophy, f"brainx{seed}_c{c:03d}"
+            )
+            pair.id = f"brainx{seed}_{moving:04d}-{fixed:04d}_s{k:02d}"
+            pairs.append(pair)
     return pairs

@@ -1,7 +1,7 @@
 """Inter-subject brain *volumes* (``phantom:brain-inter`` with ``--size DxHxW``).
 
 Each subject ``k`` (per ``seed, k``) is the whole-brain MNI152 template volume
-(:func:`.brain._template_volume`, axes MNI x, y, z) seen through its own random map
+(:func:`.brain_template.template_volume`, axes MNI x, y, z) seen through its own random map
 ``φ_k = exp(v_k) ∘ A_k`` — a small residual affine ``A_k`` (rotation ±2° about each
 axis, scale ±2 % per axis, shift ±1 mm: subjects as after an affine pre-alignment,
 which deformable registration assumes) and a smooth random stationary velocity ``v_k``
@@ -9,7 +9,7 @@ which deformable registration assumes) and a smooth random stationary velocity `
 (intensity gamma 0.8–1.25, a multiplicative bias field, Rician noise 1–3 %). The pair
 ``i -> j`` (moving = subject ``i``, fixed = subject ``j`` of the same cohort of four)
 has the exact pull-back ground truth ``disp(x) = φ_i⁻¹(φ_j(x)) − x`` with
-``φ_i⁻¹ = A_i⁻¹ ∘ exp(−v_i)`` (scaling and squaring, ``_EXP_STEPS`` squarings), so
+``φ_i⁻¹ = A_i⁻¹ ∘ exp(−v_i)`` (scaling and squaring, ``EXP_STEPS`` squarings), so
 ``fixed(x) ≈ moving(x + disp(x))`` and both label maps come from the same template
 probabilities. No atrophy is added (``atrophy=True`` is refused for volumes).
 """
@@ -21,21 +21,28 @@ from typing import cast
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ...core.ops import compose
 from ...errors import InputError
 from ..pair import Pair
-from .brain import (
+from .brain_subjects import (
     BRAIN_GROUPS,
+    clean_image,
+    cohort_pairs,
+    draw_scanner,
+    intensity_scale,
+    rician_image,
+    seeded_rng,
+    subject_maps_3d,
+)
+from .brain_template import (
     TEMPLATE_FILES,
-    _check_any_grid,
-    _labels,
-    _rng,
-    _smooth_random_field,
-    _subject_maps_3d,
-    _template_volume,
-    _warp_probs,
+    TEMPLATE_SOURCE,
+    brain_mask,
+    check_grid,
+    template_volume,
+    tissue_labels,
+    warp_template,
 )
 
 __all__ = ["brain_volume_inter_phantom", "make_brain_volume_inter_pair"]
@@ -45,16 +52,31 @@ AFFINE_SCALE = 1.0 / 3.0
 
 
 def _render(maps: torch.Tensor, rng: np.random.Generator, size: tuple[int, ...]) -> np.ndarray:
-    """A subject's T1 ``(D, H, W)`` float32 in [0, 1] from its warped template maps:
-    gamma, bias field and Rician noise drawn from ``rng``."""
-    gamma = rng.uniform(0.8, 1.25)
-    bias = np.exp(0.12 * _smooth_random_field(rng, size, 1, n_ctrl=4)[0])
-    noise_std = rng.uniform(0.01, 0.03)
-    clean = maps[5].clamp_min(0.0).numpy() ** gamma * bias
-    scale = np.percentile(clean[maps[0].numpy() < 0.5], 99.5)
-    noise = rng.normal(0.0, noise_std * scale, (2, *size))
-    image = np.hypot(clean + noise[0], noise[1]) / scale
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+    """A subject's T1 ``(D, H, W)`` float32 in [0, 1] from its warped template maps
+    ``(6, D, H, W)``: scanner (gamma, bias field) and Rician noise drawn from ``rng``."""
+    scanner = draw_scanner(rng, size)
+    clean = clean_image(maps, scanner)
+    scale = intensity_scale(clean, maps[0].numpy())
+    return rician_image(clean, scale, scanner.noise_std, rng)
+
+
+def _check_pair_args(
+    seed: int, moving: int, fixed: int, size: Sequence[int], spacing: Sequence[float]
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """The 3-D grid as tuples.
+
+    Raises:
+        InputError: bad indices or grid, ``moving == fixed``.
+    """
+    for name, value in (("seed", seed), ("moving", moving), ("fixed", fixed)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise InputError(f"brain-inter volumes: {name} must be an int >= 0, got {value!r}")
+    if moving == fixed:
+        raise InputError(f"brain-inter volumes: moving and fixed must differ, got {moving}")
+    size_t, spacing_t = check_grid(size, spacing)
+    if len(size_t) != 3:
+        raise InputError(f"brain-inter volumes: size must be three ints, got {size!r}")
+    return size_t, cast(tuple[float, float, float], spacing_t)
 
 
 def make_brain_volume_inter_pair(
@@ -75,22 +97,15 @@ def make_brain_volume_inter_pair(
     Raises:
         InputError: bad indices or grid, ``moving == fixed``.
     """
-    for name, value in (("seed", seed), ("moving", moving), ("fixed", fixed)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-            raise InputError(f"brain-inter volumes: {name} must be an int >= 0, got {value!r}")
-    if moving == fixed:
-        raise InputError(f"brain-inter volumes: moving and fixed must differ, got {moving}")
-    size_t, spacing_t = _check_any_grid(size, spacing)
-    if len(size_t) != 3:
-        raise InputError(f"brain-inter volumes: size must be three ints, got {size!r}")
-    template = _template_volume(size_t, cast(tuple[float, float, float], spacing_t))
-    u_m, inv_m = _subject_maps_3d(_rng(seed, moving, 0), size_t, spacing_t, AFFINE_SCALE)
-    u_f, _ = _subject_maps_3d(_rng(seed, fixed, 0), size_t, spacing_t, AFFINE_SCALE)
+    size_t, spacing_t = _check_pair_args(seed, moving, fixed, size, spacing)
+    template = template_volume(size_t, spacing_t)
+    u_m, inv_m = subject_maps_3d(seeded_rng(seed, moving, 0), size_t, spacing_t, AFFINE_SCALE)
+    u_f, _ = subject_maps_3d(seeded_rng(seed, fixed, 0), size_t, spacing_t, AFFINE_SCALE)
     truth = compose(inv_m, u_f)  # φ_m⁻¹ ∘ φ_f
-    maps_m, maps_f = _warp_probs(template, u_m), _warp_probs(template, u_f)
-    image_m = _render(maps_m, _rng(seed, moving, 5), size_t)
-    image_f = _render(maps_f, _rng(seed, fixed, 5), size_t)
-    labels_m, labels_f = _labels(maps_m[:5]), _labels(maps_f[:5])
+    maps_m, maps_f = warp_template(template, u_m), warp_template(template, u_f)
+    image_m = _render(maps_m, seeded_rng(seed, moving, 5), size_t)
+    image_f = _render(maps_f, seeded_rng(seed, fixed, 5), size_t)
+    labels_m, labels_f = tissue_labels(maps_m[:5]), tissue_labels(maps_f[:5])
     name = f"brainx{seed}_{int(moving):04d}-{int(fixed):04d}"
     return Pair(
         moving=image_m,
@@ -101,10 +116,10 @@ def make_brain_volume_inter_pair(
         group=BRAIN_GROUPS[int(fixed) % 2],
         moving_labels=labels_m,
         fixed_labels=labels_f,
-        mask=ndimage.binary_fill_holes(labels_m > 0).astype(np.uint8),
+        mask=brain_mask(labels_m),
         disp=truth[0].numpy().astype(np.float32),
         meta={
-            "source": "MNI152 ICBM 2009a symmetric template (nilearn/datasets/data)",
+            "source": TEMPLATE_SOURCE,
             "template_files": list(TEMPLATE_FILES.values()),
             "seed": int(seed),
             "moving_subject": f"brainx{seed}_{int(moving):04d}",
@@ -118,17 +133,11 @@ def brain_volume_inter_phantom(
     n_subjects: int, seed: int, size: Sequence[int], spacing: Sequence[float]
 ) -> list[Pair]:
     """Inter-subject volume pairs: in each cohort of four consecutive subjects (see
-    :func:`.brain_inter.cohorts`) every subject is moving once and fixed once.
+    :func:`.brain_subjects.cohorts`) every subject is moving once and fixed once.
     ``Pair.subject`` is the cohort ``brainx{seed}_c{cohort:03d}`` (the split unit)."""
-    from .brain_inter import cohorts
-
-    pairs = []
-    for c, members in enumerate(cohorts(n_subjects)):
-        for m, moving in enumerate(members):
-            fixed = members[(m + 1) % len(members)]
-            pairs.append(
-                make_brain_volume_inter_pair(
-                    seed, moving, fixed, size, spacing, cohort=f"brainx{seed}_c{c:03d}"
-                )
-            )
-    return pairs
+    return [
+        make_brain_volume_inter_pair(
+            seed, moving, fixed, size, spacing, cohort=f"brainx{seed}_c{c:03d}"
+        )
+        for c, moving, fixed in cohort_pairs(n_subjects)
+    ]

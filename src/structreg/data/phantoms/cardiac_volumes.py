@@ -4,7 +4,7 @@ through-plane motion (long-axis shortening).
 A volume ``(H, W, S)`` (slice axis last, as ACDC stores its stacks; spacing
 ``(dy, dx, dz)`` mm, e.g. 2x2x10) holds ``S`` short-axis slices whose levels run
 linearly from the base (level 0.15, slice 0) to the apical end (level 0.8, slice
-``S - 1``) of the 2-D phantom's continuous heart model (:mod:`.cardiac`): radii,
+``S - 1``) of the cardiac phantom's continuous heart model (:mod:`.cardiac_model`): radii,
 wall, twist, RV width and per-level contraction vary smoothly with the level,
 and a subject's texture, pose and tissue properties are shared by all its
 slices, so the ED scene is continuous along the long axis.
@@ -27,22 +27,24 @@ motion is invisible in the images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ...errors import InputError
 from ..pair import Pair
-from .cardiac import (
-    CARDIAC_GROUPS,
-    _acquire,
-    _bias_field,
-    _check_int,
-    _designed_ef,
-    _render,
-    _slice_params,
-    _subject_params,
+from .cardiac_imaging import acquire_pair, bias_field, heart_centre_mm, heart_mask, render_frame
+from .cardiac_model import (
+    APEX_LEVEL,
+    BASE_LEVEL,
+    HeartSlice,
+    check_non_negative_int,
+    designed_ef,
     ejection_fraction,
+    resolve_group,
+    slice_params,
+    subject_params,
 )
 
 __all__ = ["LONG_AXIS_SHORTENING", "cardiac_volume_phantom", "make_cardiac_volume_pair"]
@@ -55,12 +57,16 @@ LONG_AXIS_SHORTENING = {
     "MINF": (0.06, 0.10),
     "RV": (0.09, 0.14),
 }
-BASE_LEVEL, APEX_LEVEL = 0.15, 0.8  # levels of the first and last slice
 
 
 def _check_volume_grid(
     size: Sequence[int], spacing: Sequence[float]
 ) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """The stack's grid as tuples: ``(H, W, S)`` voxels, ``(dy, dx, dz)`` mm.
+
+    Raises:
+        InputError: not three entries, H or W < 8, S < 2, or a spacing <= 0.
+    """
     size_t = tuple(int(s) for s in size)
     spacing_t = tuple(float(s) for s in spacing)
     if len(size_t) != 3 or min(size_t[:2]) < 8 or size_t[2] < 2:
@@ -75,6 +81,78 @@ def _check_volume_grid(
     return size_t, spacing_t
 
 
+@dataclass(frozen=True)
+class _LongAxis:
+    """Slice positions along the stack: ``z`` ``(S,)`` mm of each ES slice, ``z_ed``
+    ``(S,)`` mm where its tissue lay at ED, ``per_mm`` level per mm."""
+
+    z: np.ndarray
+    z_ed: np.ndarray
+    per_mm: float
+
+    def level(self, zz: float) -> float:
+        """The model level (0 base … 1 apex) at position ``zz`` mm."""
+        return BASE_LEVEL + self.per_mm * zz
+
+
+def _long_axis(n: int, dz: float, shortening: float) -> _LongAxis:
+    """``n`` slices ``dz`` mm apart from ``BASE_LEVEL`` to ``APEX_LEVEL``, shortening by
+    ``shortening`` towards the apex (fixed) at ES."""
+    z = np.arange(n) * dz  # slice positions, mm
+    per_mm = (APEX_LEVEL - BASE_LEVEL) / max((n - 1) * dz, 1e-9)
+    z_apex = (1.0 - BASE_LEVEL) / per_mm
+    z_ed = z_apex - (z_apex - z) / (1.0 - shortening)
+    return _LongAxis(z=z, z_ed=z_ed, per_mm=per_mm)
+
+
+@dataclass(frozen=True)
+class _Stack:
+    """Noise-free frames of a stack ``(H, W, S)`` float32: ED / ES labels and images,
+    the ground truth ``disp`` ``(3, H, W, S)`` float32 voxels, designed EF per slice."""
+
+    ed_labels: np.ndarray
+    ed_image: np.ndarray
+    es_labels: np.ndarray
+    es_image: np.ndarray
+    disp: np.ndarray
+    ef_design: list[float]
+
+
+def _render_stack(
+    seed: int,
+    index: int,
+    p: dict[str, Any],
+    axis: _LongAxis,
+    size: tuple[int, int],
+    spacing: tuple[float, float, float],
+) -> _Stack:
+    """Rasterise subject ``p``'s ED stack and its ES stack (each ES slice the in-plane ES
+    map of the level its tissue came from); ``size`` ``(H, W)``, ``spacing`` ``(dy, dx, dz)``."""
+    (h, w), n, (dy, dx, dz) = size, len(axis.z), spacing
+    centre = heart_centre_mm(p, (h, w), (dy, dx))
+
+    def level_slice(zz: float) -> HeartSlice:  # the subject's slice model at position zz (mm)
+        texture_rng = np.random.default_rng([seed, index, 1, 0])  # one texture for all levels
+        sl = slice_params(p, axis.level(zz), texture_rng)
+        sl.centre = centre
+        return sl
+
+    ed_lab, ed_img, es_lab, es_img = (np.zeros((h, w, n), np.float32) for _ in range(4))
+    disp = np.zeros((3, h, w, n), np.float32)
+    efs = []
+    for k in range(n):
+        labels, image, _ = render_frame(level_slice(float(axis.z[k])), (h, w), (dy, dx), es=False)
+        ed_lab[..., k], ed_img[..., k] = labels, image
+        es = level_slice(float(axis.z_ed[k]))
+        labels, image, d2 = render_frame(es, (h, w), (dy, dx), es=True)
+        assert d2 is not None
+        es_lab[..., k], es_img[..., k] = labels, image
+        disp[0, ..., k], disp[1, ..., k] = d2[0], d2[1]
+        disp[2, ..., k] = (axis.z_ed[k] - axis.z[k]) / dz
+        efs.append(designed_ef(es))
+    return _Stack(ed_lab, ed_img, es_lab, es_img, disp, efs)
+
+
 def make_cardiac_volume_pair(
     seed: int,
     index: int,
@@ -86,7 +164,7 @@ def make_cardiac_volume_pair(
 
     Args:
         seed, index: non-negative ints; the pair is a pure function of the arguments.
-        group: one of :data:`~.cardiac.CARDIAC_GROUPS`, or None for
+        group: one of :data:`~.cardiac_model.CARDIAC_GROUPS`, or None for
             ``CARDIAC_GROUPS[index % 5]``.
         size: ``(H, W, S)`` voxels, the slice axis last; spacing: ``(dy, dx, dz)`` mm.
     Returns:
@@ -98,78 +176,41 @@ def make_cardiac_volume_pair(
         ``ef_volume`` (the blood-pool volume change of the labels), ``ef_design``
         per slice and the slice levels.
     """
-    seed, index = _check_int("seed", seed), _check_int("index", index)
-    if group is None:
-        group = CARDIAC_GROUPS[index % len(CARDIAC_GROUPS)]
-    if group not in CARDIAC_GROUPS:
-        raise InputError(
-            f"unknown cardiac group {group!r}; allowed groups: {', '.join(CARDIAC_GROUPS)}"
-        )
-    (h, w, n), (dy, dx, dz) = _check_volume_grid(size, spacing)
-    p = _subject_params(seed, index, group)
+    seed, index = check_non_negative_int("seed", seed), check_non_negative_int("index", index)
+    group = resolve_group(group, index)
+    (h, w, n), spacing_t = _check_volume_grid(size, spacing)
+    p = subject_params(seed, index, group)
     rng = np.random.default_rng([seed, index, 3])
     shortening = float(rng.uniform(*LONG_AXIS_SHORTENING[group]))
-    z = np.arange(n) * dz  # slice positions, mm
-    per_mm = (APEX_LEVEL - BASE_LEVEL) / max((n - 1) * dz, 1e-9)
-    z_apex = (1.0 - BASE_LEVEL) / per_mm
-    z_ed = z_apex - (z_apex - z) / (1.0 - shortening)
-    centre = (np.array([h, w]) * np.array([dy, dx]) - np.array([dy, dx])) / 2.0 + p["offset_mm"]
-
-    def level_slice(zz: float):  # the subject's slice model at position zz (mm)
-        texture_rng = np.random.default_rng([seed, index, 1, 0])  # one texture for all levels
-        sl = _slice_params(p, BASE_LEVEL + per_mm * zz, texture_rng)
-        sl.centre = centre
-        return sl
-
-    ed_lab, ed_img, es_lab, es_img = (np.zeros((h, w, n), np.float32) for _ in range(4))
-    disp = np.zeros((3, h, w, n), np.float32)
-    efs = []
-    for k in range(n):
-        ed = level_slice(float(z[k]))
-        labels, image, _ = _render(ed, (h, w), (dy, dx), es=False)
-        ed_lab[..., k], ed_img[..., k] = labels, image
-        es = level_slice(float(z_ed[k]))
-        labels, image, d2 = _render(es, (h, w), (dy, dx), es=True)
-        assert d2 is not None
-        es_lab[..., k], es_img[..., k] = labels, image
-        disp[0, ..., k], disp[1, ..., k] = d2[0], d2[1]
-        disp[2, ..., k] = (z_ed[k] - z[k]) / dz
-        efs.append(_designed_ef(es))
-    bias = _bias_field(p["bias"], (h, w))[..., None]
-    moving = _acquire(ed_img, bias, p["noise"], rng)
-    fixed = _acquire(es_img * rng.uniform(0.97, 1.03), bias, p["noise"], rng)
-    scale = np.percentile(moving, 99.5)
-    moving = np.clip(moving / scale, 0.0, 1.0).astype(np.float32)
-    fixed = np.clip(fixed / scale, 0.0, 1.0).astype(np.float32)
-    moving_labels, fixed_labels = ed_lab.astype(np.int16), es_lab.astype(np.int16)
-    margin = max(1, int(round(6.0 / min(dy, dx))))
-    in_plane = np.zeros((3, 3, 1), bool)
-    in_plane[1, :, 0] = in_plane[:, 1, 0] = True
-    mask = ndimage.binary_dilation(moving_labels > 0, in_plane, iterations=margin)
+    axis = _long_axis(n, spacing_t[2], shortening)
+    stack = _render_stack(seed, index, p, axis, (h, w), spacing_t)
+    bias = bias_field(p["bias"], (h, w))[..., None]
+    moving, fixed = acquire_pair(stack.ed_image, stack.es_image, bias, p["noise"], rng)
+    moving_labels, fixed_labels = stack.ed_labels.astype(np.int16), stack.es_labels.astype(np.int16)
     meta = {
         "source": "phantom:cardiac",
         "seed": seed,
         "subject_index": index,
         "frames": ("ED", "ES"),
         "slice_axis": 2,
-        "slice_levels": [float(BASE_LEVEL + per_mm * zz) for zz in z],
+        "slice_levels": [float(axis.level(zz)) for zz in axis.z],
         "long_axis_shortening": shortening,
-        "through_plane_mm": [float(v) for v in z_ed - z],
-        "ef_design": efs,
+        "through_plane_mm": [float(v) for v in axis.z_ed - axis.z],
+        "ef_design": stack.ef_design,
         "ef_volume": ejection_fraction(moving_labels, fixed_labels),
         "noise_sigma": p["noise"],
     }
     return Pair(
         moving=moving,
         fixed=fixed,
-        spacing=(dy, dx, dz),
+        spacing=spacing_t,
         id=f"cardiac{seed}_{index:04d}_3d",
         subject=f"cardiac{seed}_{index:04d}",
         group=group,
         moving_labels=moving_labels,
         fixed_labels=fixed_labels,
-        mask=mask.astype(np.uint8),
-        disp=disp,
+        mask=heart_mask(moving_labels, spacing_t),
+        disp=stack.disp,
         meta=meta,
     )
 
@@ -181,7 +222,8 @@ def cardiac_volume_phantom(
     spacing: Sequence[float] = (2.0, 2.0, 10.0),
 ) -> list[Pair]:
     """``n_subjects`` ED -> ES stacks, subject ``i`` of group ``CARDIAC_GROUPS[i % 5]``."""
-    n_subjects, seed = _check_int("n_subjects", n_subjects), _check_int("seed", seed)
+    n_subjects = check_non_negative_int("n_subjects", n_subjects)
+    seed = check_non_negative_int("seed", seed)
     return [
         make_cardiac_volume_pair(seed, i, size=size, spacing=spacing) for i in range(n_subjects)
     ]
