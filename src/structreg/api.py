@@ -31,7 +31,7 @@ from .methods.ours import REFINE_OPTIONS, CVAERegistrar
 from .methods.registry import build_method, method_names, parse_method_spec
 from .pipeline.registration import Registration, prepare_pairs, register_volumes
 
-__all__ = ["adapt", "as_volume", "evaluate", "load_model", "register"]
+__all__ = ["adapt", "as_volume", "evaluate", "load_model", "register", "registrar_for"]
 
 ImageLike = Any
 """A NumPy array, a nibabel image, a :class:`~structreg.io.nifti.Volume` or a path."""
@@ -76,8 +76,24 @@ def load_model(
     )
 
 
-def _method(model: str | os.PathLike | Registrar, device: str, refine: int) -> Registrar:
-    """A model spec, a method spec (``ants-syn``, ``lcc-demons:...``) or a Registrar."""
+def registrar_for(
+    model: str | os.PathLike | Registrar,
+    *,
+    device: str = "auto",
+    refine: int = 0,
+    refine_lr: float = REFINE_OPTIONS["refine_lr"],
+    adapt_decoder: int = 0,
+) -> Registrar:
+    """The registration method a ``model`` argument names.
+
+    Args:
+        model: a trained model (``builtin:NAME``, a run folder, a checkpoint or a
+            ``.safetensors`` file, optionally written ``ours:MODEL``), another method's
+            spec (``ants-syn``, ``dipy-syn``, ``lcc-demons:iterations=40/30/20``,
+            ``identity``, ``voxelmorph:RUN``), or a :class:`Registrar` (returned as is).
+        device, refine, refine_lr, adapt_decoder: as in :func:`load_model` (the
+            refinement options apply to ours only).
+    """
     if not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, Registrar):
             raise InputError(f"model: a model spec, a method spec or a Registrar, got {model!r}")
@@ -85,12 +101,18 @@ def _method(model: str | os.PathLike | Registrar, device: str, refine: int) -> R
     text = str(model)
     name = text.split(":", 1)[0].split(",", 1)[0]
     if name in method_names() and name != "ours" and not Path(text).exists():
-        if refine:
+        if refine or adapt_decoder:
             raise InputError(f"refine: only ours refines its code, not {name}")
         from .training.config import resolve_device
 
         return build_method(parse_method_spec(text), str(resolve_device(device)))
-    return load_model(text.removeprefix("ours:"), device=device, refine=refine)
+    return load_model(
+        text.removeprefix("ours:"),
+        device=device,
+        refine=refine,
+        refine_lr=refine_lr,
+        adapt_decoder=adapt_decoder,
+    )
 
 
 def as_volume(
@@ -182,7 +204,7 @@ def register(
         :class:`~structreg.pipeline.registration.Registration`: ``moved``,
         ``displacement`` (mm), ``inverse``, ``jacobian``, ``code``, ``warp()``, ``save()``.
     """
-    registrar = _method(model, device, refine)
+    registrar = registrar_for(model, device=device, refine=refine)
     grid = tuple(getattr(registrar, "spacing", None) or ())
     m = as_volume(moving, spacing, default_spacing=grid, name="moving")
     f = as_volume(fixed, spacing, default_spacing=grid, name="fixed")

@@ -118,7 +118,7 @@ def test_data_group_without_subcommand_prints_help(capsys):
 
 def test_demo_command_still_registered():
     args = build_parser().parse_args(["demo", "--out", "x", "--seed", "3"])
-    assert args.out == "x" and args.seed == 3 and callable(args._run)
+    assert args.out == "x" and args.seed == 3 and callable(args.command_run)
 
 
 def test_preview_phantom(tmp_path, capsys):

@@ -78,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
             if parent not in groups:
                 group_help = GROUPS.get(parent, f"{parent} commands")
                 gp = sub.add_parser(parent, help=group_help, description=group_help)
-                gp.set_defaults(_parser=gp)
+                gp.set_defaults(group_parser=gp)
                 groups[parent] = gp.add_subparsers(dest=f"{parent}_command", metavar="COMMAND")
             target = groups[parent]
         p = target.add_parser(child or module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(command_run=module.run)
     return parser
 
 
@@ -114,13 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        (getattr(args, "_parser", None) or parser).print_help()
+    if not getattr(args, "command_run", None):
+        (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     warnings.showwarning = _show_warning
-    args._argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args._run(args) or 0)
+        return int(args.command_run(args) or 0)
     except (StructregError, OSError) as exc:
         if args.debug:
             traceback.print_exc()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.files import safe_name
-from .options import add_device, add_model, add_out
+from .options import add_device, add_out
 
 # the decoder's convolutions (structreg.methods.refine.MAX_ADAPTED_LAYERS; not imported
 # here: the parser is built before any command runs, without loading torch)
@@ -20,7 +20,14 @@ HELP = "register NIfTI pairs with a trained model and write NIfTI results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model(p)
+    p.add_argument(
+        "--model",
+        required=True,
+        help="ours: a run folder, checkpoint or .safetensors file, or a bundled model "
+        "(builtin:cardiac, builtin:brain; see structreg models); or another method's spec "
+        "(ants-syn, dipy-syn, lcc-demons[:OPTIONS], identity, voxelmorph:RUN), which "
+        "registers on the fixed image's own grid",
+    )
     p.add_argument("--moving", help="moving image (NIfTI, any layout and grid)")
     p.add_argument("--fixed", help="fixed image (NIfTI); outputs are on its grid")
     p.add_argument("--moving-labels", help="moving label map (NIfTI), warped too")
@@ -132,14 +139,14 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc is not None and not launched_by_torchrun():
         if args.data is None:
             raise UsageError("--nproc registers a batch: give --data pairs:FILE.csv")
-        code = launch(args.nproc, without_option(args._argv, "--nproc"), args.device)
+        code = launch(args.nproc, without_option(args.argv, "--nproc"), args.device)
         return code or _batch_status(Path(args.out))
     dist = from_env()
     return dist.run(lambda: _register(args, dist))
 
 
 def _register(args: argparse.Namespace, dist: Any) -> int:
-    from ..api import load_model
+    from ..api import registrar_for
     from ..core import metrics
     from ..errors import UsageError
     from ..pipeline.batch import BatchJob
@@ -152,7 +159,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
     jobs = all_jobs[dist.rank :: dist.world_size]
     device = dist.device(resolve_device(args.device))
     dist.init(device)
-    registrar = load_model(
+    registrar = registrar_for(
         args.model, device=str(device), refine=args.refine, adapt_decoder=args.adapt_decoder
     )
 

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.job import train_from_options
 
     if args.nproc is not None and not launched_by_torchrun():
-        return launch(args.nproc, without_option(args._argv, "--nproc"), args.device)
+        return launch(args.nproc, without_option(args.argv, "--nproc"), args.device)
     dist = from_env()
     options = train_options(args)
     dist.run(lambda: train_from_options(options, dist))
