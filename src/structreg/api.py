@@ -16,9 +16,7 @@ fixed image's shape.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ def load_model(
     refine: int = 0,
     refine_lr: float = REFINE_OPTIONS["refine_lr"],
     adapt_decoder: int = 0,
+    adapt: int = 0,
     batch_size: int = 64,
 ) -> CVAERegistrar:
     """A trained CVAE as a registration method (:class:`~structreg.methods.base.Registrar`).
@@ -56,6 +55,8 @@ def load_model(
             (0: one forward pass).
         refine_lr: the refinement's step size.
         adapt_decoder: also adapt the decoder's last K convolutions per pair.
+        adapt: fine-tune a copy of the model on the cohort before registering it, at
+            most this many steps (its ``prepare(pairs)``; 0: no adaptation).
         batch_size: pairs (slices) per forward pass.
     Returns:
         :class:`~structreg.methods.ours.CVAERegistrar` with its model's grid spacing.
@@ -73,6 +74,8 @@ def load_model(
         adapt_decoder=adapt_decoder,
         train=run.train,
         spacing=model_spacing(model),
+        adapt=adapt,
+        source=model,
     )
 
 
@@ -83,6 +86,7 @@ def registrar_for(
     refine: int = 0,
     refine_lr: float = REFINE_OPTIONS["refine_lr"],
     adapt_decoder: int = 0,
+    adapt: int = 0,
 ) -> Registrar:
     """The registration method a ``model`` argument names.
 
@@ -93,6 +97,8 @@ def registrar_for(
             ``identity``, ``voxelmorph:RUN``), or a :class:`Registrar` (returned as is).
         device, refine, refine_lr, adapt_decoder: as in :func:`load_model` (the
             refinement options apply to ours only).
+        adapt: as in :func:`load_model`, for ours and ``voxelmorph:RUN`` (a spec may
+            also say ``adapt=N`` itself).
     """
     if not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, Registrar):
@@ -103,15 +109,19 @@ def registrar_for(
     if name in method_names() and name != "ours" and not Path(text).exists():
         if refine or adapt_decoder:
             raise InputError(f"refine: only ours refines its code, not {name}")
+        if adapt and name != "voxelmorph":
+            raise InputError(f"adapt: only learned methods adapt to a cohort, not {name}")
         from .training.config import resolve_device
 
-        return build_method(parse_method_spec(text), str(resolve_device(device)))
+        spec = parse_method_spec(text + (f",adapt={adapt}" if adapt else ""))
+        return build_method(spec, str(resolve_device(device)))
     return load_model(
         text.removeprefix("ours:"),
         device=device,
         refine=refine,
         refine_lr=refine_lr,
         adapt_decoder=adapt_decoder,
+        adapt=adapt,
     )
 
 
@@ -204,7 +214,7 @@ def register(
         :class:`~structreg.pipeline.registration.Registration`: ``moved``,
         ``displacement`` (mm), ``inverse``, ``jacobian``, ``code``, ``warp()``, ``save()``.
     """
-    registrar = registrar_for(model, device=device, refine=refine)
+    registrar = registrar_for(model, device=device, refine=refine, adapt=adapt)
     grid = tuple(getattr(registrar, "spacing", None) or ())
     m = as_volume(moving, spacing, default_spacing=grid, name="moving")
     f = as_volume(fixed, spacing, default_spacing=grid, name="fixed")
@@ -213,16 +223,9 @@ def register(
         labels = as_volume(
             moving_labels, spacing, labels=True, default_spacing=grid, name="moving_labels"
         )
-    if adapt:
-        if not isinstance(model, (str, os.PathLike)) or not isinstance(registrar, CVAERegistrar):
-            raise InputError("adapt: give ours' model as a spec (builtin:NAME, a run or a file)")
-        pairs = prepare_pairs(registrar, m, f)
-        with tempfile.TemporaryDirectory(prefix="structreg-adapt-") as tmp:
-            spec = str(model).removeprefix("ours:")
-            adapted = _fine_tune(spec, pairs, Path(tmp) / "run", adapt, device, False)
-        registrar = CVAERegistrar(
-            adapted.model, refine=refine, train=adapted.train, spacing=adapted.spacing
-        )
+    prepare = getattr(registrar, "prepare", None)
+    if prepare is not None:
+        prepare(prepare_pairs(registrar, m, f))
     return register_volumes(registrar, m, f, moving_labels=labels)
 
 
@@ -234,57 +237,35 @@ def adapt(
     steps: int = 300,
     device: str = "auto",
     progress: bool = False,
+    **settings: Any,
 ) -> CVAERegistrar:
     """Fine-tune a model on a cohort's own pairs with its training objective, no labels.
+
+    Training stops when the objective on the cohort has not improved for a few checks
+    (:data:`~structreg.training.adapt.ADAPT_DEFAULTS`), or after ``steps``.
 
     Args:
         model: the model to start from: ``builtin:NAME``, a run folder, a checkpoint
             or a ``.safetensors`` file.
         pairs: :class:`~structreg.data.pair.Pair` s on the model's grid (e.g. from
             :func:`~structreg.pipeline.registration.prepare_pairs`) or a data spec
-            (``pairs:cohort.csv``, every row).
+            (``pairs:cohort.csv``, every row); labels are never read.
         out: the new run folder (must not exist or be empty).
-        steps: optimisation steps; a batch holds at most the cohort's pairs.
+        steps: the most optimisation steps; a batch holds at most the cohort's pairs.
         device: where to train.
         progress: show a progress bar.
+        settings: other training settings (``lr``, ``val_every``, ``patience`` ...).
     Returns:
-        The adapted model (the run's final weights) as a registrar. The mask term of
-        the objective is kept only when every pair has a mask.
+        The adapted model (the run's ``best.pt``: the lowest objective) as a registrar.
     """
-    return _fine_tune(model, pairs, out, steps, device, progress)
+    from .training.adapt import adapt_model
+    from .training.run import model_data_settings
 
-
-def _fine_tune(
-    model: str | os.PathLike,
-    pairs: Sequence[Any] | str,
-    out: str | os.PathLike,
-    steps: int,
-    device: str,
-    progress: bool,
-) -> CVAERegistrar:
-    """:func:`adapt` (a function of its own: :func:`register` has a parameter ``adapt``)."""
-    from .training.checkpoint import load_model as load_checkpoint
-    from .training.engine import train
-    from .training.run import DataSettings, model_spacing
-
-    _, run = load_checkpoint(model, "cpu", method="ours")
-    size, spacing = tuple(getattr(run.model, "image_size", ())), tuple(model_spacing(model))
-    cohort = _cohort(pairs, size, spacing)
-    masks = all(p.mask is not None for p in cohort)
-    settings = replace(
-        run.train,
-        init=str(model),
-        steps=int(steps),
-        epochs=0,
-        batch_size=min(run.train.batch_size, len(cohort)),
-        mask_weight=run.train.mask_weight if masks else 0.0,
-        val_every=0,
-        patience=0,
-        device=device,
-    )
-    data = DataSettings(size=size, spacing=spacing, data="adapt", seed=settings.seed)
-    train(run.model, settings, cohort, None, out, progress=progress, data_settings=data)
-    return load_model(out, device=device)
+    grid = model_data_settings(model)
+    cohort = _cohort(pairs, tuple(grid.size), tuple(grid.spacing))
+    overrides = {"steps": steps, "device": device, **settings}
+    done = adapt_model(model, cohort, out, overrides=overrides, progress=progress)
+    return load_model(done.run, device=device)
 
 
 def _cohort(pairs: Sequence[Any] | str, size: tuple, spacing: tuple) -> list:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import __version__
 from . import (
+    adapt,
     classify,
     data_cache,
     data_preview,
@@ -43,6 +44,7 @@ from . import (
 COMMANDS: tuple[ModuleType, ...] = (
     demo,
     train,
+    adapt,
     register,
     evaluate,
     tune,

@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="batch mode: only the rows of this split of the CSV's split column "
         "(default: all rows)",
     )
+    _add_method_options(p)
+    add_out(p)
+    add_device(p)
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """``--refine``, ``--adapt-decoder``, ``--adapt``, ``--nproc``."""
     p.add_argument(
         "--refine",
         type=_count(0),
@@ -67,6 +74,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"(0..{MAX_ADAPTED_LAYERS}; the model file is not changed; default 0)",
     )
     p.add_argument(
+        "--adapt",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="first fine-tune a copy of the model on all the pairs to register (their "
+        "images only, no labels) for at most N steps, stopping when the objective stops "
+        "improving (ours and voxelmorph:RUN; default 0: off)",
+    )
+    p.add_argument(
         "--nproc",
         type=_count(1),
         default=None,
@@ -74,8 +90,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="batch mode: register in K processes on this machine (torchrun; one per GPU), "
         "every K-th pair each; summary.csv merged at the end",
     )
-    add_out(p)
-    add_device(p)
 
 
 def _count(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -155,13 +169,21 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
 
     if dist.enabled and args.data is None:
         raise UsageError("several processes register a batch: give --data pairs:FILE.csv")
+    if dist.enabled and args.adapt:
+        raise UsageError("--adapt adapts to the whole cohort in one process: leave out --nproc")
     all_jobs = _jobs(args) if dist.is_main or args.data is None else _quiet_jobs(args)
     jobs = all_jobs[dist.rank :: dist.world_size]
     device = dist.device(resolve_device(args.device))
     dist.init(device)
     registrar = registrar_for(
-        args.model, device=str(device), refine=args.refine, adapt_decoder=args.adapt_decoder
+        args.model,
+        device=str(device),
+        refine=args.refine,
+        adapt_decoder=args.adapt_decoder,
+        adapt=args.adapt,
     )
+    if args.adapt:
+        _adapt(registrar, all_jobs)
 
     def register(job: BatchJob, out: Path) -> dict:
         return write_registration(
@@ -212,6 +234,30 @@ def _register_batch(
             return 0
     _print_counts(registered, n_failed, args.out)
     return 1 if n_failed else 0
+
+
+def _adapt(registrar: Any, jobs: list) -> None:
+    """Fine-tune the method on the pairs of every job it can read (the others fail
+    later, in their own registration)."""
+    from ..errors import StructregError
+    from ..pipeline.files import read_pair
+    from ..pipeline.registration import prepare_pairs
+
+    pairs = []
+    for job in jobs:
+        try:
+            moving, fixed, _ = read_pair(job.moving, job.fixed, None, job.frame)
+        except (StructregError, OSError):
+            continue
+        pairs += prepare_pairs(registrar, moving, fixed, job.name)
+    if not pairs:
+        return
+    registrar.prepare(pairs)
+    done = registrar.last_adaptation
+    print(
+        f"adapted to {len(pairs)} pair(s) in {done.steps} steps, objective "
+        f"{done.initial:.4f} -> {done.final:.4f}, {done.seconds:.1f} s"
+    )
 
 
 def _print_counts(registered: int, n_failed: int, out: str) -> None:

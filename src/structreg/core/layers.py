@@ -50,6 +50,18 @@ class Exponentiation(nn.Module):
         return f"steps={self.steps}"
 
 
+def set_training(module: nn.Module, frozen_norm: bool = False) -> nn.Module:
+    """Put ``module`` in training mode; with ``frozen_norm`` its batch-norm layers stay in
+    eval mode (they normalise by their running statistics and do not update them: for
+    fine-tuning on batches too small to estimate them). Returns ``module``."""
+    module.train()
+    if frozen_norm:
+        for layer in module.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+    return module
+
+
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """Run a block in eval mode without gradients, then restore the module's mode.

@@ -18,6 +18,7 @@ Conventions: label maps and images are NumPy arrays or tensors of spatial shape
 | endpoint error | ``epe_mm`` | :func:`endpoint_error` | mm (mean over a mask) |
 | std of log det J | ``log_jacobian_std`` | :func:`log_jacobian_std` | dimensionless |
 | time per pair | ``seconds_per_pair`` | (measured by ``evaluate``) | s |
+| adaptation | ``adapt_seconds`` | (measured by ``evaluate``, once per method) | s |
 
 The training log prefixes validation values with ``val_`` (``val_folding_pct``).
 """
@@ -42,6 +43,9 @@ EPE = "epe_mm"
 SECONDS = "seconds_per_pair"
 ITERATIONS = "iterations"
 """Optimiser steps a method took on the pair (per-pair refinement; absent otherwise)."""
+ADAPT_SECONDS = "adapt_seconds"
+"""Wall time of a method's one-off adaptation to the cohort (the same on every row of
+the method; absent for methods that do not adapt)."""
 
 
 def dice_key(structure: str) -> str:
@@ -72,6 +76,7 @@ METRICS: dict[str, MetricInfo] = {
     EPE: MetricInfo("Endpoint error (mm)", True, "{:.3f}"),
     SECONDS: MetricInfo("Time per pair (s)", True, "{:.3f}"),
     ITERATIONS: MetricInfo("Refinement steps per pair", True, "{:.1f}"),
+    ADAPT_SECONDS: MetricInfo("One-off adaptation (s)", True, "{:.1f}"),
 }
 """Every scalar metric by key (per-structure Dice and HD95: :func:`structure_info`)."""
 

@@ -121,6 +121,7 @@ def _run_method(
     expected error is retried pair by pair; a pair that still fails gets an error row.
     Any other exception is a bug and propagates."""
     rows: list[dict[str, Any]] = []
+    adapt_seconds = _prepare(method, pairs)
     for start in range(0, len(pairs), method.batch_size):
         chunk = pairs[start : start + method.batch_size]
         try:
@@ -132,7 +133,21 @@ def _run_method(
                 except StructregError as exc:
                     rows.append(_error_row(pair, method, exc))
         bar.update(len(chunk))
+    if adapt_seconds is not None:
+        for row in rows:
+            row[metrics.ADAPT_SECONDS] = adapt_seconds
     return rows
+
+
+def _prepare(method: Registrar, pairs: Sequence[Pair]) -> float | None:
+    """Let a method that learns from the cohort first (``prepare``, e.g. adaptation)
+    see every pair once; its wall time (s), or None for methods without it."""
+    prepare = getattr(method, "prepare", None)
+    if prepare is None:
+        return None
+    t0 = time.perf_counter()
+    done = prepare(pairs)
+    return None if done is False else time.perf_counter() - t0
 
 
 def _kept_images(method: Registrar, pair: Pair) -> dict[str, np.ndarray] | None:
@@ -221,7 +236,7 @@ def table_keys(structures: Structures) -> list[str]:
         head
         + [metrics.dice_key(s) for s in structures]
         + [metrics.hd95_key(s) for s in structures]
-        + [metrics.EPE, metrics.SECONDS, metrics.ITERATIONS]
+        + [metrics.EPE, metrics.SECONDS, metrics.ADAPT_SECONDS, metrics.ITERATIONS]
     )
 
 

@@ -154,6 +154,11 @@ class Registrar(Protocol):
 
     A method that registers nothing (identity) may set ``reference = True``: tables
     then do not let it win on folding or velocity, and figures leave it out.
+
+    A method that learns from the cohort before registering it (adaptation, see
+    :mod:`structreg.methods.adaptation`) has ``prepare(pairs) -> bool``: ``evaluate``,
+    batch registration and :func:`structreg.register` call it once with every pair
+    they are about to register (it returns whether it did anything).
     """
 
     name: str

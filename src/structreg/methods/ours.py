@@ -4,16 +4,21 @@ optionally followed by a per-pair refinement of the code (:mod:`.refine`)."""
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ..core.layers import evaluating
+from ..data.pair import Pair
 from ..errors import InputError
 from ..models.cvae import CVAERegistration
 from ..models.inference import inference_copy
+from ..training.adapt import Adaptation
 from ..training.config import TrainConfig
+from .adaptation import adapted_network, check_adapt
 from .base import RegistrationResult, result_from_velocity
 from .refine import (
     DEFAULT_DECODER_LR,
@@ -84,6 +89,9 @@ class CVAERegistrar:
         spacing: mm per voxel of the grid the model was trained on (its size is
             ``model.config.image_size``): images are brought onto this grid before
             they are registered (None: unknown; file pipelines then need it given).
+        adapt: fine-tune a copy of the model on the cohort first, at most this many
+            steps (:meth:`prepare`; 0: no adaptation).
+        source: the model's file or run folder (what an adaptation starts from).
 
     The defaults are :data:`REFINE_OPTIONS`'. After a refining :meth:`register`,
     :attr:`last_refinement` holds its :class:`~structreg.methods.refine.RefineResult`.
@@ -104,9 +112,14 @@ class CVAERegistrar:
         refine_decoder_lr: float = REFINE_OPTIONS["refine_decoder_lr"],
         train: TrainConfig | None = None,
         spacing: tuple[float, ...] | None = None,
+        adapt: int = 0,
+        source: str | os.PathLike | None = None,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
+        self.adapt = check_adapt("ours", adapt, source)
+        self.source = source
+        self.last_adaptation: Adaptation | None = None
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         _check_options(
             {
@@ -126,6 +139,19 @@ class CVAERegistrar:
         self.refine_decoder_lr = float(refine_decoder_lr)
         self.train = train
         self.last_refinement: RefineResult | None = None
+
+    def prepare(self, pairs: Sequence[Pair]) -> bool:
+        """With ``adapt > 0``: fine-tune a copy of the model on ``pairs`` (the cohort about
+        to be registered; no labels) and register with it from now on. Returns whether
+        it adapted; :attr:`last_adaptation` holds what it did."""
+        if not self.adapt:
+            return False
+        assert self.source is not None
+        device = str(next(self.model.parameters()).device)
+        self.model, self.last_adaptation = adapted_network(
+            self.source, pairs, self.adapt, "ours", device
+        )
+        return True
 
     def register(
         self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
@@ -221,7 +247,9 @@ class CVAERegistrar:
     "adapt_decoder=K (also adapt the decoder's last K convolutions per pair, 0..4), "
     f"refine_lr (default {DEFAULT_LR:g}), refine_tol (default {DEFAULT_TOL:g}), "
     f"refine_patience (default {DEFAULT_PATIENCE}), refine_decoder_lr "
-    f"(default {DEFAULT_DECODER_LR:g}), e.g. ours:RUN,refine=50,adapt_decoder=1",
+    f"(default {DEFAULT_DECODER_LR:g}), adapt=STEPS (first fine-tune a copy of the model "
+    "on the cohort to register, no labels, stopping when the objective stops improving; "
+    "default 0 = off), e.g. ours:RUN,refine=50,adapt_decoder=1",
 )
 def _build(spec: MethodSpec, device: str) -> CVAERegistrar:
     from ..training.checkpoint import load_model
@@ -229,5 +257,6 @@ def _build(spec: MethodSpec, device: str) -> CVAERegistrar:
 
     path = spec.require_target()
     model, run = load_model(path, device, method="ours")
-    options = spec.converted({"batch_size": 64, **REFINE_OPTIONS})
-    return CVAERegistrar(model, **options, train=run.train, spacing=model_spacing(path))
+    options = spec.converted({"batch_size": 64, "adapt": 0, **REFINE_OPTIONS})
+    spacing = model_spacing(path)
+    return CVAERegistrar(model, **options, train=run.train, spacing=spacing, source=path)

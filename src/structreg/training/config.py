@@ -119,6 +119,9 @@ class TrainConfig:
             (``channels_last`` / ``channels_last_3d``), faster on GPUs with tensor cores.
         compile: wrap the training network in ``torch.compile`` (needs a C/C++
             compiler; the first steps pay the compilation).
+        frozen_norm: keep the batch-norm layers in eval mode while training (their
+            running statistics fixed): fine-tuning on a small cohort (adaptation),
+            whose batches are too small to estimate them.
         sync_batchnorm: under DDP, share batch-norm statistics across processes
             (``torch.nn.SyncBatchNorm``, GPUs only); off: each process normalises
             by its own batch (the per-process batch is then the one that counts).
@@ -154,6 +157,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
+    frozen_norm: bool = False
     workers: int = 1
 
     def __post_init__(self) -> None:

@@ -44,6 +44,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 from torch import nn
 
+from ..core.layers import set_training
 from ..core.losses import forward_lcc, kl_divergence, outside_mask_penalty, symmetric_lcc
 from ..errors import InputError, NonFiniteError
 from ..models.cvae import CVAERegistration
@@ -279,7 +280,7 @@ def train_step(
     The network runs through ``net`` (a :class:`VelocitySampler` of ``model``, possibly
     wrapped by DDP or ``torch.compile``; default: one made here)."""
     net = VelocitySampler(model, config.precision) if net is None else net
-    net.train()
+    set_training(net, config.frozen_norm)
     outputs = net(batch["moving"], batch["fixed"], generator)
     moving, fixed, mask = batch["moving"], batch["fixed"], batch.get("mask")
     try:
@@ -448,7 +449,7 @@ class VoxelMorphTask(NetworkTask[VoxelMorph2]):
     ) -> dict[str, float]:
         voxelmorph = self.network_of(model)
         net = self.training_module(voxelmorph, train) if net is None else net
-        net.train()
+        set_training(net, train.frozen_norm)
         moving, fixed = batch["moving"], batch["fixed"]
         loss, parts, _ = voxelmorph_loss_of(voxelmorph.config, moving, fixed, net(moving, fixed))
         descend(optimizer, loss)
