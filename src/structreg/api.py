@@ -24,10 +24,16 @@ import numpy as np
 
 from .errors import InputError
 from .io.nifti import Volume, read_image, read_labels, volume_from_image
+from .methods.affine import AffineOptions, affine_align
 from .methods.base import Registrar
 from .methods.ours import REFINE_OPTIONS, CVAERegistrar
 from .methods.registry import build_method, method_names, parse_method_spec
-from .pipeline.registration import Registration, prepare_pairs, register_volumes
+from .pipeline.registration import (
+    Registration,
+    aligned_volume,
+    prepare_pairs,
+    register_volumes,
+)
 
 __all__ = ["adapt", "as_volume", "evaluate", "load_model", "register", "registrar_for"]
 
@@ -189,6 +195,7 @@ def register(
     model: str | os.PathLike | Registrar = "builtin:brain",
     spacing: float | Sequence[float] | None = None,
     moving_labels: ImageLike | None = None,
+    affine: bool | str = False,
     refine: int = 0,
     adapt: int = 0,
     device: str = "auto",
@@ -206,6 +213,10 @@ def register(
             model's grid spacing.
         moving_labels: a label map of the moving image, warped onto the fixed grid
             (never used to register).
+        affine: first align the images by a rigid then affine transform
+            (:func:`~structreg.methods.affine.affine_align`): True (normalised
+            cross-correlation), or the similarity ``"ncc"``, ``"lcc"`` or ``"mi"``
+            (mutual information, for different contrasts).
         refine: refine the pair's code for at most this many steps (ours only).
         adapt: first fine-tune the model on this pair for this many steps, without
             labels (ours only; the bundled model itself is not changed).
@@ -223,10 +234,15 @@ def register(
         labels = as_volume(
             moving_labels, spacing, labels=True, default_spacing=grid, name="moving_labels"
         )
+    stage = None
+    if affine:
+        metric = "ncc" if affine is True else str(affine)
+        stage = affine_align(m, f, AffineOptions(metric=metric))
     prepare = getattr(registrar, "prepare", None)
     if prepare is not None:
-        prepare(prepare_pairs(registrar, m, f))
-    return register_volumes(registrar, m, f, moving_labels=labels)
+        source = m if stage is None else aligned_volume(m, f, stage)
+        prepare(prepare_pairs(registrar, source, f))
+    return register_volumes(registrar, m, f, moving_labels=labels, affine=stage)
 
 
 def adapt(

@@ -11,8 +11,10 @@ A method spec is ``NAME[:TARGET][,key=value...]``:
 | ``ants-syn`` or ``ants-syn:iterations=40/20/0,radius=2`` | ANTs SyN, CC metric (antspyx) |
 | ``dipy-syn`` or ``dipy-syn:level_iters=100/50/25`` | DIPY SyN, CC metric (dipy) |
 
-Options every method takes: ``batch_size=N`` (pairs per call) and ``label=TEXT``
-(the name shown in tables, e.g. to compare two runs of one method). List values
+Options every method takes: ``batch_size=N`` (pairs per call), ``label=TEXT``
+(the name shown in tables, e.g. to compare two runs of one method) and
+``affine=ncc|lcc|mi`` (a rigid-then-affine stage before the method, with that
+similarity: :class:`~structreg.methods.affine.AffineFirst`). List values
 are written with ``/`` (``iterations=40/30/20``). A comma-separated list of specs
 (``--methods``) is split at the commas that start a new method: an item of the
 form ``key=value`` continues the method before it.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from .affine import AffineFirst, AffineOptions
 from .base import Registrar
 
 __all__ = [
@@ -40,7 +43,7 @@ __all__ = [
     "parse_methods",
 ]
 
-COMMON_OPTIONS = ("batch_size", "label")
+COMMON_OPTIONS = ("batch_size", "label", "affine")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class MethodSpec:
         """
         out: dict[str, Any] = {}
         for key, text in self.options:
-            if key == "label":
+            if key in ("label", "affine"):
                 continue
             if key not in defaults:
                 known = ", ".join(sorted(set(defaults) | set(COMMON_OPTIONS)))
@@ -98,6 +101,11 @@ class MethodSpec:
     def label(self) -> str | None:
         """The ``label=`` option, if given."""
         return dict(self.options).get("label")
+
+    @property
+    def affine(self) -> str | None:
+        """The ``affine=METRIC`` option (an affine stage first), if given."""
+        return dict(self.options).get("affine")
 
 
 def dataclass_defaults(cls: type) -> dict[str, Any]:
@@ -215,6 +223,9 @@ def build_method(spec: str | MethodSpec, device: str = "cpu") -> Registrar:
     registrar = _METHODS[spec.name].build(spec, device)
     if spec.label:
         registrar.name = spec.label
+    if spec.affine:
+        spacing = tuple(getattr(registrar, "spacing", None) or (1.0, 1.0, 1.0))
+        registrar = AffineFirst(registrar, AffineOptions(metric=spec.affine), spacing)
     return registrar
 
 

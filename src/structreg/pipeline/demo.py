@@ -381,14 +381,17 @@ def model_device(model: Any) -> str:
 ACROSS_MACHINES = {"Dice": 0.01, "HD95": 0.15, "RMSE": 0.005}
 
 
-def table_means(text: str) -> dict[tuple[str, str], float]:
+def table_means(text: str, *, first: bool = False) -> dict[tuple[str, str], float]:
     """``(metric, column) -> mean`` of the markdown table(s) of ``text`` whose rows are
-    ``| metric | mean ± std | ... |`` (a demo report or the README)."""
+    ``| metric | mean ± std | ... |`` (a demo report or the README); a key seen twice
+    keeps its first value. ``first``: only the first such table (the 2-D demo's)."""
     out: dict[tuple[str, str], float] = {}
     header: list[str] = []
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not line.lstrip().startswith("|") or len(cells) < 2:
+            if first and header and out:
+                break
             header = []
             continue
         if cells[0] == "metric":
@@ -398,7 +401,7 @@ def table_means(text: str) -> dict[tuple[str, str], float]:
             mean, sep, _ = cell.replace("*", "").partition("±")
             if sep:
                 try:
-                    out[cells[0], column] = float(mean)
+                    out.setdefault((cells[0], column), float(mean))
                 except ValueError:
                     continue
     return out
@@ -415,7 +418,7 @@ def table_differences(
         either side are differences too).
     """
     tolerances = tolerances or ACROSS_MACHINES
-    a, b = table_means(report), table_means(reference)
+    a, b = table_means(report, first=True), table_means(reference, first=True)
     keys = [k for k in b if k[0].split()[0] in tolerances and k[1] in COLUMNS.values()]
     if not keys:
         return ["the reference has no demo table"]

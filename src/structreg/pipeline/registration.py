@@ -34,11 +34,14 @@ from ..io.fields import write_itk_displacement
 from ..io.files import atomic_folder, atomic_write_text
 from ..io.grids import same_grid, sample_at, source_coordinates, voxel_grid, world_displacement
 from ..io.nifti import Volume, to_file_layout, write_image, write_labels
+from ..io.transforms import write_itk_affine
+from ..methods.affine import AffineOptions, AffineResult, affine_align
 from ..methods.base import Registrar, RegistrationResult, warp_array
 
 __all__ = [
     "OUTPUTS",
     "Registration",
+    "aligned_volume",
     "check_out",
     "prepare_pairs",
     "register_volumes",
@@ -55,6 +58,7 @@ OUTPUTS = frozenset(
         "velocity.nii.gz",
         "jacobian_det.nii.gz",
         "z.json",
+        "affine.tfm",
     }
 )
 """The files of a registration's output folder (the folder is replaced whole)."""
@@ -78,7 +82,12 @@ def check_out(out_dir: str | os.PathLike) -> None:
 
 
 def warp_volume(
-    moving: Volume, fixed: Volume, disp: np.ndarray, *, labels: bool
+    moving: Volume,
+    fixed: Volume,
+    disp: np.ndarray,
+    *,
+    labels: bool,
+    voxels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp an image (or label map) of the moving grid onto the fixed grid.
 
@@ -87,21 +96,48 @@ def warp_volume(
         fixed: the fixed image's grid (only its geometry is used).
         disp: ``(ndim, *fixed.shape)`` displacement in fixed voxels (pull-back).
         labels: nearest-neighbour sampling and int16 output (else linear, float32).
+        voxels: ``(moving.ndim, ndim + 1)`` map of fixed voxels to moving voxels applied
+            after ``disp`` (an affine stage's :attr:`AffineResult.voxels`); None: the
+            world mapping of the two affines.
     Returns:
         ``(moved, sampled)``: ``moved`` of ``fixed.shape``, sampled at ``x + disp(x)``
-        through the world mapping of the two affines, and ``sampled``, the displacement
-        (fixed voxels) to the points of the moving grid sampled, as exported.
+        mapped into the moving grid, and ``sampled``, the displacement (fixed voxels)
+        to the points of the moving grid sampled, as exported.
     """
-    if same_grid(moving, fixed):
+    if voxels is not None:
+        coords, inside = _mapped(voxels, voxel_grid(fixed.shape) + disp, moving.shape)
+    elif same_grid(moving, fixed):
         if not labels:
             return warp_array(moving.data, disp)[0], disp
         data = torch.from_numpy(moving.data.astype(np.float64))[None, None]
         moved = warp(data, torch.from_numpy(disp)[None], mode="nearest")[0, 0].numpy()
         return moved.round().astype(np.int16), disp
-    coords, inside = source_coordinates(moving, fixed, voxel_grid(fixed.shape) + disp)
+    else:
+        coords, inside = source_coordinates(moving, fixed, voxel_grid(fixed.shape) + disp)
     moved = sample_at(moving.data, coords, inside, order=0 if labels else 1)
     exported = world_displacement(moving, fixed, coords)
     return (moved.round().astype(np.int16) if labels else moved.astype(np.float32)), exported
+
+
+def _mapped(
+    voxels: np.ndarray, points: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` ``(ndim, *S)`` mapped by ``voxels`` into a grid of ``shape``: the
+    coordinates and whether each lies inside (within half a voxel)."""
+    n = points.shape[0]
+    flat = points.reshape(n, -1)
+    coords = (voxels[:, :n] @ flat + voxels[:, n : n + 1]).reshape(-1, *points.shape[1:])
+    extent = np.asarray(shape, dtype=np.float64).reshape(-1, *[1] * n)
+    inside = np.all((coords >= -0.5) & (coords <= extent - 0.5), axis=0)
+    return coords, inside
+
+
+def aligned_volume(moving: Volume, fixed: Volume, affine: AffineResult) -> Volume:
+    """The moving image resampled onto the fixed grid through an affine stage (linear,
+    0 outside the moving image's field of view)."""
+    zero = np.zeros((fixed.ndim, *fixed.shape))
+    moved, _ = warp_volume(moving, fixed, zero, labels=False, voxels=affine.voxels)
+    return Volume(moved, fixed.affine, fixed.spacing, fixed.path, fixed.file_shape)
 
 
 def _stack_slices(
@@ -143,6 +179,10 @@ class Registration:
         seconds: wall time of the method's registration call.
         moved_labels: the moving label map warped (int16), when labels were given.
         pair_id: a name for the pair (written into ``z.json``).
+        affine: the affine stage that ran before the deformable one, or None. Then
+            ``disp_voxels``, ``inverse_voxels``, ``velocity_voxels`` and ``codes`` are
+            the deformable stage's (between the affinely aligned moving image and
+            the fixed one), while ``moved``, ``sampled`` and :meth:`warp` compose both.
     """
 
     moving: Volume
@@ -157,6 +197,12 @@ class Registration:
     seconds: float
     moved_labels: np.ndarray | None = None
     pair_id: str = "pair"
+    affine: AffineResult | None = None
+
+    @property
+    def voxels(self) -> np.ndarray | None:
+        """The affine stage's map of fixed voxels to moving voxels, or None."""
+        return None if self.affine is None else self.affine.voxels
 
     def _mm(self, field: np.ndarray | None) -> np.ndarray | None:
         if field is None:
@@ -222,7 +268,10 @@ class Registration:
             labels = image.data.dtype.kind in "biu"
         data = image.data if labels else image.data.astype(np.float32)
         volume = Volume(data, image.affine, image.spacing)
-        return warp_volume(volume, self.fixed, self.disp_voxels, labels=labels)[0]
+        if self.affine is not None and not same_grid(volume, self.moving):
+            raise InputError("warp: with an affine stage, give an image of the moving grid")
+        disp = self.disp_voxels
+        return warp_volume(volume, self.fixed, disp, labels=labels, voxels=self.voxels)[0]
 
     def save(self, out_dir: str | os.PathLike) -> list[str]:
         """Write the outputs into ``out_dir`` (replaced whole; refused when it holds
@@ -237,9 +286,12 @@ class Registration:
         | ``velocity.nii.gz`` | stationary velocity in mm per unit time, same convention |
         | ``jacobian_det.nii.gz`` | determinant of the Jacobian of the transform |
         | ``z.json`` | latent code per slice, with the slice index |
+        | ``affine.tfm`` | the affine stage alone, an ITK transform file (fixed to moving) |
 
         ``disp.nii.gz`` maps the fixed grid to the original moving image (world
-        mapping included). Fields and ``z.json`` a method does not produce are left
+        mapping and affine stage included): it alone reproduces ``moved``. With an
+        affine stage, ``inverse_disp.nii.gz`` and ``velocity.nii.gz`` are the
+        deformable stage's. Fields and ``z.json`` a method does not produce are left
         out. Returns the
         names of the files written.
         """
@@ -264,6 +316,10 @@ class Registration:
             det = to_file_layout(self.jacobian, fixed)
             write_image(out / "jacobian_det.nii.gz", det, affine=affine)
             written.append("jacobian_det.nii.gz")
+            if self.affine is not None:
+                dims = 2 if len(fixed.layout) == 2 else 3
+                write_itk_affine(out / "affine.tfm", self.affine.world, dims)
+                written.append("affine.tfm")
             if self.codes is not None:
                 rows = [
                     {"slice": s, "z": [round(float(v), 6) for v in code]}
@@ -325,6 +381,7 @@ def register_volumes(
     *,
     moving_labels: Volume | None = None,
     pair_id: str = "pair",
+    affine: AffineOptions | AffineResult | None = None,
 ) -> Registration:
     """Register ``moving`` onto ``fixed`` with any method on its
     :func:`registration_grid`, and map the result back onto the fixed grid.
@@ -335,6 +392,8 @@ def register_volumes(
             fixed one in world space (any grids).
         moving_labels: a label map on the moving image's grid, only warped.
         pair_id: a name for the pair.
+        affine: an affine stage first: its settings (:func:`affine_align` runs here)
+            or its result; None: the images are taken as aligned.
     Returns:
         :class:`Registration` on the fixed grid.
     """
@@ -342,12 +401,18 @@ def register_volumes(
         raise DataError(
             f"label map shape {moving_labels.shape} differs from the moving image {moving.shape}"
         )
-    pairs = prepare_pairs(registrar, moving, fixed, pair_id)
+    if isinstance(affine, AffineOptions):
+        affine = affine_align(moving, fixed, affine)
+    source = moving if affine is None else aligned_volume(moving, fixed, affine)
+    pairs = prepare_pairs(registrar, source, fixed, pair_id)
     records = [PreprocessRecord.from_dict(p.meta["preprocess"]) for p in pairs]
     m = torch.from_numpy(np.stack([p.moving for p in pairs]))[:, None]
     f = torch.from_numpy(np.stack([p.fixed for p in pairs]))[:, None]
     result = registrar.register(m, f)
-    return _map_back(result, records, moving, fixed, moving_labels, pair_id)
+    registration = _map_back(result, records, moving, fixed, pair_id, affine)
+    if moving_labels is not None:
+        registration.moved_labels = registration.warp(moving_labels.data, labels=True)
+    return registration
 
 
 def _map_back(
@@ -355,8 +420,8 @@ def _map_back(
     records: Sequence[PreprocessRecord],
     moving: Volume,
     fixed: Volume,
-    moving_labels: Volume | None,
     pair_id: str,
+    affine: AffineResult | None,
 ) -> Registration:
     """A method's result on the registration grid as a :class:`Registration` on the
     fixed grid (fields resampled and their vectors rescaled to fixed voxels)."""
@@ -372,10 +437,8 @@ def _map_back(
 
     disp = back(result.disp)
     assert disp is not None
-    moved, sampled = warp_volume(moving, fixed, disp, labels=False)
-    labels = None
-    if moving_labels is not None:
-        labels = warp_volume(moving_labels, fixed, disp, labels=True)[0]
+    voxels = None if affine is None else affine.voxels
+    moved, sampled = warp_volume(moving, fixed, disp, labels=False, voxels=voxels)
     codes = None if result.z is None else result.z.detach().cpu().numpy().astype(np.float64)
     return Registration(
         moving=moving,
@@ -387,7 +450,7 @@ def _map_back(
         sampled=sampled,
         codes=codes,
         slices=[rec.slice_index for rec in records],
-        seconds=result.seconds,
-        moved_labels=labels,
+        seconds=result.seconds + (0.0 if affine is None else affine.seconds),
         pair_id=pair_id,
+        affine=affine,
     )
