@@ -239,7 +239,7 @@ def write_transported(out: Path, back: dict[str, np.ndarray], volume: Any) -> li
     out.mkdir(parents=True, exist_ok=True)
     affine = volume.affine
     write_image(out / "transported.nii.gz", to_file_layout(back["moved"], volume), affine=affine)
-    write_itk_displacement(out / "disp.nii.gz", back["disp"], affine)
+    write_itk_displacement(out / "disp.nii.gz", back["disp"], affine, layout=volume.layout)
     write_image(
         out / "jacobian_det.nii.gz", to_file_layout(back["jacobian_det"], volume), affine=affine
     )

@@ -311,7 +311,9 @@ class Registration:
             )
             for name, field in fields:
                 if field is not None:
-                    write_itk_displacement(out / f"{name}.nii.gz", field, affine)
+                    write_itk_displacement(
+                        out / f"{name}.nii.gz", field, affine, layout=fixed.layout
+                    )
                     written.append(f"{name}.nii.gz")
             det = to_file_layout(self.jacobian, fixed)
             write_image(out / "jacobian_det.nii.gz", det, affine=affine)
