@@ -21,9 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--methods",
         required=True,
         action="append",
-        help="comma-separated method specs: ours:RUN_DIR, voxelmorph:RUN_DIR, "
-        "lcc-demons[:key=value,...], identity; options batch_size=N and "
-        "label=NAME on any (repeatable)",
+        help="comma-separated method specs (repeatable): ours:MODEL (a run folder, file "
+        "or builtin:NAME; options refine=N, refine_lr, refine_tol, refine_patience, "
+        "adapt_decoder=K, refine_decoder_lr, adapt=N), voxelmorph:RUN (adapt=N), "
+        "lcc-demons[:OPTIONS] (sigma_fluid, sigma_diffusion, iterations=A/B/C, ...), "
+        "ants-syn[:OPTIONS] (iterations, radius, ...), dipy-syn[:OPTIONS] (level_iters, "
+        "...), identity; on any: batch_size=N, label=NAME, affine=ncc|lcc|mi (a rigid "
+        "then affine stage first); see structreg.methods.registry for every option",
     )
     add_out(p)
     add_device(p)
