@@ -8,9 +8,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-import real_corpus  # noqa: E402
+import real_corpus
 
-from structreg.io.nifti import Volume, read_image, read_labels  # noqa: E402
+from structreg.io.nifti import Volume, read_image, read_labels
 
 
 def corpus_image(name: str) -> Volume:

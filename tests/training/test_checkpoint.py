@@ -188,3 +188,49 @@ def test_flipped_bytes_in_the_weights_are_refused(saved, tmp_path):
     flipped.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError):
         load_model(flipped)
+
+
+@pytest.fixture
+def with_state(tmp_path):
+    """A checkpoint with an optimiser, RNG states and a data-order position."""
+    from structreg.training.rng import capture_rng
+
+    torch.manual_seed(0)
+    config = tiny_run_config()
+    model = CVAERegistration(config.model)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32), sample=True).velocity.sum().backward()
+    optimizer.step()
+    rng = capture_rng(torch.Generator(), torch.Generator())
+    loop = {"epoch": 1, "position": 2, "perm": torch.arange(5), "best": 0.5, "seconds": 1.5}
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, model, config, optimizer=optimizer, step=3, rng=rng, loop=loop)
+    return path
+
+
+def _first_tensor(entry):
+    return next(v for v in entry.values() if isinstance(v, torch.Tensor))
+
+
+EDITS = {
+    "optimiser moment": lambda d: _first_tensor(d["optimizer"]["state"][0]).add_(1e-3),
+    "learning rate": lambda d: d["optimizer"]["param_groups"][0].update(lr=1.0),
+    "RNG state": lambda d: d["rng"]["shuffle"].add_(1),
+    "data order": lambda d: d["loop"].update(perm=d["loop"]["perm"].flip(0)),
+    "position": lambda d: d["loop"].update(position=0),
+    "step": lambda d: d.update(step=2),
+    "config": lambda d: d["config"]["train"].update(lam=1.0),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_the_digest_covers_the_training_state_and_config(with_state, tmp_path, edit):
+    from structreg.training.checkpoint import build_model, verify_digest
+
+    data = torch.load(with_state, weights_only=True)
+    verify_digest(read_checkpoint(with_state), with_state)  # intact: accepted
+    EDITS[edit](data)
+    edited = tmp_path / "edited.pt"
+    torch.save(data, edited)
+    with pytest.raises(CheckpointError, match="does not match the checkpoint's digest"):
+        build_model(read_checkpoint(edited), edited)

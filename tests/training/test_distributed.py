@@ -279,11 +279,12 @@ def test_an_elastic_restart_before_the_first_checkpoint_starts_over(
     assert _max_diff(_weights(out), _weights(runs / "one")) == 0
     assert "before the first checkpoint: starting" in capsys.readouterr().out
     monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT")
-    (out / "checkpoint.pt").unlink()  # without a restart such a folder is still refused
+    (out / "checkpoint.pt").unlink()  # without a restart such a folder is started over too
     (out / "best.pt").unlink()
     argv = ["--set", "train.steps=6", "--set", "train.batch_size=4", *NO_BN]
-    assert main(["train", "--out", str(out), *TINY, *argv]) == 1
-    assert "is not empty" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), *TINY, *argv]) == 0
+    assert "stopped before its first checkpoint; starting it over" in capsys.readouterr().err
+    assert _max_diff(_weights(out), _weights(runs / "one")) == 0
 
 
 def test_more_processes_than_gpus_is_refused(tmp_path, capsys):

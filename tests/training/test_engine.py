@@ -7,7 +7,13 @@ import torch
 
 from helpers import random_pairs
 from helpers import train_config as _config
-from structreg.errors import CheckpointError, ConfigError, RunExistsError, TrainingError
+from structreg.errors import (
+    CheckpointError,
+    ConfigError,
+    RunExistsError,
+    StructregWarning,
+    TrainingError,
+)
 from structreg.models import ModelConfig
 from structreg.models.voxelmorph import VoxelMorph2, VoxelMorphConfig
 from structreg.training import DataSettings, Engine, Hook, RunConfig, RunFolder, load_model, train
@@ -170,7 +176,8 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     ).stdout.strip()
     train(TINY, _config(2), pairs[:4], pairs[4:], tmp_path, progress=False)
     (tmp_path / RunFolder.LOCK).write_text(f"{dead} {socket.gethostname()}\n")  # killed run
-    rows = train(TINY, _config(3), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
+    with pytest.warns(StructregWarning, match=f"taking over the stale lock .*PID {dead}"):
+        rows = train(TINY, _config(3), pairs[:4], pairs[4:], tmp_path, resume=True, progress=False)
     assert rows[-1]["step"] == 3 and not (tmp_path / RunFolder.LOCK).exists()
 
 

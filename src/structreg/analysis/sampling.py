@@ -58,8 +58,25 @@ def sample_deformations(
         raise InputError(f"number of samples must be >= 1, got {n}")
     if not (float(scale) >= 0 and np.isfinite(scale)):
         raise InputError(f"scale must be a finite number >= 0, got {scale}")
+    _check_decoding_fits(model, moving, int(n), "samples (--n)")
     z = torch.randn(int(n), model.config.code_dim, generator=generator, dtype=torch.float32)
     return decode_code(model, z * float(scale), moving)
+
+
+def _check_decoding_fits(model: CVAERegistration, moving: torch.Tensor, n: int, what: str) -> None:
+    """Refuse (:class:`InputError`) decoding ``n`` codes at once on ``moving``'s grid
+    when its outputs alone (codes, velocities, displacements, warped images and
+    Jacobians, float32, and the decoder's widest feature map) would not fit in memory."""
+    from ..io.files import memory_shortfall
+
+    voxels = float(np.prod(moving.shape[2:], dtype=np.float64))
+    ndim = moving.dim() - 2
+    per_sample = 4 * (
+        model.config.code_dim + voxels * (2 * ndim + 2 + max(model.config.dec_channels))
+    )
+    short = memory_shortfall(float(n) * per_sample)
+    if short is not None:
+        raise InputError(f"{n} {what} need {short}; draw fewer")
 
 
 def posterior_spread(
@@ -83,6 +100,7 @@ def posterior_spread(
     moving, fixed = as_batch(moving, "moving"), as_batch(fixed, "fixed")
     if int(n) < 2:
         raise InputError(f"posterior_spread needs n >= 2 samples, got {n}")
+    _check_decoding_fits(model, moving, int(n), "posterior samples (--posterior-samples)")
     device = next(model.parameters()).device
     with evaluating(model):
         mu, logvar = model.encode(moving.to(device), fixed.to(device))

@@ -4,11 +4,11 @@ Columns: ``moving, fixed`` (required), ``moving_labels, fixed_labels, mask, grou
 id, split, frame, label_table`` (optional; empty cells mean "none"). Paths are
 NIfTI files (any layout: ``H×W``, ``H×W×1``, stacks, volumes), relative paths
 resolve against the CSV's folder; spaces and non-ASCII characters are fine, and
-so are a byte-order mark and CRLF line ends. ``id`` names the subject (rows
-sharing an id are one subject for the splits); it defaults to the moving file's
-path. ``split`` (``train``, ``val`` or ``test``, on every row or on none) assigns
-the row's pairs to a split; ``frame`` picks the time frame of 4-D files;
-``label_table`` names a label table file (see :mod:`structreg.data.labels`).
+so are a byte-order mark and CRLF line ends; a column named twice is refused. ``id``
+names the subject (rows sharing an id are one subject for the splits); it defaults
+to the moving file's path. ``split`` (``train``, ``val`` or ``test``, on every row or
+on none) assigns the row's pairs to a split; ``frame`` picks the time frame of 4-D
+files; ``label_table`` names a label table file (see :mod:`structreg.data.labels`).
 Moving and fixed may lie on different grids: the moving image is resampled into
 the fixed image's world grid. 2-D images give one pair per row; 3-D volumes give
 one 2-D pair per central slice (or one 3-D pair with ``n_slices=None``). Errors
@@ -93,6 +93,12 @@ def _read_rows(f: TextIO, path: Path, check_files: bool = True) -> list[PairRow]
     if header is None:
         raise DataError(f"{path}: empty file (expected a header 'moving,fixed,...')")
     columns = [h.strip().lower() for h in header]
+    repeated = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if columns.count(c) > 1]
+    if repeated:
+        raise DataError(
+            f"{path} line 1: column '{repeated[0]}' appears more than once (header: "
+            f"{', '.join(columns)}); which one is meant cannot be told"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise DataError(
@@ -183,9 +189,17 @@ def _resolve(
 
 
 def _resolve_file(value: str, folder: Path, column: str, where: str, check: bool = True) -> Path:
-    file = Path(value).expanduser()
-    file = file if file.is_absolute() else folder / file
-    if check and not file.is_file():
+    if "\0" in value:
+        raise DataError(f"{where}: {column} path {value!r} holds a NUL character")
+    try:
+        file = Path(value).expanduser()
+        file = file if file.is_absolute() else folder / file
+        found = file.is_file() if check else True
+    except (OSError, RuntimeError) as exc:  # a name too long, no home folder for '~'
+        raise DataError(
+            f"{where}: {column} path {value!r} is not usable ({' '.join(str(exc).split())})"
+        ) from None
+    if not found:
         raise DataError(f"{where}: {column} file '{value}' not found ({file})")
     return file
 

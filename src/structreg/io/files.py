@@ -1,13 +1,21 @@
 """Atomic file writing: write to a temporary file in the target folder, then rename,
-so a crash or an error never leaves a half-written output or destroys an old one."""
+so a crash or an error never leaves a half-written output or destroys an old one.
+
+Also what keeps outputs where they belong: :func:`safe_name` (a file name from an id in
+the data), :func:`inside` (refuse a name that leaves its folder),
+:func:`check_inputs_outside` (an output folder replaced whole must not hold an input),
+:func:`leftovers` (what a killed atomic write left), and :func:`available_memory`, the
+budget that readers check a header's claimed size against before allocating.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -92,6 +100,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+# what mkstemp / mkdtemp add between prefix and suffix
+_TEMPORARY = r"[a-z0-9_]{8}\.(?:tmp|old)(?:\..*)?"
+
 _RESERVED = {
     "con",
     "prn",
@@ -100,18 +111,21 @@ _RESERVED = {
     *(f"com{i}" for i in range(1, 10)),
     *(f"lpt{i}" for i in range(1, 10)),
 }
+# names a batch output folder keeps for its own files (pipeline/batch.py's summaries)
+_RESERVED_FILES = re.compile(r"summary(?:\.part\d+)?\.csv", re.IGNORECASE)
 
 
 def safe_name(text: str, taken: set[str] | None = None, max_length: int = 100) -> str:
     """A file name made from ``text`` (an id from the data) that cannot leave its folder.
 
     Path separators, ``..``, control and other unusual characters become ``_``;
-    reserved device names (``con``, ``nul``, ...) get a ``_`` suffix; the name is cut
+    reserved device names (``con``, ``nul``, ...) and the names of a batch folder's own
+    files (``summary.csv``, ``summary.part3.csv``) get a ``_`` suffix; the name is cut
     to ``max_length`` characters; an empty result is ``pair``. With ``taken`` the name
     is made unique (``_2``, ``_3``, ...) and added to it (compared case-insensitively).
     """
     name = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(". ")[:max_length] or "pair"
-    if name.split(".")[0].lower() in _RESERVED:
+    if name.split(".")[0].lower() in _RESERVED or _RESERVED_FILES.fullmatch(name):
         name = f"{name}_"
     if taken is None:
         return name
@@ -133,3 +147,91 @@ def inside(root: str | os.PathLike, name: str) -> Path:
     if target != base and base not in target.parents:
         raise InputError(f"refusing to write outside {root}: {name!r}")
     return Path(root) / name
+
+
+def check_inputs_outside(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]
+) -> None:
+    """Refuse (:class:`~structreg.errors.DataError`) an input file that lies in the
+    output folder ``out`` (links resolved): the folder is replaced whole, which would
+    destroy it. ``inputs`` may hold None (an input not given)."""
+    from ..errors import DataError
+
+    base = Path(out).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        path = Path(item)
+        target = path.resolve()
+        if target == base or base in target.parents:
+            raise DataError(
+                f"{path}: an input lies in the output folder {out}, which is replaced "
+                f"whole; write the outputs to another folder"
+            )
+
+
+def is_leftover(name: str, of: str | None = None) -> bool:
+    """True for the name of a temporary file or folder a killed atomic write left
+    (``.NAME.xxxxxxxx.tmp``, ``.NAME.xxxxxxxx.tmp.nii.gz``, ``.NAME.xxxxxxxx.old``), of
+    the target ``of`` (any target when None)."""
+    target = re.escape(of) if of is not None else r".+"
+    return re.fullmatch(rf"\.{target}\.{_TEMPORARY}", name) is not None
+
+
+def leftovers(folder: str | os.PathLike, of: str) -> list[Path]:
+    """The temporary files and folders that killed atomic writes of ``folder / of``
+    left behind (:func:`atomic_path`, :func:`atomic_folder`); links are never listed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.glob(f".{glob.escape(of)}.*")
+        if is_leftover(p.name, of) and not p.is_symlink()
+    )
+
+
+def remove_leftovers(folder: str | os.PathLike, of: str) -> list[Path]:
+    """Remove :func:`leftovers` of ``folder / of``; returns them."""
+    import shutil
+
+    removed = leftovers(folder, of)
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return removed
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still allocate (Linux ``MemAvailable``, else
+    the physical memory), or None where that cannot be told."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def memory_shortfall(nbytes: float) -> str | None:
+    """None when ``nbytes`` fit in :func:`available_memory`; else a phrase for an error
+    message (``"about 98.0 TB, more than the 21.3 GB of memory available"``)."""
+    free = available_memory()
+    if free is None or nbytes <= free:
+        return None
+    return f"about {format_bytes(nbytes)}, more than the {format_bytes(free)} of memory available"
+
+
+def format_bytes(nbytes: float) -> str:
+    """``1.5e9`` -> ``"1.5 GB"`` (decimal units)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    value, k = float(nbytes), 0
+    while abs(value) >= 1000 and k < len(units) - 1:
+        value, k = value / 1000, k + 1
+    return f"{int(value)} B" if k == 0 else f"{value:.1f} {units[k]}"

@@ -39,10 +39,7 @@ def same_grid(a: Volume, b: Volume, atol: float = 1e-4) -> bool:
 
 def voxel_mapping(source: Volume, target: Volume) -> np.ndarray:
     """``(4, 4)`` matrix mapping target voxel indices to source voxel indices."""
-    try:
-        return np.linalg.inv(source.affine) @ target.affine
-    except np.linalg.LinAlgError:
-        raise DataError(f"{source.path or 'image'}: singular affine") from None
+    return _inverse(source.affine, source) @ target.affine
 
 
 def source_coordinates(
@@ -89,12 +86,26 @@ def world_displacement(source: Volume, target: Volume, coords: np.ndarray) -> np
     grid[: len(shape)] = voxel_grid(shape)
     grid[3] = 1.0
     here = np.einsum("ij,j...->i...", target.affine, grid)[:3]
-    return np.einsum("ij,j...->i...", np.linalg.inv(target.affine[:3, :3]), world - here)
+    return np.einsum("ij,j...->i...", _inverse(target.affine[:3, :3], target), world - here)
+
+
+def _inverse(matrix: np.ndarray, volume: Volume) -> np.ndarray:
+    """``inv(matrix)`` of ``volume``'s affine; a singular one is a :class:`DataError`."""
+    try:
+        inverse = np.linalg.inv(matrix)
+    except np.linalg.LinAlgError:
+        inverse = np.full_like(matrix, np.nan)
+    if not np.isfinite(inverse).all():
+        raise DataError(f"{volume.path or 'image'}: singular affine")
+    return inverse
 
 
 def _normal(volume: Volume) -> np.ndarray:
     n = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
-    return n / np.linalg.norm(n)
+    length = float(np.linalg.norm(n))
+    if not length > 0 or not np.isfinite(length):
+        raise DataError(f"{volume.path or 'image'}: singular affine")
+    return n / length
 
 
 def sample_at(

@@ -7,9 +7,11 @@ is read as 2-D: ``H×W``, ``H×W×1`` (the most common way slices are stored) an
 frame index (``--frame``), one frame is read as 3-D (or 2-D). The stored shape is
 kept in :attr:`Volume.file_shape`, so outputs are written back in the input's
 layout (:func:`to_file_layout`). Every problem with an input file (missing, not a
-NIfTI, truncated, NaN/Inf, non-integer or unexpected labels) raises
-:class:`DataError` (a ``ValueError``) whose message is one line naming the file.
-Writes are atomic (:func:`structreg.io.files.atomic_path`).
+NIfTI, truncated, NaN/Inf, non-integer or unexpected labels, complex or other
+non-real data, no voxels, a header claiming more voxels than memory holds - refused
+before anything is allocated -, a non-finite or singular affine, voxel sizes outside
+:data:`VOXEL_MM`) raises :class:`DataError` (a ``ValueError``) whose message is one
+line naming the file. Writes are atomic (:func:`structreg.io.files.atomic_path`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DataError, InputError  # DataError is also imported from here
-from .files import atomic_path
+from .files import atomic_path, memory_shortfall
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _INT16 = np.iinfo(np.int16)
+VOXEL_MM = (1e-6, 1e5)
+"""The voxel sizes (mm, from the affine and the header) an image may have: a nanometre
+to 100 m; anything else is a broken header."""
 
 
 @dataclass
@@ -80,7 +85,11 @@ def _load_nifti(path: Path) -> _NiftiImage:
     """Open ``path`` with nibabel and check it is a NIfTI-1/2 image."""
     import nibabel as nib
 
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL character
+        raise DataError(f"{_name(path)!r}: not a usable file name ({_one_line(exc)})") from None
+    if not found:
         raise DataError(f"{_name(path)}: file not found")
     if not is_nifti_path(path):
         raise DataError(f"{_name(path)}: not a NIfTI file (expected .nii or .nii.gz)")
@@ -101,10 +110,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _read_array(img: _NiftiImage, path: Path, frame: int | None) -> np.ndarray:
-    """The voxel array (scaling applied) with a single time frame selected."""
-    shape = tuple(img.shape)
+    """The voxel array (scaling applied) with a single time frame selected; the header's
+    data type and size are checked first (nothing is allocated for a refused file)."""
+    shape = tuple(int(n) for n in img.shape)
     if len(shape) not in (2, 3, 4):
         raise DataError(f"{_name(path)}: expected a 2-D, 3-D or 4-D image, got shape {shape}")
+    _check_header_data(img, shape, path)
     try:
         if len(shape) == 4:
             frame = _check_frame(shape, frame, path)
@@ -122,6 +133,29 @@ def _read_array(img: _NiftiImage, path: Path, frame: int | None) -> np.ndarray:
             f"{_name(path)}: truncated or corrupt NIfTI data ({_one_line(exc)})"
         ) from None
     return np.asarray(data)
+
+
+def _check_header_data(img: _NiftiImage, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse, from the header alone, data that is not real numbers, that has no
+    voxels, or whose frame would not fit in memory (as stored plus float32)."""
+    dtype = np.dtype(img.get_data_dtype())
+    if dtype.kind == "c":
+        raise DataError(
+            f"{_name(path)}: complex-valued data ({dtype}); structreg reads real-valued "
+            f"images (save the magnitude or the real part)"
+        )
+    if dtype.kind not in "biuf":
+        raise DataError(f"{_name(path)}: unsupported data type {dtype} (expected real numbers)")
+    frame = shape[:3]
+    if min(frame) < 1:
+        raise DataError(f"{_name(path)}: the image has no voxels (shape {shape})")
+    voxels = float(np.prod(frame, dtype=np.float64))
+    short = memory_shortfall(voxels * (dtype.itemsize + 4))
+    if short is not None:
+        raise DataError(
+            f"{_name(path)}: the header claims {'x'.join(map(str, frame))} voxels ({short}); "
+            f"not reading it"
+        )
 
 
 def _frame_shape(img: _NiftiImage) -> tuple[int, ...]:
@@ -160,9 +194,37 @@ def _check_frame(shape: tuple[int, ...], frame: int | None, path: Path) -> int:
 
 def _spacing(img: _NiftiImage, ndim: int) -> tuple[float, ...]:
     zooms = tuple(float(z) for z in img.header.get_zooms()[:ndim])
+    low, high = VOXEL_MM
     if len(zooms) != ndim or not all(np.isfinite(zooms)) or min(zooms) <= 0:
         raise DataError(f"invalid voxel spacing {zooms}")
+    if min(zooms) < low or max(zooms) > high:
+        raise DataError(
+            f"invalid voxel spacing {zooms} (voxel sizes must lie in {low:g}..{high:g} mm)"
+        )
     return zooms
+
+
+def check_affine(affine: np.ndarray, ndim: int, name: str) -> None:
+    """Refuse (:class:`DataError` naming ``name``) a voxel-to-world affine that is not
+    finite, whose first ``ndim`` axes are singular (no world position can be mapped
+    back to a voxel), or whose voxel sizes lie outside :data:`VOXEL_MM`."""
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise DataError(f"{name}: the affine (sform/qform) is not a finite 4x4 matrix")
+    axes = affine[:3, :ndim]
+    sizes = np.linalg.norm(axes, axis=0)
+    volume = abs(np.linalg.det(axes)) if ndim == 3 else np.linalg.norm(np.cross(*axes.T))
+    if not sizes.all() or volume <= 1e-9 * float(np.prod(sizes)):
+        raise DataError(
+            f"{name}: singular affine (its voxel axes are degenerate: the sform/qform "
+            f"cannot be inverted)"
+        )
+    low, high = VOXEL_MM
+    if sizes.min() < low or sizes.max() > high:
+        text = "x".join(f"{v:g}" for v in sizes)
+        raise DataError(
+            f"{name}: voxel size {text} mm in the affine lies outside {low:g}..{high:g} mm "
+            f"(a broken sform/qform)"
+        )
 
 
 def read_image(path: str | os.PathLike, *, frame: int | None = None) -> Volume:
@@ -208,6 +270,7 @@ def volume_from_image(
             bad = int((~np.isfinite(data)).sum())
             raise DataError(f"{_name(path)}: image contains {bad} NaN/Inf values")
     affine = np.asarray(img.affine, dtype=np.float64)
+    check_affine(affine, data.ndim, _name(path))
     return Volume(data, affine, _file_spacing(img, data, path), name, _frame_shape(img))
 
 

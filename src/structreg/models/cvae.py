@@ -250,8 +250,11 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 def _non_negative_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"ModelConfig: {name} must be a non-negative number, got {value!r}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"ModelConfig: {name} must be a finite non-negative number, got {value!r}"
+        )
     return float(value)
 
 

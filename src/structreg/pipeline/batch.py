@@ -19,6 +19,11 @@ Several processes (``structreg register --data ... --nproc K``, or torchrun): ra
 when all are done rank 0 merges them into ``summary.csv`` (pair order) and
 removes the parts. A killed multi-process batch keeps its parts, which
 ``resume`` reads.
+
+The output folder is confined like a single pair's (:func:`check_batch_out`): it must be
+new, empty or one a batch wrote (its summaries, pair folders holding only
+registration outputs, and what killed writes left, which is removed); no symbolic link
+in it is followed, and no input file may lie in it.
 """
 
 from __future__ import annotations
@@ -26,19 +31,22 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core import metrics
-from ..errors import StructregError
-from ..io.files import inside
+from ..errors import DataError, StructregError
+from ..io.files import check_inputs_outside, inside, is_leftover, remove_leftovers
+from .registration import OUTPUTS
 
 __all__ = [
     "BatchJob",
     "SUMMARY",
     "SUMMARY_COLUMNS",
+    "check_batch_out",
     "merge_summaries",
     "part_name",
     "read_summary",
@@ -87,6 +95,66 @@ def _summaries(out: Path) -> list[Path]:
     return [out / SUMMARY, *sorted(out.glob("summary.part*.csv"))]
 
 
+def _is_summary_name(name: str) -> bool:
+    return name == SUMMARY or re.fullmatch(r"summary\.part\d+\.csv", name) is not None
+
+
+def _is_our_summary(path: Path) -> bool:
+    """True for an empty file or one whose first line is a batch summary's header."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        first = fh.readline()
+    return not first or first.rstrip("\r\n") == ",".join(SUMMARY_COLUMNS)
+
+
+def _is_pair_folder(path: Path) -> bool:
+    """True for a folder holding nothing but a registration's output files."""
+    try:
+        return all(e.name in OUTPUTS and e.is_file() and not e.is_symlink() for e in path.iterdir())
+    except FileNotFoundError:  # replaced by another process of the batch just now
+        return True
+
+
+def _check_summary(path: Path) -> None:
+    """Refuse a summary file that is a symbolic link or that a batch did not write."""
+    if path.is_symlink():
+        raise DataError(
+            f"{path} is a symbolic link; a batch does not follow links in its output "
+            f"folder (remove it, or write the outputs to a new folder)"
+        )
+    if not _is_our_summary(path):
+        raise DataError(
+            f"{path} is not a structreg batch summary; refusing to overwrite it "
+            f"(move it away, or write the outputs to a new folder)"
+        )
+
+
+def check_batch_out(out_dir: str | os.PathLike) -> None:
+    """Refuse (:class:`DataError`) a batch output folder that is not new, empty or a
+    batch's own: anything but a summary, a folder of registration outputs or what a
+    killed write left is another file (a batch replaces folders whole and rewrites
+    ``summary.csv``), and so is a symbolic link; a summary that is a link or that a
+    batch did not write is refused too."""
+    out = Path(out_dir)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    others = []
+    for entry in sorted(out.iterdir()):
+        link = entry.is_symlink()
+        if _is_summary_name(entry.name) and (link or entry.is_file()):
+            _check_summary(entry)
+        elif link:
+            others.append(f"{entry.name} (a symbolic link)")
+        elif not (is_leftover(entry.name) or (entry.is_dir() and _is_pair_folder(entry))):
+            others.append(entry.name)
+    if others:
+        raise DataError(
+            f"{out} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}"
+            f"); write a batch's outputs to a new or empty folder, or to one a batch wrote"
+        )
+
+
 def register_batch(
     register: Callable[[BatchJob, Path], dict[str, Any]],
     jobs: Iterable[BatchJob],
@@ -102,10 +170,20 @@ def register_batch(
     (``summary.csv``; a process of a multi-process batch its :func:`part_name`).
     With ``resume``, a pair that ``summary.csv`` or a part lists as ok is skipped.
 
+    The output folder is checked first (:func:`check_batch_out`; no input may lie in
+    it), and what killed writes of this process's pairs left there is removed.
+
     Returns ``(registered, failed)``, skipped pairs counted as registered.
     """
     out = Path(out_dir)
+    jobs = list(jobs)
+    check_batch_out(out)
+    check_inputs_outside(
+        out, (f for job in jobs for f in (job.moving, job.fixed, job.moving_labels))
+    )
     out.mkdir(parents=True, exist_ok=True)
+    for name in (summary, *(job.name for job in jobs)):
+        remove_leftovers(out, name)
     path = out / summary
     done = (
         {
@@ -149,6 +227,7 @@ def merge_summaries(out_dir: str | os.PathLike, names: Iterable[str]) -> tuple[i
     atomic_write_text(out / SUMMARY, ",".join(SUMMARY_COLUMNS) + "\n" + "".join(map(_line, rows)))
     for file in files[1:]:
         file.unlink()
+    remove_leftovers(out, SUMMARY)  # of a merge that a kill interrupted
     ok = sum(row.get("status") == "ok" for row in rows)
     return ok, len(rows) - ok
 

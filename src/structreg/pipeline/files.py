@@ -4,7 +4,9 @@
 moving labels), registers them with :func:`~structreg.pipeline.registration.register_volumes`
 and writes :meth:`~structreg.pipeline.registration.Registration.save`'s files into an
 output folder that is replaced whole (atomically: a failure never leaves a mix of new
-and old outputs).
+and old outputs). An input file that lies in that folder, and an output folder that is
+a symbolic link, are refused before anything is read (replacing the folder would
+destroy the input, or replace the link).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from ..core import metrics
 from ..errors import DataError
+from ..io.files import check_inputs_outside
 from ..io.nifti import Volume, read_image, read_labels
 from ..methods.base import Registrar
 from .registration import OUTPUTS, check_out, register_volumes
@@ -59,7 +62,8 @@ def write_registration(
         registrar: any registration method.
         moving_path, fixed_path: image files (any layout and grid); every output is
             on the fixed grid, in the fixed file's layout (``H×W``, ``H×W×1``, ...).
-        out_dir: the output folder (new, or holding only earlier outputs).
+        out_dir: the output folder (new, or holding only earlier outputs; no input
+            file may lie in it).
         moving_labels_path: a label map of the moving image, warped too.
         pair_id: the pair's name (``z.json``).
         frame: the time frame of 4-D inputs.
@@ -67,6 +71,12 @@ def write_registration(
         A summary dict: ``out``, ``files`` written, ``slices``, the ``folding_pct``
         and the ``seconds`` of the registration.
     """
+    if Path(out_dir).is_symlink():
+        raise DataError(
+            f"{out_dir} is a symbolic link; the output folder is replaced whole, so give "
+            f"the folder itself ({Path(out_dir).resolve()})"
+        )
+    check_inputs_outside(out_dir, (moving_path, fixed_path, moving_labels_path))
     check_out(out_dir)
     moving, fixed, labels = read_pair(moving_path, fixed_path, moving_labels_path, frame)
     registration = register_volumes(registrar, moving, fixed, moving_labels=labels, pair_id=pair_id)

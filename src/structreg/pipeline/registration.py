@@ -31,7 +31,7 @@ from ..data.pair import Pair
 from ..data.preprocess import PreprocessRecord, preprocess_pair, to_original
 from ..errors import DataError, InputError
 from ..io.fields import write_itk_displacement
-from ..io.files import atomic_folder, atomic_write_text
+from ..io.files import atomic_folder, atomic_write_text, check_inputs_outside
 from ..io.grids import same_grid, sample_at, source_coordinates, voxel_grid, world_displacement
 from ..io.nifti import Volume, to_file_layout, write_image, write_labels
 from ..io.transforms import write_itk_affine
@@ -68,6 +68,8 @@ def check_out(out_dir: str | os.PathLike) -> None:
     """Refuse an output folder that holds anything but a registration's outputs: it
     is replaced whole, and other files must not be lost (:class:`DataError`)."""
     out = Path(out_dir)
+    if out.is_symlink():
+        raise DataError(f"{out}: is a symbolic link; write the outputs to a real folder")
     if not out.exists():
         return
     if not out.is_dir():
@@ -296,6 +298,8 @@ class Registration:
         names of the files written.
         """
         check_out(out_dir)
+        inputs = [p for p in (self.moving.path, self.fixed.path) if p]
+        check_inputs_outside(out_dir, inputs)
         fixed, affine = self.fixed, self.fixed.affine
         with atomic_folder(out_dir) as out:
             write_image(out / "moved.nii.gz", to_file_layout(self.moved, fixed), affine=affine)

@@ -11,7 +11,13 @@ Layout (``format_version`` 1)::
      "step": int,                                    # optimisation steps done
      "rng": {...} or None,                           # RNG states (see training.rng)
      "loop": {...} or None,                          # data-order position, best score (resume)
-     "digest": str}                                  # SHA-256 of the weights, verified on load
+     "digest": str,                                  # SHA-256 of the weights
+     "state_digest": str}                            # SHA-256 of everything else above
+
+Both digests are verified on load (:func:`verify_digest`): the weights, the optimiser
+state, the RNG states, the data-order position, the step and the config are all covered,
+so a flipped byte or an edited setting anywhere a run resumes from is refused.
+Checkpoints written before a digest existed pass without that check.
 
 Anything else - not a torch file, a pickle of arbitrary objects, missing keys,
 another format version, weights that do not fit the config's model - is refused
@@ -45,6 +51,9 @@ __all__ = [
     "find_checkpoint",
     "read_model",
     "init_weights",
+    "state_digest",
+    "verify_digest",
+    "weights_digest",
 ]
 
 FORMAT_VERSION = 1
@@ -83,18 +92,68 @@ def save_checkpoint(
         "loop": loop,
         "digest": weights_digest(state),
     }
+    payload["state_digest"] = state_digest(payload)
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def verify_digest(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """Refuse (:class:`CheckpointError` naming ``path``) weights that do not match the
-    checkpoint's stored digest; checkpoints written before digests pass."""
+    """Refuse (:class:`CheckpointError` naming ``path``) weights, or a training state and
+    config, that do not match the checkpoint's stored digests; a checkpoint written
+    before a digest existed passes that check."""
     digest = checkpoint.get("digest")
     if digest is not None and digest != weights_digest(checkpoint["state_dict"]):
         raise CheckpointError(
             f"{path}: the weights do not match the checkpoint's digest (the "
             f"file is corrupted); use another copy or retrain"
         )
+    stored = checkpoint.get("state_digest")
+    if stored is not None and stored != state_digest(checkpoint):
+        raise CheckpointError(
+            f"{path}: the config or training state (optimiser, RNG, data order) does not "
+            f"match the checkpoint's digest (the file is corrupted or was edited); use "
+            f"another copy or retrain"
+        )
+
+
+STATE_KEYS = ("format_version", "config", "optimizer", "step", "rng", "loop")
+"""What :func:`state_digest` covers: everything a checkpoint holds but its weights."""
+
+
+def state_digest(checkpoint: Mapping[str, Any]) -> str:
+    """SHA-256 over the :data:`STATE_KEYS` entries of a checkpoint (a config as its
+    ``to_dict()``): tensors by dtype, shape and bytes, containers by their items, keys
+    sorted, numbers exactly; stored with a checkpoint and verified on load."""
+    digest = hashlib.sha256()
+    for key in STATE_KEYS:
+        value = checkpoint.get(key)
+        if isinstance(value, RunConfig):
+            value = value.to_dict()
+        digest.update(f"{key}=".encode())
+        _feed(digest, value)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Add ``value`` (plain containers, numbers, text, tensors) to ``digest``, tagged by kind."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"t{tensor.dtype}{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, Mapping):
+        digest.update(f"d{len(value)}:".encode())
+        for k in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+            _feed(digest, k)
+            _feed(digest, value[k])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"l{len(value)}:".encode())
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, float):
+        digest.update(f"f{value.hex()};".encode())
+    elif value is None or isinstance(value, (bool, int, str)):
+        digest.update(f"{type(value).__name__[0]}{value!r};".encode())
+    else:
+        digest.update(f"?{type(value).__name__}{value!r};".encode())
 
 
 def weights_digest(state: Mapping[str, torch.Tensor]) -> str:

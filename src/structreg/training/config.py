@@ -261,6 +261,11 @@ class RunConfig:
             raise ConfigError(
                 f"method {self.method} needs a {MODEL_CONFIGS[self.method].__name__} in [model]"
             )
+        for name, value in self.model.to_dict().items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+            if bad:
+                raise ConfigError(f"model.{name} must be a finite number, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists only (TOML-, JSON- and ``weights_only``-safe)."""

@@ -3,9 +3,11 @@ the network's and the optimisation's settings) and :func:`train_run` (the same f
 resolved :class:`~structreg.training.config.RunConfig`).
 
 Both claim the run folder first (refusing one that holds a run or other files unless
-resuming, and taking its lock), then build an :class:`Engine`
+resuming, starting over one left by a training that stopped before its first
+checkpoint, and taking its lock), then build an :class:`Engine`
 (:mod:`structreg.training.loop`) with the default hooks
-(:mod:`structreg.training.hooks`), restore or initialise it and run it.
+(:mod:`structreg.training.hooks`), restore or initialise it and run it. A training
+that fails before its first checkpoint in a folder that was new or empty leaves it so.
 :class:`Engine`, :class:`Hook`, :class:`LoopState` and :func:`log_columns` are
 re-exported here.
 """
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..data.cache import CachedPairs
 from ..data.pair import Pair
-from ..errors import CheckpointError, RunExistsError
+from ..errors import CheckpointError, RunExistsError, StructregWarning
 from .config import RunConfig, TrainConfig, save_config
 from .distributed import SINGLE, Dist
 from .hooks import default_hooks, log_columns
@@ -74,7 +77,7 @@ def train(
         (rank 0; the other ranks' rows hold only the training loss).
     """
     run = RunFolder(out_dir)
-    with _claim(run, resume, dist):
+    with _claim(run, resume, dist) as resume:
         config = RunConfig(model=model_config, train=train_config, method=method)
         return _train_claimed(
             run, config, train_pairs, val_pairs, resume, progress, data_settings, dist
@@ -95,24 +98,37 @@ def train_run(
     """:func:`train` of a resolved run configuration (its method, network and training
     settings); the other arguments and the result as :func:`train`'s."""
     run = RunFolder(out_dir)
-    with _claim(run, resume, dist):
+    with _claim(run, resume, dist) as resume:
         return _train_claimed(
             run, config, train_pairs, val_pairs, resume, progress, data_settings, dist
         )
 
 
 @contextlib.contextmanager
-def _claim(run: RunFolder, resume: bool, dist: Dist) -> Iterator[None]:
-    """Hold the run folder for a training: refuse a resume without a checkpoint; on
-    rank 0 (the other ranks only train) refuse a folder a live training holds, one that
-    holds a run or other files (unless resuming), then lock it and remove what killed
-    writes left behind."""
-    if resume and not run.checkpoint.is_file():
+def _claim(run: RunFolder, resume: bool, dist: Dist) -> Iterator[bool]:
+    """Hold the run folder for a training; yields whether to resume.
+
+    A folder left by a training that stopped before its first checkpoint is started
+    over (with a warning; also when resuming: it holds nothing to resume). Otherwise a
+    resume needs a checkpoint; on rank 0 (the other ranks only train) a folder that a
+    live training holds, or that holds a run or other files (unless resuming), is
+    refused; then the folder is locked and what killed writes left is removed. When the
+    training fails before its first checkpoint in a folder that was new or empty, what
+    it wrote is removed again."""
+    unstarted = not run.checkpoint.is_file() and run.is_unstarted()
+    if resume and not run.checkpoint.is_file() and not unstarted:
         raise FileNotFoundError(f"cannot resume: no {RunFolder.CHECKPOINT} in {run.path}")
+    resume = resume and not unstarted
     if not dist.is_main:
-        yield
+        yield resume
         return
     run.clear_stale_lock()  # a live training here is named and refused first
+    if unstarted and run.discard_unstarted():
+        warnings.warn(
+            f"{run.path}: a training there stopped before its first checkpoint; starting it over",
+            StructregWarning,
+            stacklevel=3,
+        )
     if not resume and run.holds_run():
         raise RunExistsError(
             f"{run.path} already holds a run ({RunFolder.CHECKPOINT}); resume "
@@ -122,9 +138,26 @@ def _claim(run: RunFolder, resume: bool, dist: Dist) -> Iterator[None]:
         raise RunExistsError(
             f"{run.path} is not empty; train into a new or empty folder (or --resume a run)"
         )
-    with run.lock():
-        run.clean_temporary_files()  # left by a write that a kill interrupted
-        yield
+    existed, held = run.path.exists(), False
+    try:
+        with run.lock():
+            held = True
+            run.clean_temporary_files()  # left by a write that a kill interrupted
+            yield resume
+    except BaseException:
+        if held and not resume and not run.holds_run():
+            _undo_start(run, existed)
+        raise
+
+
+def _undo_start(run: RunFolder, existed: bool) -> None:
+    """Remove what a failed training wrote into a folder that was new or empty before
+    it (its best model, the files of its start; the folder itself when it was new)."""
+    with contextlib.suppress(OSError, RunExistsError):
+        run.best.unlink(missing_ok=True)
+        run.discard_unstarted()
+        if not existed and run.is_empty():
+            run.path.rmdir()
 
 
 def _train_claimed(

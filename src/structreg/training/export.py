@@ -1,5 +1,7 @@
 """Trained models as ``safetensors`` files: weights without pickle, with the config,
-the data settings and the weights' digest in the metadata.
+the data settings and the digests of the weights and of the config and step in the
+metadata. A failed write (a full disk) is an ``OSError`` naming the file, which is
+left as it was.
 
 ``structreg export --model RUN --out model.safetensors`` writes one; every command
 that takes ``--model`` also accepts such a file (:func:`read_safetensors` gives the
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..io.files import atomic_write
-from .checkpoint import build_model, read_model, weights_digest
+from .checkpoint import build_model, read_model, state_digest, weights_digest
 from .run import model_data_settings, safetensors_data_settings
 from .safetensors_format import (
     FORMAT,
@@ -45,12 +47,23 @@ def export_safetensors(run_dir_or_file: str | os.PathLike, out: str | os.PathLik
     checkpoint, path = read_model(run_dir_or_file)
     build_model(checkpoint, path)  # refuses corrupted or mismatched weights
     state = {k: v.contiguous() for k, v in checkpoint["state_dict"].items()}
+    exported = {"format_version": 1, "config": checkpoint["config"], "step": checkpoint["step"]}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(checkpoint["config"].to_dict()),
         "data": json.dumps(model_data_settings(run_dir_or_file).to_dict()),
         "digest": weights_digest(state),
+        "state_digest": state_digest(exported),
         "step": str(checkpoint["step"]),
     }
-    return atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        from safetensors import SafetensorError
+
+        try:
+            save_file(state, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # a full disk, an I/O error
+            raise OSError(f"{out}: could not be written ({' '.join(str(exc).split())})") from None
+
+    return atomic_write(out, write)

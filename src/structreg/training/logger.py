@@ -1,13 +1,17 @@
-"""The training log: ``train_log.csv`` (one row per step) and optional TensorBoard."""
+"""The training log: ``train_log.csv`` (one row per step, LF line ends throughout,
+also across a resume) and optional TensorBoard (asked for but not
+installed: a warning, once per log)."""
 
 from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import StructregWarning
 from ..io.files import atomic_write_text
 
 __all__ = ["TrainLogger", "read_log"]
@@ -72,15 +76,8 @@ class TrainLogger:
         )
         atomic_write_text(self.path, text)
         self.fh = self.path.open("a", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.fh)
-        self.tb = None
-        if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(log_dir=str(tensorboard_dir))
-            except Exception:
-                self.tb = None
+        self.writer = csv.writer(self.fh, lineterminator="\n")  # as the rows above
+        self.tb = None if tensorboard_dir is None else _summary_writer(tensorboard_dir)
 
     def log(self, row: dict[str, Any]) -> None:
         """Append one row (and its finite float values to TensorBoard)."""
@@ -98,3 +95,28 @@ class TrainLogger:
         self.fh.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _summary_writer(folder: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` logging into ``folder``, or None (with a
+    :class:`StructregWarning`) when TensorBoard is not installed or cannot start."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn(
+            "train.tensorboard = true, but TensorBoard is not installed (pip install "
+            "tensorboard); logging to train_log.csv only",
+            StructregWarning,
+            stacklevel=3,
+        )
+        return None
+    try:
+        return SummaryWriter(log_dir=str(folder))
+    except Exception as exc:  # an unwritable folder, a broken installation
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        warnings.warn(
+            f"TensorBoard could not start ({text}); logging to train_log.csv only",
+            StructregWarning,
+            stacklevel=3,
+        )
+        return None

@@ -14,6 +14,13 @@ A run folder holds:
 
 Commands that take ``--model RUN`` accept the folder or one of its checkpoint
 files; :meth:`RunFolder.of_model` finds the folder either way.
+
+The lock: the training that holds it refreshes its time stamp every
+:data:`LOCK_REFRESH_S` seconds. A lock is stale, and taken over with a warning, when its
+holder is a process of this host that no longer runs, a process of another host that
+has not refreshed it for :data:`LOCK_STALE_S` seconds, or when the file names no holder
+at all (garbage) and is older than :data:`LOCK_WRITE_S` seconds; any other lock refuses
+the training, naming its holder.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ import json
 import os
 import shutil
 import socket
+import threading
+import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +42,13 @@ from typing import Any
 import numpy as np
 
 from ..data.defaults import DEFAULT_SIZE, DEFAULT_SPACING
-from ..errors import CheckpointError, RunExistsError
-from ..io.files import atomic_write_text
+from ..errors import CheckpointError, RunExistsError, StructregWarning
+from ..io.files import atomic_write_text, is_leftover
 
 __all__ = [
+    "LOCK_REFRESH_S",
+    "LOCK_STALE_S",
+    "LOCK_WRITE_S",
     "DataSettings",
     "RunFolder",
     "data_fingerprint",
@@ -43,6 +56,15 @@ __all__ = [
     "model_spacing",
     "safetensors_data_settings",
 ]
+
+
+LOCK_REFRESH_S = 30.0
+"""How often a training refreshes its lock's time stamp (seconds)."""
+LOCK_STALE_S = 600.0
+"""A lock of another host not refreshed for this long (seconds) is stale."""
+LOCK_WRITE_S = 10.0
+"""A lock that names no holder and is older than this (seconds) is garbage, not one
+being written."""
 
 
 @dataclass(frozen=True)
@@ -158,24 +180,40 @@ class RunFolder:
                     removed.append(stale)
         return removed
 
+    STARTED = (CONFIG, DATA, LOG, LOCK, TENSORBOARD)
+    """What a training writes when it starts, before its first checkpoint."""
+
+    def is_unstarted(self) -> bool:
+        """True when the folder holds what a training writes when it starts (config,
+        data settings, log, lock, TensorBoard events, temporary files of its writes) and
+        nothing else: no checkpoint, no best model, no other file."""
+        if not self.path.is_dir() or self.path.is_symlink():
+            return False
+        entries = list(self.path.iterdir())
+        ours = [
+            e
+            for e in entries
+            if (e.name in self.STARTED and not e.is_symlink())
+            or any(is_leftover(e.name, name) for name in self.STARTED)
+        ]
+        return bool(entries) and len(ours) == len(entries)
+
     def discard_unstarted(self) -> list[Path]:
         """Remove a training that was killed before its first checkpoint.
 
-        Such a folder holds only what a training writes when it starts (config, data
-        settings, log, lock, TensorBoard events) and no state to resume, yet a new
+        Such a folder (:meth:`is_unstarted`) holds no state to resume, yet a new
         training refuses the non-empty folder. Nothing is removed when the folder
         holds a checkpoint, a best model or any other file. Returns the removed paths.
 
         Raises:
             RunExistsError: a live training holds the folder's lock.
         """
-        if not self.path.is_dir() or self.holds_run() or self.best.exists():
+        if not self.is_unstarted():
             return []
         self.clear_stale_lock()  # a live training is named and refused
         self.clean_temporary_files()
-        started = {self.CONFIG, self.DATA, self.LOG, self.LOCK, self.TENSORBOARD}
         entries = list(self.path.iterdir())
-        if not entries or any(e.name not in started for e in entries):
+        if not self.is_unstarted():
             return []
         for entry in entries:
             if entry.is_dir():
@@ -190,51 +228,71 @@ class RunFolder:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder's exclusive training lock (``train.lock``: PID and host).
+        """Hold the folder's exclusive training lock (``train.lock``: PID and host),
+        refreshed every :data:`LOCK_REFRESH_S` seconds while held.
 
-        A second process gets a :class:`RunExistsError` naming the holder; a lock
-        left by a dead process of this host is taken over.
+        A second process gets a :class:`RunExistsError` naming the holder; a stale or
+        garbage lock is taken over with a warning (:meth:`clear_stale_lock`).
         """
         self.path.mkdir(parents=True, exist_ok=True)
         mine = f"{os.getpid()} {socket.gethostname()}\n"
-        for _ in range(2):
+        path = self.path / self.LOCK
+        for _ in range(3):
             try:
-                fd = os.open(self.path / self.LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                self.clear_stale_lock()
+                self.clear_stale_lock()  # a live holder is refused here
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(mine)
             break
-        else:  # pragma: no cover - a race with another process taking the stale lock
-            self.clear_stale_lock()
+        else:  # pragma: no cover - other processes keep taking the stale lock first
+            raise RunExistsError(f"{self.path} is in use: could not take {path}; try again")
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=_refresh, args=(path, mine, stop), name="structreg-lock", daemon=True
+        )
+        beat.start()
         try:
             yield
         finally:
+            stop.set()
+            beat.join()
             with contextlib.suppress(OSError):
-                if (self.path / self.LOCK).read_text() == mine:
-                    (self.path / self.LOCK).unlink()
+                if path.read_text() == mine:
+                    path.unlink()
 
     def clear_stale_lock(self) -> None:
-        """Remove the lock of a dead process of this host; refuse a live one, naming its
+        """Take over a stale lock (remove it, with a :class:`StructregWarning` naming its
+        holder and why it is stale: see the module doc); refuse a live one, naming its
         PID and host (nothing to do without a lock)."""
         path = self.path / self.LOCK
-        if not path.exists():
-            return
         try:
-            pid_text, _, host = path.read_text().strip().partition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            pid, host = -1, ""
-        if host == socket.gethostname() and not _alive(pid):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            text, age = path.read_text(errors="replace"), time.time() - path.stat().st_mtime
+        except FileNotFoundError:
             return
-        raise RunExistsError(
-            f"{self.path} is in use: another training (PID {pid} on host "
-            f"{host or 'unknown'}) holds {path}; wait for it or choose another "
-            f"--out"
+        except OSError:
+            text, age = "", time.time()
+        holder = _holder(text)
+        stale = _stale(holder, age)
+        if stale is None:
+            pid, host = holder or (-1, "")
+            wait = (
+                f"a lock naming no holder, written {age:.0f} s ago"
+                if holder is None
+                else f"PID {pid} on host {host}, refreshed {max(age, 0):.0f} s ago"
+            )
+            raise RunExistsError(
+                f"{self.path} is in use: another training ({wait}) holds {path}; wait for "
+                f"it or choose another --out"
+            )
+        warnings.warn(
+            f"{self.path}: taking over the stale lock {path.name} ({stale})",
+            StructregWarning,
+            stacklevel=2,
         )
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
     def model_file(self) -> Path:
         """``best.pt``, else ``checkpoint.pt``; ``FileNotFoundError`` when neither exists."""
@@ -316,13 +374,50 @@ def data_fingerprint(train_pairs: Any, val_pairs: Sequence[Any] | None, seed: in
     return digest.hexdigest()
 
 
+def _refresh(path: Path, mine: str, stop: threading.Event) -> None:
+    """Touch the lock ``path`` every :data:`LOCK_REFRESH_S` seconds while it is ``mine``,
+    until ``stop`` is set (the lock's holder is seen to be alive)."""
+    while not stop.wait(LOCK_REFRESH_S):
+        with contextlib.suppress(OSError):
+            if path.read_text() == mine:
+                os.utime(path)
+
+
+def _holder(text: str) -> tuple[int, str] | None:
+    """``(pid, host)`` of a lock file's text, None when it names no holder."""
+    pid_text, _, host = text.strip().partition(" ")
+    if (
+        not (pid_text.isascii() and pid_text.isdigit())
+        or not host
+        or not host.isprintable()
+        or " " in host
+    ):
+        return None
+    return int(pid_text), host
+
+
+def _stale(holder: tuple[int, str] | None, age: float) -> str | None:
+    """Why a lock of ``holder`` last written ``age`` seconds ago is stale, or None when
+    it may belong to a live training."""
+    if holder is None:
+        return f"it names no holder and is {age:.0f} s old" if age >= LOCK_WRITE_S else None
+    pid, host = holder
+    if host == socket.gethostname():
+        return None if _alive(pid) else f"its holder, PID {pid}, no longer runs on this host"
+    if age >= LOCK_STALE_S:
+        return (
+            f"its holder, PID {pid} on host {host}, has not refreshed it for {age / 60:.0f} minutes"
+        )
+    return None
+
+
 def _alive(pid: int) -> bool:
     """True when a process ``pid`` runs on this host."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

@@ -4,7 +4,10 @@ A model file holds a network's weights without pickle, plus metadata (all string
 as the format requires)::
 
     {"format": "structreg", "format_version": "1", "config": RunConfig.to_dict() as JSON,
-     "data": DataSettings.to_dict() as JSON, "digest": SHA-256 of the weights, "step": "N"}
+     "data": DataSettings.to_dict() as JSON, "digest": SHA-256 of the weights,
+     "state_digest": SHA-256 of the config and step (checkpoint.state_digest), "step": "N"}
+
+Files written before ``state_digest`` existed (the bundled models) are read without it.
 
 :func:`read_safetensors` gives the same checkpoint dict as
 :func:`structreg.training.checkpoint.read_checkpoint`; the writer is
@@ -74,7 +77,12 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         step = int(meta.get("step", "0"))
     except (KeyError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{path}: invalid config in the metadata ({exc})") from None
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors' own error type, a truncated file
+        raise CheckpointError(
+            f"{path}: unreadable safetensors data ({' '.join(str(exc).split())[:160]})"
+        ) from None
     return {
         "format_version": 1,
         "config": config,
@@ -84,4 +92,5 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         "rng": None,
         "loop": None,
         "digest": meta.get("digest"),
+        "state_digest": meta.get("state_digest"),
     }
