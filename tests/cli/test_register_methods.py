@@ -48,3 +48,12 @@ def test_moving_labels_never_change_the_displacement(files, tmp_path):
 def test_refinement_is_refused_for_other_methods(files, tmp_path, capsys):
     assert _register(files, tmp_path / "x", "identity", "--refine", "3") == 1
     assert "only ours refines" in capsys.readouterr().err
+
+
+def test_an_affine_stage_first_writes_its_itk_transform(files, tmp_path):
+    import SimpleITK as sitk
+
+    assert _register(files, tmp_path / "a", "builtin:cardiac", "--affine", "mi") == 0
+    transform = sitk.ReadTransform(str(tmp_path / "a" / "affine.tfm"))
+    assert transform.GetDimension() == 3 and len(transform.GetParameters()) == 12
+    assert (tmp_path / "a" / "moved.nii.gz").is_file()

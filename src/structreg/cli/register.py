@@ -56,7 +56,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    """``--refine``, ``--adapt-decoder``, ``--adapt``, ``--nproc``."""
+    """``--affine``, ``--refine``, ``--adapt-decoder``, ``--adapt``, ``--nproc``."""
+    p.add_argument(
+        "--affine",
+        nargs="?",
+        const="ncc",
+        default=None,
+        choices=("ncc", "lcc", "mi"),
+        metavar="METRIC",
+        help="first align each pair by a rigid then affine transform (multi-resolution, "
+        "on the world grid) with this similarity: ncc (default), lcc, or mi for different "
+        "contrasts; the outputs compose both stages and affine.tfm holds the affine alone",
+    )
     p.add_argument(
         "--refine",
         type=_count(0),
@@ -163,6 +174,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
     from ..api import registrar_for
     from ..core import metrics
     from ..errors import UsageError
+    from ..methods.affine import AffineOptions
     from ..pipeline.batch import BatchJob
     from ..pipeline.files import write_registration
     from ..training.config import resolve_device
@@ -182,8 +194,9 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
         adapt_decoder=args.adapt_decoder,
         adapt=args.adapt,
     )
+    affine = None if args.affine is None else AffineOptions(metric=args.affine)
     if args.adapt:
-        _adapt(registrar, all_jobs)
+        _adapt(registrar, all_jobs, affine)
 
     def register(job: BatchJob, out: Path) -> dict:
         return write_registration(
@@ -194,6 +207,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
             moving_labels_path=job.moving_labels,
             pair_id=job.name,
             frame=job.frame,
+            affine=affine,
         )
 
     if args.data is None:  # one pair: its errors are the command's
@@ -236,12 +250,13 @@ def _register_batch(
     return 1 if n_failed else 0
 
 
-def _adapt(registrar: Any, jobs: list) -> None:
+def _adapt(registrar: Any, jobs: list, affine: Any) -> None:
     """Fine-tune the method on the pairs of every job it can read (the others fail
-    later, in their own registration)."""
+    later, in their own registration), affinely aligned first when ``affine`` is set."""
     from ..errors import StructregError
+    from ..methods.affine import affine_align
     from ..pipeline.files import read_pair
-    from ..pipeline.registration import prepare_pairs
+    from ..pipeline.registration import aligned_volume, prepare_pairs
 
     pairs = []
     for job in jobs:
@@ -249,6 +264,8 @@ def _adapt(registrar: Any, jobs: list) -> None:
             moving, fixed, _ = read_pair(job.moving, job.fixed, None, job.frame)
         except (StructregError, OSError):
             continue
+        if affine is not None:
+            moving = aligned_volume(moving, fixed, affine_align(moving, fixed, affine))
         pairs += prepare_pairs(registrar, moving, fixed, job.name)
     if not pairs:
         return

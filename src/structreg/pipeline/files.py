@@ -19,6 +19,7 @@ from ..core import metrics
 from ..errors import DataError
 from ..io.files import check_inputs_outside
 from ..io.nifti import Volume, read_image, read_labels
+from ..methods.affine import AffineOptions
 from ..methods.base import Registrar
 from .registration import OUTPUTS, check_out, register_volumes
 
@@ -55,6 +56,7 @@ def write_registration(
     moving_labels_path: str | os.PathLike | None = None,
     pair_id: str = "pair",
     frame: int | None = None,
+    affine: AffineOptions | None = None,
 ) -> dict[str, Any]:
     """Register one pair of image files and write the outputs into ``out_dir``.
 
@@ -65,6 +67,7 @@ def write_registration(
         out_dir: the output folder (new, or holding only earlier outputs; no input
             file may lie in it).
         moving_labels_path: a label map of the moving image, warped too.
+        affine: a rigid-then-affine stage first (its settings), or None.
         pair_id: the pair's name (``z.json``).
         frame: the time frame of 4-D inputs.
     Returns:
@@ -79,7 +82,9 @@ def write_registration(
     check_inputs_outside(out_dir, (moving_path, fixed_path, moving_labels_path))
     check_out(out_dir)
     moving, fixed, labels = read_pair(moving_path, fixed_path, moving_labels_path, frame)
-    registration = register_volumes(registrar, moving, fixed, moving_labels=labels, pair_id=pair_id)
+    registration = register_volumes(
+        registrar, moving, fixed, moving_labels=labels, pair_id=pair_id, affine=affine
+    )
     written = registration.save(out_dir)
     return {
         "out": str(out_dir),
