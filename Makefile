@@ -35,8 +35,8 @@ lint: $(STAMP)
 	$(PY) tools/function_length.py src --max 60
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks experiments
-	$(VENV)/bin/ruff check --fix src tests benchmarks experiments
+	$(VENV)/bin/ruff format src tests benchmarks experiments tools
+	$(VENV)/bin/ruff check --fix src tests benchmarks experiments tools
 
 # every README table and figure from scratch (the README's protocol, about 3.1 h on a
 # 2-core CPU; BUDGET=quick checks the whole chain at a reduced size in well under an
