@@ -425,20 +425,10 @@ class AffineFirst:
         )
 
 
-def _affine_grid(to_moving: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``(N, ndim, *shape)`` displacement ``A p - p`` of per-pair voxel maps ``A``
-    ``(N, ndim, ndim + 1)``."""
-    n = len(shape)
-    grid = torch.stack(
-        torch.meshgrid(*(torch.arange(s, dtype=to_moving.dtype) for s in shape), indexing="ij")
-    )
-    flat = grid.reshape(n, -1)
-    mapped = to_moving[:, :, :n] @ flat + to_moving[:, :, n:]
-    return (mapped - flat).reshape(-1, n, *shape)
-
-
 def _affine_warp(moving: torch.Tensor, to_moving: torch.Tensor) -> torch.Tensor:
-    disp = _affine_grid(to_moving, tuple(moving.shape[2:])).to(moving)
+    """Each pair's moving image ``(N, 1, *S)`` resampled at ``A p`` (0 outside)."""
+    zero = moving.new_zeros(moving.shape[0], moving.ndim - 2, *moving.shape[2:])
+    disp = _compose(to_moving.to(moving), zero)
     return warp(moving, disp, padding_mode="zeros")
 
 
