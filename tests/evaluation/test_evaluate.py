@@ -3,6 +3,7 @@
 import csv
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,22 @@ def test_a_bug_is_not_turned_into_an_error_row(pairs, tmp_path):
 
     with pytest.raises(ZeroDivisionError):
         run_evaluation(pairs[:2], [Broken()], tmp_path, progress=False)
+
+
+def test_figure_pairs_are_not_registered_twice():
+    from helpers import random_pairs
+    from structreg.evaluation.evaluate import evaluate
+    from structreg.methods.identity import Identity
+
+    class Counting(Identity):
+        pairs = 0
+
+        def register(self, moving, fixed, *, mask=None):
+            Counting.pairs += moving.shape[0]
+            return super().register(moving, fixed, mask=mask)
+
+    pairs = random_pairs(5, seed=3)
+    rows, kept = evaluate(pairs, [Counting()], progress=False, keep=[pairs[1].id])
+    assert Counting.pairs == len(pairs) == len(rows)
+    assert set(kept[pairs[1].id]) == {"identity"}
+    np.testing.assert_allclose(kept[pairs[1].id]["identity"]["moved"], pairs[1].moving)

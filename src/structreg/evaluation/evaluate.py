@@ -84,7 +84,10 @@ def pair_metrics(
 
 
 def _run_chunk(
-    method: Registrar, chunk: Sequence[Pair], structures: Structures
+    method: Registrar,
+    chunk: Sequence[Pair],
+    structures: Structures,
+    kept: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     batch = collate_pairs(chunk)
     t0 = time.perf_counter()
@@ -106,6 +109,11 @@ def _run_chunk(
         if result.iterations is not None:
             row[metrics.ITERATIONS] = int(result.iterations[i])
         rows.append(row)
+        if kept is not None and pair.id in kept:
+            kept[pair.id] = {
+                "moved": result.moved[i, 0].detach().cpu().numpy(),
+                "jacobian": result.jacobian_det[i, 0].detach().cpu().numpy(),
+            }
     return rows
 
 
@@ -115,28 +123,34 @@ def _error_row(pair: Pair, method: Registrar, exc: Exception) -> dict[str, Any]:
 
 
 def _run_method(
-    method: Registrar, pairs: Sequence[Pair], structures: Structures, bar: Any
-) -> list[dict[str, Any]]:
-    """Rows of one method on every pair, chunk by chunk. A chunk that fails with an
-    expected error is retried pair by pair; a pair that still fails gets an error row.
-    Any other exception is a bug and propagates."""
+    method: Registrar,
+    pairs: Sequence[Pair],
+    structures: Structures,
+    bar: Any,
+    keep: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """Rows of one method on every pair, chunk by chunk, and the moved image and det J
+    of the pairs in ``keep`` (taken from the same registrations). A chunk that fails
+    with an expected error is retried pair by pair; a pair that still fails gets an
+    error row. Any other exception is a bug and propagates."""
     rows: list[dict[str, Any]] = []
+    kept: dict[str, dict[str, np.ndarray]] = {pid: {} for pid in keep}
     adapt_seconds = _prepare(method, pairs)
     for start in range(0, len(pairs), method.batch_size):
         chunk = pairs[start : start + method.batch_size]
         try:
-            rows += _run_chunk(method, chunk, structures)
+            rows += _run_chunk(method, chunk, structures, kept)
         except StructregError:
             for pair in chunk:
                 try:
-                    rows += _run_chunk(method, [pair], structures)
+                    rows += _run_chunk(method, [pair], structures, kept)
                 except StructregError as exc:
                     rows.append(_error_row(pair, method, exc))
         bar.update(len(chunk))
     if adapt_seconds is not None:
         for row in rows:
             row[metrics.ADAPT_SECONDS] = adapt_seconds
-    return rows
+    return rows, {pid: images for pid, images in kept.items() if images}
 
 
 def _prepare(method: Registrar, pairs: Sequence[Pair]) -> float | None:
@@ -148,18 +162,6 @@ def _prepare(method: Registrar, pairs: Sequence[Pair]) -> float | None:
     t0 = time.perf_counter()
     done = prepare(pairs)
     return None if done is False else time.perf_counter() - t0
-
-
-def _kept_images(method: Registrar, pair: Pair) -> dict[str, np.ndarray] | None:
-    batch = collate_pairs([pair])
-    try:
-        result = method.register(batch["moving"], batch["fixed"], mask=batch["mask"])
-    except StructregError:
-        return None
-    return {
-        "moved": result.moved[0, 0].cpu().numpy(),
-        "jacobian": result.jacobian_det[0, 0].cpu().numpy(),
-    }
 
 
 def evaluate(
@@ -183,7 +185,6 @@ def evaluate(
     structures = structures or structures_for(pairs)
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, dict[str, np.ndarray]]] = {k: {} for k in keep}
-    by_id = {p.id: p for p in pairs}
     # a bar on a terminal only: a batch job's log gets no carriage-return updates
     bar = tqdm(
         total=len(pairs) * len(methods),
@@ -192,11 +193,10 @@ def evaluate(
         disable=not (progress and sys.stderr.isatty()),
     )
     for method in methods:
-        rows += _run_method(method, pairs, structures, bar)
-        for pid in keep:
-            images = _kept_images(method, by_id[pid])
-            if images is not None:
-                kept[pid][method.name] = images
+        method_rows, images = _run_method(method, pairs, structures, bar, keep)
+        rows += method_rows
+        for pid, moved in images.items():  # from the same registrations: none twice
+            kept[pid][method.name] = moved
     bar.close()
     return rows, kept
 
