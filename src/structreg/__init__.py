@@ -16,6 +16,7 @@ The front door::
 | :func:`evaluate` | compare methods on a data set (Dice, folding, time per pair) |
 | :class:`Registration` | what :func:`register` returns |
 | :class:`Registrar` | the contract every registration method follows |
+| :func:`thread_limit` | ``with structreg.thread_limit(1): ...``: CPU threads of a block |
 | :class:`StructregError` | the base of every expected error (its subclasses below) |
 
 The names are imported on first use, so ``import structreg`` stays light.
@@ -34,6 +35,7 @@ _EXPORTS = {
     "adapt": "structreg.api",
     "evaluate": "structreg.api",
     "as_volume": "structreg.api",
+    "thread_limit": "structreg.core.threads",
     "Registration": "structreg.pipeline.registration",
     "Registrar": "structreg.methods.base",
     "RegistrationResult": "structreg.methods.base",

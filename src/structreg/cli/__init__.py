@@ -85,8 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
             target = groups[parent]
         p = target.add_parser(child or module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        _add_threads(p)
         p.set_defaults(command_run=module.run)
     return parser
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        metavar="N",
+        help="CPU threads of PyTorch and NumPy/SciPy (default: $STRUCTREG_THREADS, else "
+        "one per core); on a busy machine fewer threads run much faster",
+    )
 
 
 def _show_warning(
@@ -112,6 +134,7 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 failure, 2 usage error)."""
+    from ..core.threads import thread_limit
     from ..errors import StructregError, UsageError
 
     parser = build_parser()
@@ -122,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.command_run(args) or 0)
+        with thread_limit(getattr(args, "threads", None)):
+            return int(args.command_run(args) or 0)
     except (StructregError, OSError) as exc:
         if args.debug:
             traceback.print_exc()
