@@ -198,3 +198,18 @@ def test_codes_csv_errors(tmp_path, text, message):
 def test_codes_csv_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_codes_csv(tmp_path / "nope.csv")
+
+
+def test_fewer_codes_than_dimensions_are_warned_about():
+    import warnings
+
+    from structreg.analysis.latent import classify_codes
+    from structreg.errors import StructregWarning
+
+    rng = np.random.default_rng(0)
+    groups = ["a", "b"] * 3
+    with pytest.warns(StructregWarning, match="6 codes of 8 dimensions"):
+        classify_codes(rng.normal(size=(6, 8)), groups, folds=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StructregWarning)
+        classify_codes(rng.normal(size=(40, 4)), ["a", "b"] * 20, folds=2)

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..core.layers import evaluating
-from ..errors import DataError, InputError
+from ..errors import DataError, InputError, StructregWarning
 from ..io.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -440,7 +440,22 @@ def _classification_inputs(
     subj = np.asarray([str(s) for s in (subjects if subjects is not None else range(len(x)))])
     if len(subj) != len(x):
         raise InputError(f"{len(subj)} subjects for {len(x)} codes")
+    warn_few_codes(x)
     return x, y, subj
+
+
+def warn_few_codes(codes: np.ndarray) -> None:
+    """A :class:`~structreg.errors.StructregWarning` when there are no more codes than
+    code dimensions: CCA then separates the training codes perfectly (each group
+    collapses to one point) and neither the scatter nor the fit means anything."""
+    n, d = codes.shape
+    if n <= d:
+        warnings.warn(
+            f"{n} codes of {d} dimensions: CCA needs more codes than dimensions (embed "
+            f"more pairs, e.g. --subjects); the projection and accuracy are not meaningful",
+            StructregWarning,
+            stacklevel=3,
+        )
 
 
 def _cross_validate(
