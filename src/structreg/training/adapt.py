@@ -40,7 +40,8 @@ ADAPT_DEFAULTS = {"steps": 300, "val_every": 25, "patience": 4, "min_delta": 0.0
 """Step budget, objective checks (every ``val_every`` steps on the cohort), early-stopping
 patience and Adam step size of an adaptation. The step size is below the training's:
 a fresh optimiser's first steps at the training rate move every weight at once and
-raise the objective before it falls."""
+raise the objective before it falls. An adaptation writes no TensorBoard log unless
+``--set train.tensorboard=true``."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def adaptation_config(
         monitor="loss",
         max_seconds=0.0,
         frozen_norm=True,
+        tensorboard=False,
         **given,
     )
     fixed = [s for s in settings if s.split("=", 1)[0].strip().startswith("model.")]
