@@ -68,3 +68,13 @@ def test_evaluate_reports_the_adaptation_time(run, tmp_path):
     assert adapted and all(float(r["adapt_seconds"]) > 0 for r in adapted)
     assert all(r["adapt_seconds"] == "" for r in rows if r["method"] == "ours")
     assert "One-off adaptation (s)" in (tmp_path / "e" / "table.md").read_text()
+
+
+def test_adapt_aligns_each_pair_first_with_affine(run, cohort_csv, tmp_path, capsys):
+    out = tmp_path / "aligned"
+    argv = ["adapt", "--model", str(run), "--data", f"pairs:{cohort_csv}", "--out", str(out)]
+    assert main([*argv, "--affine", "--set", "train.steps=2", "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert "4 pairs, each aligned by an affine stage (ncc)" in said
+    assert (out / "best.pt").is_file()
+    assert main([*argv[:-1], str(tmp_path / "x"), "--affine", "--data", "phantom:cardiac"]) == 2

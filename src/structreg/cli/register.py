@@ -253,20 +253,10 @@ def _register_batch(
 def _adapt(registrar: Any, jobs: list, affine: Any) -> None:
     """Fine-tune the method on the pairs of every job it can read (the others fail
     later, in their own registration), affinely aligned first when ``affine`` is set."""
-    from ..errors import StructregError
-    from ..methods.affine import affine_align
-    from ..pipeline.files import read_pair
-    from ..pipeline.registration import aligned_volume, prepare_pairs
+    from ..pipeline.files import cohort_pairs
 
-    pairs = []
-    for job in jobs:
-        try:
-            moving, fixed, _ = read_pair(job.moving, job.fixed, None, job.frame)
-        except (StructregError, OSError):
-            continue
-        if affine is not None:
-            moving = aligned_volume(moving, fixed, affine_align(moving, fixed, affine))
-        pairs += prepare_pairs(registrar, moving, fixed, job.name)
+    files = [(job.name, job.moving, job.fixed, job.frame) for job in jobs]
+    pairs = cohort_pairs(registrar, files, affine)
     if not pairs:
         return
     registrar.prepare(pairs)

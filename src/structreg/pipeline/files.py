@@ -12,6 +12,7 @@ destroy the input, or replace the link).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..methods.affine import AffineOptions
 from ..methods.base import Registrar
 from .registration import OUTPUTS, check_out, register_volumes
 
-__all__ = ["OUTPUTS", "read_pair", "write_registration"]
+__all__ = ["OUTPUTS", "cohort_pairs", "read_pair", "write_registration"]
 
 
 def read_pair(
@@ -93,3 +94,28 @@ def write_registration(
         metrics.FOLDING: registration.folding_pct,
         "seconds": registration.seconds,
     }
+
+
+def cohort_pairs(
+    registrar: Registrar,
+    files: Sequence[tuple[str, str | os.PathLike, str | os.PathLike, int | None]],
+    affine: AffineOptions | None = None,
+) -> list[Any]:
+    """The pairs of image files a method registers, on its grid (for an adaptation):
+    ``files`` holds ``(name, moving, fixed, frame)``; each moving image is aligned to
+    its fixed one by an affine stage first when ``affine`` is given. Pairs whose files
+    cannot be read are left out (their own registration reports them)."""
+    from ..errors import StructregError
+    from ..methods.affine import affine_align
+    from .registration import aligned_volume, prepare_pairs
+
+    pairs: list[Any] = []
+    for name, moving_path, fixed_path, frame in files:
+        try:
+            moving, fixed, _ = read_pair(moving_path, fixed_path, None, frame)
+        except (StructregError, OSError):
+            continue
+        if affine is not None:
+            moving = aligned_volume(moving, fixed, affine_align(moving, fixed, affine))
+        pairs += prepare_pairs(registrar, moving, fixed, name)
+    return pairs
