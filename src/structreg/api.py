@@ -239,7 +239,7 @@ def register(
         metric = "ncc" if affine is True else str(affine)
         stage = affine_align(m, f, AffineOptions(metric=metric))
     prepare = getattr(registrar, "prepare", None)
-    if prepare is not None and getattr(registrar, "adapt", 0):  # adapt to the pair first
+    if prepare is not None and getattr(registrar, "adapt", None):  # adapt to the pair first
         source = m if stage is None else aligned_volume(m, f, stage)
         prepare(prepare_pairs(registrar, source, f))
     return register_volumes(registrar, m, f, moving_labels=labels, affine=stage)
