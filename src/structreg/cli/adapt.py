@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_options, add_device
+from .options import add_affine, add_data_options, add_device
 
 NAME = "adapt"
 HELP = "fine-tune a trained model on a cohort's own pairs (no labels) into a new run"
@@ -24,16 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         grid_help="default and required: the model's grid",
     )
     p.add_argument("--out", required=True, help="the new run folder (new or empty)")
-    p.add_argument(
-        "--affine",
-        nargs="?",
-        const="ncc",
-        default=None,
-        choices=("ncc", "lcc", "mi"),
-        metavar="METRIC",
-        help="with --data pairs:FILE.csv: align each pair by a rigid then affine transform "
-        "first (ncc by default, mi for different contrasts), as register --affine does",
-    )
+    add_affine(p, "with --data pairs:FILE.csv: align each pair first, as register --affine does")
     p.add_argument(
         "--set",
         action="append",

@@ -146,6 +146,21 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") ->
     )
 
 
+def add_affine(parser: argparse.ArgumentParser, more: str) -> None:
+    """``--affine [METRIC]``: a rigid-then-affine stage first (``more`` ends the help)."""
+    parser.add_argument(
+        "--affine",
+        nargs="?",
+        const="ncc",
+        default=None,
+        choices=("ncc", "lcc", "mi"),
+        metavar="METRIC",
+        help="align each pair by a rigid then affine transform first (multi-resolution, on "
+        "the world grid) with this similarity: ncc (default), lcc, or mi for different "
+        f"contrasts; {more}",
+    )
+
+
 def add_model(parser: argparse.ArgumentParser) -> None:
     """``--model`` (a run folder or checkpoint file of ours)."""
     parser.add_argument(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.files import safe_name
-from .options import add_device, add_out
+from .options import add_affine, add_device, add_out
 
 # the decoder's convolutions (structreg.methods.refine.MAX_ADAPTED_LAYERS; not imported
 # here: the parser is built before any command runs, without loading torch)
@@ -57,17 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     """``--affine``, ``--refine``, ``--adapt-decoder``, ``--adapt``, ``--nproc``."""
-    p.add_argument(
-        "--affine",
-        nargs="?",
-        const="ncc",
-        default=None,
-        choices=("ncc", "lcc", "mi"),
-        metavar="METRIC",
-        help="first align each pair by a rigid then affine transform (multi-resolution, "
-        "on the world grid) with this similarity: ncc (default), lcc, or mi for different "
-        "contrasts; the outputs compose both stages and affine.tfm holds the affine alone",
-    )
+    add_affine(p, "the outputs compose both stages and affine.tfm holds the affine alone")
     p.add_argument(
         "--refine",
         type=_count(0),
