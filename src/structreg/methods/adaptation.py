@@ -18,7 +18,7 @@ from typing import Any
 
 from ..training.adapt import Adaptation, adapt_model
 
-__all__ = ["adapted_network", "check_adapt"]
+__all__ = ["adapt_registrar", "adapted_network", "check_adapt"]
 
 
 def check_adapt(name: str, adapt: Any, source: str | os.PathLike | None) -> int:
@@ -53,3 +53,17 @@ def adapted_network(
         adaptation = adapt_model(source, pairs, Path(tmp) / "run", overrides=overrides)
         network, _ = load_model(adaptation.run, device, method=method)
     return network, adaptation
+
+
+def adapt_registrar(registrar: Any, pairs: Sequence[Any], method: str) -> bool:
+    """The ``prepare(pairs)`` of a learned registrar with ``adapt``, ``source``,
+    ``model`` and ``last_adaptation``: with ``adapt > 0``, its network is replaced by a
+    copy fine-tuned on ``pairs`` (on the network's device). Returns whether it adapted."""
+    if not registrar.adapt:
+        return False
+    assert registrar.source is not None
+    device = str(next(registrar.model.parameters()).device)
+    registrar.model, registrar.last_adaptation = adapted_network(
+        registrar.source, pairs, registrar.adapt, method, device
+    )
+    return True

@@ -119,23 +119,24 @@ class AffineResult:
 def voxel_matrix(moving: Volume, fixed: Volume, matrix: np.ndarray) -> np.ndarray:
     """``(moving.ndim, fixed.ndim + 1)``: fixed voxel ``[p; 1]`` -> moving voxel index
     under the mm-frame transform ``matrix`` (``(ndim + 1, ndim + 1)``)."""
-    n = fixed.ndim
-    scale = np.diag([*fixed.spacing, 1.0])
-    in_voxels = np.linalg.inv(scale) @ matrix @ scale  # fixed voxel -> fixed voxel
-    embedded = np.eye(4)
-    embedded[:n, :n], embedded[:n, 3] = in_voxels[:n, :n], in_voxels[:n, n]
-    mapped = voxel_mapping(moving, fixed) @ embedded
-    return mapped[: moving.ndim][:, [*range(n), 3]]
+    mapped = voxel_mapping(moving, fixed) @ _in_voxels(fixed, matrix)
+    return mapped[: moving.ndim][:, [*range(fixed.ndim), 3]]
 
 
-def _world(fixed: Volume, matrix: np.ndarray) -> np.ndarray:
-    """The ``(4, 4)`` world map of a mm-frame transform (identity off the fixed plane)."""
+def _in_voxels(fixed: Volume, matrix: np.ndarray) -> np.ndarray:
+    """A mm-frame transform as a ``(4, 4)`` map of fixed voxel indices (identity on the
+    axes the fixed image lacks)."""
     n = fixed.ndim
     scale = np.diag([*fixed.spacing, 1.0])
     in_voxels = np.linalg.inv(scale) @ matrix @ scale
     embedded = np.eye(4)
     embedded[:n, :n], embedded[:n, 3] = in_voxels[:n, :n], in_voxels[:n, n]
-    return fixed.affine @ embedded @ np.linalg.inv(fixed.affine)
+    return embedded
+
+
+def _world(fixed: Volume, matrix: np.ndarray) -> np.ndarray:
+    """The ``(4, 4)`` world map of a mm-frame transform (identity off the fixed plane)."""
+    return fixed.affine @ _in_voxels(fixed, matrix) @ np.linalg.inv(fixed.affine)
 
 
 @dataclass

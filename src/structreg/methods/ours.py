@@ -18,7 +18,7 @@ from ..models.cvae import CVAERegistration
 from ..models.inference import inference_copy
 from ..training.adapt import Adaptation
 from ..training.config import TrainConfig
-from .adaptation import adapted_network, check_adapt
+from .adaptation import adapt_registrar, check_adapt
 from .base import RegistrationResult, result_from_velocity
 from .refine import (
     DEFAULT_DECODER_LR,
@@ -144,14 +144,7 @@ class CVAERegistrar:
         """With ``adapt > 0``: fine-tune a copy of the model on ``pairs`` (the cohort about
         to be registered; no labels) and register with it from now on. Returns whether
         it adapted; :attr:`last_adaptation` holds what it did."""
-        if not self.adapt:
-            return False
-        assert self.source is not None
-        device = str(next(self.model.parameters()).device)
-        self.model, self.last_adaptation = adapted_network(
-            self.source, pairs, self.adapt, "ours", device
-        )
-        return True
+        return adapt_registrar(self, pairs, "ours")
 
     def register(
         self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None

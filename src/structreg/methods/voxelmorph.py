@@ -14,7 +14,7 @@ from ..core.ops import jacobian_det, warp
 from ..data.pair import Pair
 from ..models.voxelmorph import VoxelMorph2
 from ..training.adapt import Adaptation
-from .adaptation import adapted_network, check_adapt
+from .adaptation import adapt_registrar, check_adapt
 from .base import RegistrationResult
 from .registry import MethodSpec, add_method
 
@@ -44,14 +44,7 @@ class VoxelMorphRegistrar:
     def prepare(self, pairs: Sequence[Pair]) -> bool:
         """With ``adapt > 0``: fine-tune a copy of the network on ``pairs`` first (see
         :mod:`structreg.methods.adaptation`); returns whether it adapted."""
-        if not self.adapt:
-            return False
-        assert self.source is not None
-        device = str(next(self.model.parameters()).device)
-        self.model, self.last_adaptation = adapted_network(
-            self.source, pairs, self.adapt, "voxelmorph", device
-        )
-        return True
+        return adapt_registrar(self, pairs, "voxelmorph")
 
     def register(
         self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
