@@ -1,11 +1,14 @@
-"""Every result of the README from scratch: ``python experiments/reproduce.py --out DIR --budget B``
-(``make results BUDGET=B``).
+"""Every result of the docs' results pages from scratch:
+``python experiments/reproduce.py --out DIR --budget B`` (``make results BUDGET=B``).
 
-The stages are the README's own commands (each a ``structreg`` command line, or a
+The stages are the results pages' own commands (each a ``structreg`` command line, or a
 script of ``benchmarks/``), run in order into ``DIR``; a stage whose output is
 complete is skipped, an interrupted training is resumed, so a killed run goes on
 where it stopped. ``DIR/RESULTS.md`` collects every table with its provenance
-line (the command, the budget, the machine and the date).
+line (the command, the budget, the machine and the date). With ``--docs DOCS`` the same
+tables are also written as pages of the documentation site (``DOCS/index.md`` and one
+page per table; ``make results`` writes ``docs/results/generated/``); ``--pages-only``
+writes those pages from a finished run folder without running any stage.
 
 Budgets:
 
@@ -13,8 +16,8 @@ Budgets:
   under an hour that the whole chain runs and which way each comparison goes:
   100 training steps on the phantoms (the demo too), a 400-subject inter-subject
   brain model of 100 steps, a grid of 8 LCC-Demons settings, 20 fine-tuning steps,
-  the 3-D models at 100 steps on fewer volumes. Its tables are not the README's.
-- ``standard``: the README's protocol on a 2-core CPU (its tables came from it):
+  the 3-D models at 100 steps on fewer volumes. Its tables are not the results pages'.
+- ``standard``: the results pages' protocol on a 2-core CPU (its tables came from it):
   300 training steps for both learned methods (VoxelMorph-2 also for the wall
   time ours took), LCC-Demons tuned on the validation split over 48 settings, the
   inter-subject brain model at 600 steps on 1600 subjects; the 3-D demo and
@@ -36,6 +39,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -47,7 +51,7 @@ from pathlib import Path
 
 from structreg.errors import InputError, StructregError
 
-__all__ = ["BUDGETS", "Budget", "Stage", "machine", "plan", "reproduce"]
+__all__ = ["BUDGETS", "Budget", "Stage", "docs_pages", "machine", "plan", "reproduce"]
 
 
 @dataclass(frozen=True)
@@ -828,11 +832,120 @@ def results_text(stages: Sequence[Stage], budget: str, root: Path) -> str:
     return "\n".join(lines)
 
 
+def provenance(root: Path) -> tuple[str, str]:
+    """(date, machine) of the run in ``root``: from its ``RESULTS.md`` when written,
+    else today (UTC) and this machine."""
+    results = root / "RESULTS.md"
+    if results.is_file():
+        found = re.search(r"Made on (\S+) with structreg \S+ on (.+?);", results.read_text())
+        if found:
+            return found.group(1), found.group(2)
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d"), machine()
+
+
+def page_name(title: str) -> str:
+    """The file name of a table's page: its title in lower case, words joined by '-'."""
+    words = re.findall(r"[a-z0-9]+", title.lower())
+    return "-".join(words)[:80] + ".md"
+
+
+def page_text(text: str, root: Path, report: Path) -> str:
+    """A stage's markdown report as part of a docs page: headings one level down (the
+    page has its own title), and links and images, which point into the run folder,
+    as the run folder's paths in plain text (so the page builds without them)."""
+    lines, fence = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,5} ", line):
+            line = "#" + line
+        lines.append(line)
+
+    def as_path(found: re.Match) -> str:
+        alt, target = found.group(2), found.group(3)
+        if re.match(r"[a-z]+://|#", target):
+            return found.group(0)
+        path = (report.parent / target).resolve()
+        shown = path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
+        kind = "figure" if found.group(1) else "file"
+        return f"{alt} ({kind} `{root.name}/{shown}`)"
+
+    return re.sub(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)", as_path, "\n".join(lines))
+
+
+def docs_pages(stages: Sequence[Stage], budget: str, root: Path, docs: Path) -> list[Path]:
+    """Write the tables of a reproduce run as documentation pages.
+
+    ``docs/index.md`` lists the run's provenance, its stage times and one link per
+    table; each stage with a report gets ``docs/<title>.md`` with its command, budget,
+    machine and date. Pages of an earlier run that this run did not write are removed.
+
+    Returns:
+        The pages written, the index first.
+    """
+    from structreg.io.files import atomic_write_text
+
+    date, where = provenance(root)
+    times, commands = _stage_times(root), _commands(root)
+    docs.mkdir(parents=True, exist_ok=True)
+    written, links = [], []
+    for stage in stages:
+        if stage.report is None or not stage.report.is_file():
+            continue
+        page = docs / page_name(stage.title)
+        command = commands.get(stage.name, stage.command)
+        made = f"Made by `{command}` (budget {budget}; {where}; {date})."
+        body = page_text(stage.report.read_text().rstrip(), root, stage.report)
+        atomic_write_text(page, f"# {stage.title}\n\n{made}\n\n{body}\n")
+        written.append(page)
+        links.append(f"- [{stage.title}]({page.name})")
+    index = docs / "index.md"
+    atomic_write_text(index, _index_text(stages, budget, (date, where), times, links))
+    for old in docs.glob("*.md"):
+        if old != index and old not in written:
+            old.unlink()
+    return [index, *written]
+
+
+def _index_text(
+    stages: Sequence[Stage],
+    budget: str,
+    made: tuple[str, str],
+    times: dict[str, float],
+    links: list[str],
+) -> str:
+    """The index page of :func:`docs_pages`: provenance, stage times, the tables."""
+    total = sum(times.values())
+    rows = [f"| {s.name} | {times[s.name]:.0f} |" for s in stages if s.name in times]
+    return "\n".join(
+        [
+            f"# The last reproduce run (budget {budget})",
+            "",
+            "These pages are written by `make results` (`python experiments/reproduce.py "
+            f"--budget {budget} --docs DIR`) and replaced by its next run; the results "
+            "pages around them state which budget and run each of their tables comes from.",
+            "",
+            f"Made on {made[0]} on {made[1]}; {total / 60:.1f} min of stages in all.",
+            "",
+            "## Tables",
+            "",
+            *links,
+            "",
+            "## Stage times",
+            "",
+            "| stage | seconds |",
+            "|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of ``python experiments/reproduce.py`` (``make results``)."""
     p = argparse.ArgumentParser(
         prog="experiments/reproduce.py",
-        description="regenerate every README table and figure (demo, comparisons, latent, "
+        description="regenerate every results table and figure (demo, comparisons, latent, "
         "real pairs)",
     )
     p.add_argument("--out", default="runs/results", help="results folder (default: runs/results)")
@@ -841,7 +954,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="standard",
         choices=tuple(BUDGETS),
         help="quick: every stage at a reduced size, well under an hour on a 2-core CPU "
-        "(a check, not the README's numbers); standard: the README's protocol (300 "
+        "(a check, not the results pages' numbers); standard: their protocol (300 "
         "training steps; about 3.1 h on a 2-core CPU); full: every learned method "
         "trained until it stops improving (meant for a GPU) (default: standard)",
     )
@@ -859,6 +972,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only the stages whose name starts with this (repeatable)",
     )
     p.add_argument("--list", action="store_true", help="print the stages' commands and exit")
+    p.add_argument(
+        "--docs",
+        default=None,
+        metavar="DIR",
+        help="also write the tables as documentation pages into DIR (make results: "
+        "docs/results/generated)",
+    )
+    p.add_argument(
+        "--pages-only",
+        action="store_true",
+        help="with --docs: write the pages from the finished run in --out, run no stage",
+    )
     return p.parse_args(argv)
 
 
@@ -873,11 +998,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             for stage in plan(args.out, args.budget, bench):
                 print(f"{stage.name}: {stage.command}")
             return 0
+        if args.pages_only:
+            return _pages_only(args, bench)
         results = reproduce(args.out, args.budget, bench, only=args.only)
+        if args.docs:
+            pages = docs_pages(
+                plan(args.out, args.budget, bench), args.budget, Path(args.out), Path(args.docs)
+            )
+            print(f"wrote {len(pages)} pages into {args.docs}")
     except StructregError as exc:
         print(f"reproduce: error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {results}")
+    return 0
+
+
+def _pages_only(args: argparse.Namespace, bench: Path | None) -> int:
+    """``--pages-only``: the docs pages of the run in ``--out``, no stage run."""
+    if not args.docs:
+        raise InputError("--pages-only needs --docs DIR")
+    if not (Path(args.out) / "RESULTS.md").is_file():
+        raise InputError(f"{args.out}: no RESULTS.md (not a finished reproduce run)")
+    pages = docs_pages(
+        plan(args.out, args.budget, bench), args.budget, Path(args.out), Path(args.docs)
+    )
+    print(f"wrote {len(pages)} pages into {args.docs}")
     return 0
 
 

@@ -24,10 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated method specs (repeatable): ours:MODEL (a run folder, file "
         "or builtin:NAME; options refine=N, refine_lr, refine_tol, refine_patience, "
         "adapt_decoder=K, refine_decoder_lr, adapt=N), voxelmorph:RUN (adapt=N), "
-        "lcc-demons[:OPTIONS] (sigma_fluid, sigma_diffusion, iterations=A/B/C, ...), "
-        "ants-syn[:OPTIONS] (iterations, radius, ...), dipy-syn[:OPTIONS] (level_iters, "
-        "...), identity; on any: batch_size=N, label=NAME, affine=ncc|lcc|mi (a rigid "
-        "then affine stage first); see structreg.methods.registry for every option",
+        "lcc-demons[:OPTIONS] (levels, iterations=A/B/C, sigma_sim, sigma_fluid, "
+        "sigma_diffusion, max_step, steps, eps), ants-syn[:OPTIONS] (transform, metric, "
+        "radius, iterations=A/B/C, grad_step, flow_sigma, total_sigma, threads, seed, "
+        "defaults=true), dipy-syn[:OPTIONS] (level_iters=A/B/C, radius, sigma_diff, "
+        "step_length, ss_sigma_factor, opt_tol, inv_iter), identity; on any: "
+        "batch_size=N, label=NAME, affine=ncc|lcc|mi (a rigid then affine stage first); "
+        "e.g. lcc-demons:sigma_fluid=0.5,max_step=2,label=tuned",
     )
     add_out(p)
     add_device(p)
