@@ -64,11 +64,17 @@ def test_embed_and_classify(run_dir, tmp_path, capsys):
     codes = read_codes_csv(codes_path)
     assert len(codes) == 10 and codes.mu.shape == (10, 8) and codes.sigma.shape == (10, 8)
     assert set(codes.groups) == {"NOR", "DCM", "HCM", "MINF", "RV"}
+    names = {"feature_LV_myocardium", "feature_LV_blood_pool", "feature_left_heart", "feature_RV"}
+    assert set(codes.features) == names
+    pool = codes.features["feature_LV_blood_pool"]
+    assert np.all((pool > 0.2) & (pool < 1.2))  # ES blood pool area / ED's
     out = tmp_path / "cls"
     assert main(["classify", "--codes", str(codes_path), "--out", str(out)]) == 0
     text = (out / "accuracy.md").read_text()
     assert "±" in text and "chance level" in text and "| NOR |" in text
     assert "2-fold" in text  # 2 subjects per group
+    assert "Baseline: the same classifier on deformation features" in text
+    assert "; features " in text, text
     assert (out / "cca_scatter.png").stat().st_size > 5000
     assert "accuracy" in capsys.readouterr().out
 
@@ -191,6 +197,25 @@ def test_sample_writes_images_and_figure(run_dir, niftis, tmp_path, capsys):
         assert img.shape == target.shape and np.allclose(img.affine, target.affine)
     assert (out / "samples.png").stat().st_size > 5000
     assert "0.000 % non-positive Jacobian" in capsys.readouterr().out
+
+
+def test_sample_from_the_aggregate_prior(run_dir, niftis, tmp_path, capsys):
+    prior = run_dir / "best.prior.npz"
+    embed = ["embed", "--model", str(run_dir), "--data", "phantom:cardiac", "--subjects", "10"]
+    embed += ["--split", "train", "--out", str(tmp_path / "train.csv"), "--no-features"]
+    assert main(embed + ["--prior-out", str(prior), "--device", "cpu"]) == 0
+    assert "aggregate prior of" in capsys.readouterr().out
+    codes = read_codes_csv(tmp_path / "train.csv")
+    assert not codes.features
+    out = tmp_path / "agg"
+    base = ["sample", "--model", str(run_dir), "--moving", str(niftis["c_ed"]), "--n", "2"]
+    assert main(base + ["--prior", "aggregate", "--out", str(out), "--device", "cpu"]) == 0
+    assert (out / "sample_001.nii.gz").is_file() and (out / "samples.png").is_file()
+    prior.unlink()
+    assert main(base + ["--prior", "aggregate", "--out", str(out), "--device", "cpu"]) != 0
+    assert "no aggregate prior" in one_line_error(capsys)
+    assert main(base + ["--prior-file", str(prior), "--out", str(out)]) == 2
+    assert "--prior-file needs --prior aggregate" in one_line_error(capsys)
 
 
 def test_sample_errors(run_dir, niftis, tmp_path, capsys):

@@ -85,17 +85,24 @@ class Codes:
     groups: list[str | None]
     mu: np.ndarray
     sigma: np.ndarray | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
 def write_codes_csv(
-    path: str | os.PathLike, pairs: Sequence, mu: np.ndarray, sigma: np.ndarray | None = None
+    path: str | os.PathLike,
+    pairs: Sequence,
+    mu: np.ndarray,
+    sigma: np.ndarray | None = None,
+    features: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write ``id, subject, group, mu_0..mu_{d-1}[, sigma_0..]`` atomically.
+    """Write ``id, subject, group, mu_0..mu_{d-1}[, sigma_0..][, feature_*]`` atomically.
 
-    ``subject`` falls back to the pair id and ``group`` to an empty field.
+    ``subject`` falls back to the pair id and ``group`` to an empty field; ``features``
+    (column name starting ``feature_`` -> ``(N,)`` values, NaN allowed) are explicit
+    deformation features of the pairs (:mod:`structreg.analysis.features`).
     """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2 or mu.shape[0] != len(pairs):
@@ -108,6 +115,8 @@ def write_codes_csv(
     header = list(ID_COLUMNS) + [f"mu_{i}" for i in range(d)]
     if sigma is not None:
         header += [f"sigma_{i}" for i in range(d)]
+    features = _checked_features(features or {}, len(pairs))
+    header += list(features)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -117,8 +126,20 @@ def write_codes_csv(
         row += [repr(float(v)) for v in mu[i]]
         if sigma is not None:
             row += [repr(float(v)) for v in sigma[i]]
+        row += [repr(float(v[i])) for v in features.values()]
         writer.writerow(row)
     return atomic_write_text(path, buf.getvalue())
+
+
+def _checked_features(features: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """``features`` as float64 ``(n,)`` arrays under names starting ``feature_``."""
+    out = {}
+    for name, values in features.items():
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+        if not name.startswith("feature_") or "," in name or array.shape != (n,):
+            raise InputError(f"feature {name!r}: needs a 'feature_' name and {n} values")
+        out[name] = array
+    return out
 
 
 def _indexed(header: list[str], prefix: str) -> list[int]:
@@ -151,7 +172,8 @@ def read_codes_csv(path: str | os.PathLike) -> Codes:
         raise DataError(f"{path}: missing column 'id' (header: {', '.join(header[:6])})")
     mu_cols, sigma_cols = _code_columns(path, header)
     col = {name: header.index(name) for name in ID_COLUMNS if name in header}
-    ids, subjects, groups, mu, sigma = [], [], [], [], []
+    feature_cols = [i for i, h in enumerate(header) if h.startswith("feature_")]
+    ids, subjects, groups, mu, sigma, feats = [], [], [], [], [], []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise DataError(f"{path}, line {line}: {len(row)} fields, header has {len(header)}")
@@ -163,6 +185,7 @@ def read_codes_csv(path: str | os.PathLike) -> Codes:
         mu.append(_numbers(path, line, header, row, mu_cols))
         if sigma_cols:
             sigma.append(_numbers(path, line, header, row, sigma_cols))
+        feats.append(_numbers(path, line, header, row, feature_cols, allow_nan=True))
     if not ids:
         raise DataError(f"{path}: no rows")
     return Codes(
@@ -171,6 +194,7 @@ def read_codes_csv(path: str | os.PathLike) -> Codes:
         groups=groups,
         mu=np.asarray(mu, dtype=np.float64),
         sigma=np.asarray(sigma, dtype=np.float64) if sigma_cols else None,
+        features={header[c]: np.asarray([f[j] for f in feats]) for j, c in enumerate(feature_cols)},
     )
 
 
@@ -204,9 +228,15 @@ def _code_columns(path: Path, header: list[str]) -> tuple[list[int], list[int]]:
 
 
 def _numbers(
-    path: Path, line: int, header: list[str], row: list[str], cols: list[int]
+    path: Path,
+    line: int,
+    header: list[str],
+    row: list[str],
+    cols: list[int],
+    allow_nan: bool = False,
 ) -> list[float]:
-    """The finite numbers in columns ``cols`` of ``row`` (line ``line`` of ``path``)."""
+    """The finite numbers (or NaN when ``allow_nan``) in columns ``cols`` of ``row``
+    (line ``line`` of ``path``)."""
     out = []
     for c in cols:
         try:
@@ -215,7 +245,7 @@ def _numbers(
             raise DataError(
                 f"{path}, line {line}, column {header[c]}: not a number: {row[c]!r}"
             ) from None
-        if not math.isfinite(value):
+        if not math.isfinite(value) and not (allow_nan and math.isnan(value)):
             raise DataError(f"{path}, line {line}, column {header[c]}: non-finite value {row[c]!r}")
         out.append(value)
     return out
@@ -273,8 +303,37 @@ class CCAProjection(TransformerMixin, BaseEstimator):
         return self.fit(X, y).transform(X)
 
 
-def make_classifier(n_components: int = 5, seed: int = 0) -> Pipeline:
-    """``Pipeline(standardise -> CCA projection on one-hot labels -> standardise -> SVC)``."""
+class PrincipalComponents(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: the first ``n_components`` principal components of
+    ``X (N, d)`` (``0``: ``X`` unchanged), capped at ``min(N - 1, d)`` of the data it is
+    fitted on. Before the CCA it keeps the projection from fitting noise when there are
+    about as many code dimensions as codes (CCA against one-hot groups is then exact on
+    the training codes and meaningless on others)."""
+
+    def __init__(self, n_components: int = 0):
+        self.n_components = n_components
+
+    def fit(self, X: npt.ArrayLike, y: Any = None) -> PrincipalComponents:
+        from sklearn.decomposition import PCA
+
+        X = np.asarray(X, dtype=np.float64)
+        k = int(self.n_components)
+        self.pca_ = None
+        if k > 0:
+            k = max(1, min(k, X.shape[0] - 1, X.shape[1]))
+            self.pca_ = PCA(n_components=k, svd_solver="full").fit(X)
+        return self
+
+    def transform(self, X: npt.ArrayLike) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return X if self.pca_ is None else self.pca_.transform(X)
+
+
+def make_classifier(
+    n_components: int = 5, seed: int = 0, pca: int = 0, svm_c: float = 1.0
+) -> Pipeline:
+    """``Pipeline(standardise -> PCA (pca components; 0: none) -> CCA projection on
+    one-hot labels (n_components) -> standardise -> RBF SVC (C = svm_c))``."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
@@ -282,21 +341,68 @@ def make_classifier(n_components: int = 5, seed: int = 0) -> Pipeline:
     return Pipeline(
         [
             ("scale", StandardScaler()),
+            ("pca", PrincipalComponents(pca)),
             ("cca", CCAProjection(n_components)),
             ("rescale", StandardScaler()),
-            ("svm", SVC(kernel="rbf", random_state=seed)),
+            ("svm", SVC(kernel="rbf", C=svm_c, random_state=seed)),
         ]
     )
 
 
-def cca_projection(codes: np.ndarray, groups: Sequence, n_components: int = 3) -> np.ndarray:
-    """Project ``codes (N, d)`` on CCA components fitted on all of them against the
+@dataclass(frozen=True)
+class SettingsGrid:
+    """The classifier settings chosen among by (nested) cross-validation.
+
+    Attributes:
+        pca: principal components kept before the CCA (0: all code dimensions).
+        components: CCA components fed to the SVM (capped by the groups).
+        svm_c: the SVM's regularisation ``C``.
+    """
+
+    pca: tuple[int, ...] = (0, 10, 20, 40, 80)
+    components: tuple[int, ...] = (5,)
+    svm_c: tuple[float, ...] = (0.1, 1.0, 10.0)
+
+    def __post_init__(self) -> None:
+        for name in ("pca", "components", "svm_c"):
+            values = getattr(self, name)
+            if not values or any(not (v >= (0 if name == "pca" else 1e-12)) for v in values):
+                raise InputError(f"classifier settings: {name} needs values > 0, got {values}")
+
+    def param_grid(self) -> dict[str, list]:
+        """The grid as ``GridSearchCV`` parameters of :func:`make_classifier`'s pipeline."""
+        return {
+            "pca__n_components": [int(v) for v in self.pca],
+            "cca__n_components": [int(v) for v in self.components],
+            "svm__C": [float(v) for v in self.svm_c],
+        }
+
+    @property
+    def size(self) -> int:
+        """Number of settings in the grid."""
+        return len(self.pca) * len(self.components) * len(self.svm_c)
+
+
+def settings_label(params: dict[str, Any]) -> str:
+    """One-line name of chosen pipeline parameters, e.g. ``PCA 40, CCA 5, C 1``."""
+    pca = int(params["pca__n_components"])
+    return (
+        f"PCA {pca if pca else 'none'}, CCA {int(params['cca__n_components'])}, "
+        f"C {float(params['svm__C']):g}"
+    )
+
+
+def cca_projection(
+    codes: np.ndarray, groups: Sequence, n_components: int = 3, pca: int = 0
+) -> np.ndarray:
+    """Project ``codes (N, d)`` (standardised, then on their first ``pca`` principal
+    components; 0: all dimensions) on CCA components fitted on all of them against the
     one-hot ``groups`` (for pictures; use :func:`classify_codes` for accuracy).
     Returns ``(N, k)``, ``k <= n_components``."""
     from sklearn.preprocessing import StandardScaler
 
     codes = np.asarray(codes, dtype=np.float64)
-    x = StandardScaler().fit_transform(codes)
+    x = PrincipalComponents(pca).fit_transform(StandardScaler().fit_transform(codes))
     cca, _ = _fit_cca(x, [str(g) for g in groups], n_components)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -342,6 +448,10 @@ class ClassificationResult:
     n_subjects: int
     predictions: np.ndarray | None = field(repr=False, default=None)
     n_components_requested: int | None = None
+    settings: str = ""
+    fold_settings: list[str] = field(default_factory=list)
+    grid_size: int = 1
+    pca: int = 0
 
     def to_markdown(self, title: str = "Classification from latent codes") -> str:
         asked = self.n_components_requested
@@ -354,6 +464,7 @@ class ClassificationResult:
         lines = [
             f"# {title}",
             "",
+            *self._settings_lines(),
             f"SVM on {self.n_components} CCA components{capped} (CCA fitted inside each "
             f"fold), "
             f"{self.n_folds}-fold stratified cross-validation grouped by subject; "
@@ -376,6 +487,27 @@ class ClassificationResult:
             lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |")
         return "\n".join(lines) + "\n"
 
+    def _settings_lines(self) -> list[str]:
+        """The settings paragraph: fixed, or chosen by nested cross-validation."""
+        if self.grid_size <= 1:
+            return [f"Settings: {self.settings}.", ""] if self.settings else []
+        chosen = ", ".join(f"{k} ({v} folds)" for k, v in _counts(self.fold_settings))
+        return [
+            f"Settings chosen among {self.grid_size} by nested cross-validation (an inner "
+            f"grouped cross-validation on each outer training part; the outer test part "
+            f"never takes part): {chosen}. On all codes the inner search chooses "
+            f"{self.settings}.",
+            "",
+        ]
+
+
+def _counts(items: Sequence[str]) -> list[tuple[str, int]]:
+    """``(item, count)`` pairs, most frequent first (ties in first-seen order)."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])
+
 
 def classify_codes(
     codes: np.ndarray,
@@ -384,18 +516,25 @@ def classify_codes(
     n_components: int = 5,
     folds: int = 10,
     seed: int = 0,
+    grid: SettingsGrid | None = None,
+    inner_folds: int = 5,
 ) -> ClassificationResult:
     """Cross-validated SVM on the CCA projection of ``codes`` (Krebs et al. 2018).
 
     Args:
-        codes: ``(N, d)`` latent codes.
+        codes: ``(N, d)`` latent codes (or any features).
         groups: ``N`` class labels (converted to str).
         subjects: ``N`` subject ids; folds never split a subject (default: each code
             its own subject).
-        n_components: CCA components fed to the SVM (capped by the number of groups
-            and the code dimension).
-        folds: folds of ``StratifiedGroupKFold`` (fewer when a class has fewer subjects).
+        n_components: CCA components fed to the SVM when ``grid`` is None (capped by
+            the number of groups and the code dimension); no PCA, ``C = 1``.
+        folds: outer folds of ``StratifiedGroupKFold`` (fewer when a class has fewer
+            subjects).
         seed: fold shuffling.
+        grid: settings to choose among by nested cross-validation: on each outer
+            training part an inner grouped ``inner_folds``-fold search picks the
+            settings, which are then scored on the outer test part only.
+        inner_folds: folds of the inner search.
     """
     from sklearn.metrics import confusion_matrix
 
@@ -403,9 +542,15 @@ def classify_codes(
     classes = sorted(set(y))
     if len(classes) < 2:
         raise DataError(f"need at least 2 groups to classify, got {classes}")
+    grid = grid or SettingsGrid(pca=(0,), components=(int(n_components),), svm_c=(1.0,))
+    if 0 in grid.pca:  # a CCA on all code dimensions is among the settings
+        warn_few_codes(x)
     splitter, n_folds = group_splitter(y, subj, folds, seed)
-    predictions, accuracies, k_used = _cross_validate(x, y, subj, splitter, n_components, seed)
+    predictions, accuracies, k_used, chosen = _cross_validate(
+        x, y, subj, splitter, grid, (seed, inner_folds)
+    )
     counts = np.array([np.sum(y == c) for c in classes])
+    params = _search(x, y, subj, grid, (seed, inner_folds))[1]
     return ClassificationResult(
         accuracy_mean=float(np.mean(accuracies)),
         accuracy_std=float(np.std(accuracies)),
@@ -418,8 +563,34 @@ def classify_codes(
         n_samples=len(y),
         n_subjects=len(set(subj)),
         predictions=predictions.astype(str),
-        n_components_requested=int(n_components),
+        n_components_requested=max(grid.components),
+        settings=settings_label(params),
+        fold_settings=chosen,
+        grid_size=grid.size,
+        pca=int(params["pca__n_components"]),
     )
+
+
+def classify_features(
+    codes: Codes, grid: SettingsGrid | None = None, **options: Any
+) -> ClassificationResult:
+    """The deformation-feature baseline: :func:`classify_codes` on ``codes.features``
+    (columns with a missing value or one value only left out), choosing only the SVM's
+    ``C`` and the CCA components of ``grid`` (no PCA of a few features). ``options``:
+    ``folds``, ``seed``, ``inner_folds`` of :func:`classify_codes`.
+
+    Raises:
+        DataError: no feature without missing values.
+    """
+    names = [k for k, v in codes.features.items() if np.isfinite(v).all() and np.ptp(v) > 0]
+    if not names:
+        raise DataError("no deformation features without missing values and with a spread")
+    grid = grid or SettingsGrid()
+    x = np.stack([codes.features[k] for k in names], axis=1)
+    features_grid = SettingsGrid(pca=(0,), components=grid.components, svm_c=grid.svm_c)
+    result = classify_codes(x, codes.groups, codes.subjects, grid=features_grid, **options)
+    result.settings += f"; features {', '.join(n.removeprefix('feature_') for n in names)}"
+    return result
 
 
 def _classification_inputs(
@@ -440,7 +611,6 @@ def _classification_inputs(
     subj = np.asarray([str(s) for s in (subjects if subjects is not None else range(len(x)))])
     if len(subj) != len(x):
         raise InputError(f"{len(subj)} subjects for {len(x)} codes")
-    warn_few_codes(x)
     return x, y, subj
 
 
@@ -458,28 +628,54 @@ def warn_few_codes(codes: np.ndarray) -> None:
         )
 
 
+def _search(
+    x: np.ndarray, y: np.ndarray, subj: np.ndarray, grid: SettingsGrid, seeds: tuple[int, int]
+) -> tuple[Pipeline, dict[str, Any]]:
+    """The classifier of the ``grid`` settings that scores best in a grouped
+    ``seeds[1]``-fold cross-validation on ``(x, y)``, refitted on all of them, and its
+    parameters (the grid's first settings when it has one, or when a group has fewer
+    than 2 subjects to cross-validate with)."""
+    from sklearn.model_selection import GridSearchCV
+
+    seed, inner_folds = seeds
+    model = make_classifier(seed=seed)
+    first = {k: v[0] for k, v in grid.param_grid().items()}
+    try:
+        splitter, _ = group_splitter(y, subj, inner_folds, seed)
+    except DataError:  # too few subjects per group to choose: the grid's first settings
+        splitter = None
+    if grid.size == 1 or splitter is None:
+        return model.set_params(**first).fit(x, y), first
+    search = GridSearchCV(model, grid.param_grid(), cv=splitter, error_score="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(x, y, groups=subj)
+    return search.best_estimator_, search.best_params_
+
+
 def _cross_validate(
     x: np.ndarray,
     y: np.ndarray,
     subj: np.ndarray,
     splitter: StratifiedGroupKFold,
-    n_components: int,
-    seed: int,
-) -> tuple[np.ndarray, list[float], int]:
-    """Fit :func:`make_classifier` on each training fold of ``splitter`` and predict its
-    test fold. Returns the out-of-fold prediction of each code ``(N,)`` (object array),
-    the accuracy of each fold and the CCA components used (those of the last fold)."""
+    grid: SettingsGrid,
+    seeds: tuple[int, int],
+) -> tuple[np.ndarray, list[float], int, list[str]]:
+    """Choose settings (:func:`_search`) on each training fold of ``splitter`` and
+    predict its test fold. Returns the out-of-fold prediction of each code ``(N,)``
+    (object array), the accuracy of each fold, the CCA components used (those of the
+    last fold) and each fold's chosen settings."""
     predictions = np.empty(len(y), dtype=object)
-    accuracies = []
+    accuracies, chosen = [], []
     k_used = 0
     for train, test in splitter.split(x, y, subj):
-        model = make_classifier(n_components, seed)
-        model.fit(x[train], y[train])
+        model, params = _search(x[train], y[train], subj[train], grid, seeds)
         k_used = model.named_steps["cca"].cca_.n_components
+        chosen.append(settings_label(params))
         pred = model.predict(x[test])
         predictions[test] = pred
         accuracies.append(float(np.mean(pred == y[test])))
-    return predictions, accuracies, k_used
+    return predictions, accuracies, k_used, chosen
 
 
 # ---------------------------------------------------------------------------- figure
@@ -490,16 +686,18 @@ def cca_scatter(
     groups: Sequence,
     out: str | os.PathLike,
     title: str = "latent codes on the 3 most discriminative CCA components",
+    pca: int = 0,
 ) -> Path:
-    """3-D scatter of the first 3 CCA components (fitted on all codes, for the
-    picture only), coloured by group. Fewer components (2 groups) are padded with 0."""
+    """3-D scatter of the first 3 CCA components (fitted on all codes after ``pca``
+    principal components, 0: none; for the picture only), coloured by group. Fewer
+    components (2 groups) are padded with 0."""
     from matplotlib.figure import Figure
 
     from ..viz.figures import figure_format, save_figure
 
     figure_format(out)
     labels = [str(g) for g in groups]
-    proj = cca_projection(codes, labels, 3)
+    proj = cca_projection(codes, labels, 3, pca)
     if proj.shape[1] < 3:
         proj = np.hstack([proj, np.zeros((len(proj), 3 - proj.shape[1]))])
     fig = Figure(figsize=(6, 5))

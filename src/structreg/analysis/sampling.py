@@ -29,6 +29,7 @@ from ..data.defaults import DEFAULT_SPACING
 from ..errors import InputError
 from ..methods.base import RegistrationResult
 from ..models.cvae import CVAERegistration
+from .prior import AggregatePrior
 from .transport import PreparedImage, as_batch, decode_code
 
 
@@ -38,15 +39,19 @@ def sample_deformations(
     n: int,
     scale: float = 1.0,
     generator: torch.Generator | None = None,
+    prior: AggregatePrior | None = None,
 ) -> RegistrationResult:
-    """Decode ``n`` codes ``z ~ N(0, scale² I)`` conditioned on one image.
+    """Decode ``n`` codes ``z ~ N(0, scale² I)``, or ``z`` from an aggregate ``prior``
+    (``mean + scale · (z' − mean)``, ``z' ~ N(mean, cov)``), conditioned on one image.
 
     Args:
         model: a :class:`structreg.models.cvae.CVAERegistration` (eval mode is used).
         moving: ``(1, 1, *S)`` or ``(1, *S)`` image on the model grid.
         n: number of samples (>= 1).
-        scale: standard deviation of the prior codes (1: the prior itself).
+        scale: spread of the codes about the prior's mean (1: the prior itself).
         generator: CPU generator for reproducible draws.
+        prior: the aggregate posterior of the training codes
+            (:mod:`structreg.analysis.prior`); None: ``N(0, I)``.
     Returns:
         :class:`RegistrationResult` with ``n`` entries (``moved``, ``disp``,
         ``jacobian_det``, ``z`` the codes drawn).
@@ -59,8 +64,16 @@ def sample_deformations(
     if not (float(scale) >= 0 and np.isfinite(scale)):
         raise InputError(f"scale must be a finite number >= 0, got {scale}")
     _check_decoding_fits(model, moving, int(n), "samples (--n)")
-    z = torch.randn(int(n), model.config.code_dim, generator=generator, dtype=torch.float32)
-    return decode_code(model, z * float(scale), moving)
+    if prior is None:
+        z = torch.randn(int(n), model.config.code_dim, generator=generator) * float(scale)
+    else:
+        if prior.code_dim != model.config.code_dim:
+            raise InputError(
+                f"a prior of {prior.code_dim}-entry codes for a model of {model.config.code_dim}"
+            )
+        mean = torch.from_numpy(prior.mean).float()[None]
+        z = mean + float(scale) * (prior.sample(int(n), generator) - mean)
+    return decode_code(model, z, moving)
 
 
 def _check_decoding_fits(model: CVAERegistration, moving: torch.Tensor, n: int, what: str) -> None:
@@ -262,6 +275,7 @@ def sample_files(
     fixed_path: str | os.PathLike | None = None,
     frame: int | None = None,
     posterior_samples: int = 16,
+    prior: AggregatePrior | None = None,
 ) -> dict[str, Any]:
     """Sample ``n`` deformations of a 2-D NIfTI image and write ``sample_000.nii.gz``...
     (the image warped at its own resolution, on its own grid) and ``samples.png``.
@@ -269,7 +283,8 @@ def sample_files(
     With ``fixed_path`` also the registration uncertainty of the pair:
     ``uncertainty.nii.gz`` (per-pixel std of the displacement magnitude in mm over
     ``posterior_samples`` codes from ``q(z | M, F)``, on the moving image's grid)
-    and ``uncertainty.png``.
+    and ``uncertainty.png``. ``prior``: draw from this aggregate prior instead of
+    ``N(0, scale² I)`` (:func:`sample_deformations`).
     Returns a summary dict (files, % non-positive Jacobian per sample).
     """
     from .transport import prepare_images
@@ -278,10 +293,10 @@ def sample_files(
         model, moving_path, fixed_path, spacing=spacing, pair_id="moving", frame=frame
     )
     generator = torch.Generator().manual_seed(int(seed))
-    result = sample_deformations(model, image.processed, n, scale=scale, generator=generator)
+    result = sample_deformations(model, image.processed, n, scale, generator, prior)
     out = Path(out_dir)
     files, folding = write_frames(result, image, out, "sample_{:03d}.nii.gz")
-    samples_figure(image.processed, result, scale, out / "samples.png")
+    samples_figure(image.processed, result, prior_label(scale, prior), out / "samples.png")
     files.append("samples.png")
     summary: dict[str, Any] = {"out": str(out), "files": files, metrics.FOLDING: folding}
     if fixed_path is not None:
@@ -299,20 +314,31 @@ def sample_files(
     return summary
 
 
+def prior_label(scale: float, prior: AggregatePrior | None) -> str:
+    """How codes were drawn, for titles: ``z ~ N(0, 1² I)`` or the aggregate prior's."""
+    if prior is None:
+        return f"z ~ N(0, {scale:g}² I)"
+    spread = "" if scale == 1 else f", spread × {scale:g}"
+    return f"z ~ aggregate posterior of {prior.n_codes} training codes{spread}"
+
+
 def samples_figure(
     moving: torch.Tensor,
     result: RegistrationResult,
-    scale: float,
+    title: str | float,
     out: str | os.PathLike,
     shown: int = 8,
 ) -> Path:
     """Strip of the moving image ``(1, 1, *S)`` and the first ``shown`` samples of
-    ``result`` (moved images over their Jacobian maps), titled with the prior's ``scale``."""
+    ``result`` (moved images over their Jacobian maps), titled with how the codes were
+    drawn (a number: the scale of ``N(0, scale² I)``)."""
     shown = min(result.moved.shape[0], shown)
     images = [moving[0, 0].numpy()] + [result.moved[i, 0].cpu().numpy() for i in range(shown)]
     dets = [None] + [result.jacobian_det[i, 0].cpu().numpy() for i in range(shown)]
     titles = ["moving"] + [f"sample {i}" for i in range(shown)]
-    return strip_figure(images, titles, out, jacobians=dets, suptitle=f"z ~ N(0, {scale:g}² I)")
+    if not isinstance(title, str):
+        title = prior_label(float(title), None)
+    return strip_figure(images, titles, out, jacobians=dets, suptitle=title)
 
 
 def write_uncertainty(spread_mm: np.ndarray, image: PreparedImage, out: Path) -> list[str]:

@@ -30,6 +30,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -310,9 +311,16 @@ def init_weights(source: str | os.PathLike, config: RunConfig) -> dict[str, torc
         raise CheckpointError(
             f"train.init {source}: a {saved.method} model, this run trains {config.method}"
         )
-    if saved.model != config.model:
+    # antisymmetric changes how the same encoder and decoder are combined, not their weights
+    ours = hasattr(saved.model, "antisymmetric")  # VoxelMorph's settings have no such field
+    kept: dict[str, Any] = {"antisymmetric": getattr(config.model, "antisymmetric", None)}
+    if replace(saved.model, **(kept if ours else {})) != config.model:
         then, now = saved.model.to_dict(), config.model.to_dict()
-        diff = [f"{k}: {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
+        diff = [
+            f"{k}: {then.get(k)!r} -> {v!r}"
+            for k, v in now.items()
+            if then.get(k) != v and k != "antisymmetric"
+        ]
         raise CheckpointError(
             f"train.init {source}: model settings differ from the init model's "
             f"({'; '.join(diff)}); drop those settings or train from scratch"
