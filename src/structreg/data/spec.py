@@ -30,9 +30,11 @@ DEFAULT_DATA = "phantom:cardiac"
 DEFAULT_PHANTOM_SUBJECTS = 100
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_TEST_FRACTION = 0.2
+#: Options a phantom takes after its name (``phantom:NAME,key=value,...``).
+PHANTOM_OPTIONS = {"brain-inter": ("real", "real_subjects")}
 SPEC_HELP = (
-    "phantom:cardiac, phantom:brain, phantom:brain-inter, acdc:DIR, pairs:FILE.csv or "
-    "cache:DIR (written by structreg data cache)"
+    "phantom:cardiac, phantom:brain, phantom:brain-inter[,real=DIR], acdc:DIR, "
+    "pairs:FILE.csv or cache:DIR (written by structreg data cache)"
 )
 
 
@@ -49,6 +51,16 @@ class DataSpec:
         """The folder or file of an ``acdc`` / ``pairs`` / ``cache`` spec."""
         return Path(self.target).expanduser()
 
+    @property
+    def phantom(self) -> str:
+        """A phantom spec's name (its target without options)."""
+        return self.target.partition(",")[0]
+
+    @property
+    def options(self) -> dict[str, str]:
+        """A phantom spec's options ``key=value`` after its name (values as given)."""
+        return dict(item.partition("=")[::2] for item in self.target.split(",")[1:] if item.strip())
+
     def __str__(self) -> str:
         return f"{self.kind}:{self.target}"
 
@@ -63,11 +75,26 @@ def parse_data_spec(text: str | DataSpec) -> DataSpec:
         raise InputError(f"bad data spec {text!r}: expected {SPEC_HELP}")
     if not target:
         raise InputError(f"bad data spec {text!r}: nothing after '{kind}:'")
-    if kind == "phantom" and target.lower() not in PHANTOMS:
+    if kind == "phantom":
+        return DataSpec(kind, _phantom_target(str(text), target))
+    return DataSpec(kind, target)
+
+
+def _phantom_target(text: str, target: str) -> str:
+    """A phantom spec's target: the name lowercased, its options checked and kept as given."""
+    name, _, rest = target.partition(",")
+    name = name.strip().lower()
+    if name not in PHANTOMS:
         raise InputError(
-            f"bad data spec {text!r}: unknown phantom {target!r} (choose {', '.join(PHANTOMS)})"
+            f"bad data spec {text!r}: unknown phantom {name!r} (choose {', '.join(PHANTOMS)})"
         )
-    return DataSpec(kind, target.lower() if kind == "phantom" else target)
+    items = [item.strip() for item in rest.split(",")] if rest else []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not value or key not in PHANTOM_OPTIONS.get(name, ()):
+            allowed = ", ".join(f"{k}=..." for k in PHANTOM_OPTIONS.get(name, ())) or "none"
+            raise InputError(f"bad data spec {text!r}: bad option {item!r} (allowed: {allowed})")
+    return ",".join([name, *items])
 
 
 def load_pairs(
@@ -224,7 +251,7 @@ def _own_table(spec: DataSpec) -> LabelTable | None:
     if spec.kind == "acdc":
         return CARDIAC_TABLE
     return {"cardiac": CARDIAC_TABLE, "brain": BRAIN_TABLE, "brain-inter": BRAIN_TABLE}.get(
-        spec.target
+        spec.phantom
     )
 
 
@@ -248,6 +275,7 @@ def _iter_all(
             slices_per_subject=n_slices or 1,
             size=size,
             spacing=spacing,
+            **spec.options,
         )
     from .preprocess import DEFAULT_SLICES
 
@@ -292,7 +320,7 @@ def _phantom(spec: DataSpec) -> Any:
     phantom's name read as ``_``: ``brain-inter`` -> ``brain_inter_phantom``)."""
     import importlib
 
-    name = spec.target.replace("-", "_")
+    name = spec.phantom.replace("-", "_")
     module_name = f"structreg.data.phantoms.{name}"
     try:
         module = importlib.import_module(module_name)

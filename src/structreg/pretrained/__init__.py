@@ -11,6 +11,8 @@ folder, described by one entry of ``models.json``:
 | ``description`` | one line: what the model registers |
 | ``trained_on`` | the data spec, subjects and steps it was trained with |
 | ``command`` | the results stage (``experiments/reproduce.py``) and the command that trained it |
+| ``provenance`` | optional: the anatomies/subjects it was trained on, the held-out subject, the |
+|           | label rule and the model it was fine-tuned from |
 | ``scores`` | test scores of the reproduce run (``{benchmark: {method: mean Dice, ...}}``) |
 | ``check`` | a quick reproduction (:mod:`structreg.evaluation.model_check`): data spec, |
 |           | subjects, split, pairs and the Dice the model gives there (the tests redo it) |
@@ -60,6 +62,7 @@ class BundledModel:
     command: str
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     check: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:

@@ -122,11 +122,15 @@ STATE_KEYS = ("format_version", "config", "optimizer", "step", "rng", "loop")
 
 def state_digest(checkpoint: Mapping[str, Any]) -> str:
     """SHA-256 over the :data:`STATE_KEYS` entries of a checkpoint (a config as its
-    ``to_dict()``): tensors by dtype, shape and bytes, containers by their items, keys
-    sorted, numbers exactly; stored with a checkpoint and verified on load."""
+    ``to_dict()``, or as the file stored it when read back: ``stored_config``, so settings
+    added to the config later, at their defaults, do not change an older file's digest):
+    tensors by dtype, shape and bytes, containers by their items, keys sorted, numbers
+    exactly; stored with a checkpoint and verified on load."""
     digest = hashlib.sha256()
     for key in STATE_KEYS:
         value = checkpoint.get(key)
+        if key == "config" and checkpoint.get("stored_config") is not None:
+            value = checkpoint["stored_config"]
         if isinstance(value, RunConfig):
             value = value.to_dict()
         digest.update(f"{key}=".encode())
@@ -232,7 +236,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("optimizer", "rng", "loop"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise CheckpointError(f"{path}: {key} must be a dict or None")
-    return {**data, "config": config}
+    return {**data, "config": config, "stored_config": data["config"]}
 
 
 def build_model(checkpoint: dict[str, Any], path: str | os.PathLike) -> nn.Module:

@@ -73,7 +73,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, Any]:
             f"{FORMAT_VERSION} expected in its metadata)"
         )
     try:
-        config = RunConfig.from_dict(json.loads(meta["config"]))
+        stored_config = json.loads(meta["config"])
+        config = RunConfig.from_dict(stored_config)
         step = int(meta.get("step", "0"))
     except (KeyError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{path}: invalid config in the metadata ({exc})") from None
@@ -93,4 +94,5 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         "loop": None,
         "digest": meta.get("digest"),
         "state_digest": meta.get("state_digest"),
+        "stored_config": stored_config,
     }

@@ -55,6 +55,17 @@ least well).
 How close the phantom's deformations and intensities come to real inter-subject pairs
 is measured by ``benchmarks/brain_inter_realism.py``.
 
+Real anatomies (``real=DIR``, a real-image corpus folder; ``real_subjects``, default
+:data:`.brain_real.TRAINING_SUBJECTS`): the anatomy of subject ``k`` is then
+``bases[k % len(bases)]`` with ``bases = ("template", *real_subjects)``, a real subject
+being a real T1 volume on the template slice's grid with its own tissue maps
+(:mod:`.brain_real`); its anatomy, scanner and labels are drawn and rendered exactly as
+the template's (the same map ``φ_k``, the same intensity augmentation). A pair of two
+subjects of one anatomy carries its ground truth ``disp``; a pair of two anatomies has
+none (``disp`` None; no correspondence is known between two real brains).
+``meta["moving_anatomy"]`` / ``meta["fixed_anatomy"]`` name them. Without ``real`` the
+phantom is the template-only one, unchanged.
+
 Groups and splits: subject ``k`` belongs to ``BRAIN_GROUPS[(k // 2) % 2]`` (pattern
 normal, normal, dementia, dementia). Subjects are partitioned into cohorts of
 ``COHORT_SIZE`` consecutive indices (a last cohort of one joins the previous one) and
@@ -70,6 +81,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +92,7 @@ from ...core.ops import warp
 from ...errors import InputError
 from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..pair import Pair
+from .brain_real import parse_real_subjects, real_slice
 from .brain_subjects import (
     BRAIN_GROUPS,
     COHORT_SIZE,
@@ -120,6 +133,7 @@ __all__ = [
     "from_template",
     "identity_grid",
     "make_brain_inter_pair",
+    "subject_anatomy",
     "to_template",
 ]
 
@@ -363,6 +377,62 @@ def _check_pair_args(
     return check_slice_grid(size, spacing)
 
 
+def _bases(
+    real: str | Path | None, real_subjects: str | Sequence[str] | None
+) -> tuple[str, ...] | None:
+    """The anatomies ``("template", *real subjects)``, or None without ``real``."""
+    if real is None:
+        if real_subjects is not None:
+            raise InputError("brain-inter phantom: real_subjects needs real=DIR")
+        return None
+    return ("template", *parse_real_subjects(real_subjects))
+
+
+def subject_anatomy(index: int, bases: Sequence[str] | None) -> str:
+    """The anatomy of subject ``index``: ``bases[index % len(bases)]``, ``"template"``
+    without real subjects."""
+    return bases[index % len(bases)] if bases else "template"
+
+
+def _anatomy_maps(
+    base: str,
+    real: str | Path | None,
+    slice_offset: int,
+    size: tuple[int, int],
+    spacing: tuple[float, float],
+) -> TemplateMaps:
+    """The maps of one anatomy on the slice grid: the template's or a real subject's."""
+    if base == "template":
+        return template_slice(slice_offset, size, spacing)
+    return real_slice(str(real), base, slice_offset, size, spacing)
+
+
+def _pair_arrays(
+    seed: int,
+    slice_offset: int,
+    atrophy: bool,
+    maps: tuple[TemplateMaps, TemplateMaps],
+    subjects: tuple[InterSubject, InterSubject],
+    spacing: tuple[float, float],
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], torch.Tensor, dict]:
+    """The moving and fixed ``(image, labels)`` of the pair ``subjects`` (moving, fixed)
+    rendered from their anatomies ``maps``, the truth ``(1, 2, H, W)`` float64 voxels and
+    the atrophy's ``meta`` entries (the follow-up as fixed image with ``atrophy``)."""
+    (template, template_f), (subj_m, subj_f) = maps, subjects
+    grid = identity_grid(template.t1.shape)
+    start, atrophy_meta = (
+        _follow_up_start(template_f, subj_f, grid, spacing) if atrophy else (grid, {})
+    )
+    fixed_to_template = to_template(subj_f, start, grid)
+    truth = from_template(subj_m, fixed_to_template, grid) - grid
+    offset = int(slice_offset) + 2**20
+    noise_m = seeded_rng(seed, subj_m.index, 3, offset)
+    noise_f = seeded_rng(seed, subj_f.index, 3 + int(atrophy), offset)
+    moved = _render(template, subj_m, to_template(subj_m, grid, grid), spacing, noise_m)
+    fixed = _render(template_f, subj_f, fixed_to_template, spacing, noise_f)
+    return moved, fixed, truth, atrophy_meta
+
+
 def make_brain_inter_pair(
     seed: int,
     moving: int,
@@ -372,6 +442,8 @@ def make_brain_inter_pair(
     spacing: Sequence[float] = DEFAULT_SPACING,
     atrophy: bool = False,
     cohort: str | None = None,
+    real: str | Path | None = None,
+    real_subjects: str | Sequence[str] | None = None,
 ) -> Pair:
     """The pair subject ``moving`` -> subject ``fixed`` (deterministic in its arguments).
 
@@ -383,33 +455,30 @@ def make_brain_inter_pair(
         size: ``(H, W)`` pixels; spacing: ``(2,)`` mm per pixel.
         atrophy: the fixed image is the fixed subject's follow-up (its group's atrophy).
         cohort: ``Pair.subject`` (the split unit); default ``brainx{seed}_{moving}-{fixed}``.
+        real, real_subjects: a real-image corpus folder and its real subjects (``a+b``)
+            used as anatomies beside the template (module doc).
     Returns:
         ``Pair`` with ``moving``/``fixed`` ``(H, W)`` float32 in [0, 1], both label maps
         ``(H, W)`` int16 (``BRAIN_LABELS``), ``mask`` ``(H, W)`` uint8 (the moving brain),
-        ``disp`` ``(2, H, W)`` float32 voxels with ``fixed(x) ≈ moving(x + disp(x))``,
-        ``group`` the fixed subject's and ``meta`` with both subjects' parameters.
+        ``disp`` ``(2, H, W)`` float32 voxels with ``fixed(x) ≈ moving(x + disp(x))``
+        (None across anatomies), ``group`` the fixed subject's, ``meta`` the parameters.
     Raises:
         InputError: bad seed/indices/size/spacing, or ``moving == fixed``.
     """
     size_t, spacing_t = _check_pair_args(seed, moving, fixed, slice_offset, size, spacing)
-    template = template_slice(int(slice_offset), size_t, spacing_t)
+    bases = _bases(real, real_subjects)
+    base_m, base_f = (subject_anatomy(int(k), bases) for k in (moving, fixed))
+    template, template_f = (
+        _anatomy_maps(b, real, int(slice_offset), size_t, spacing_t) for b in (base_m, base_f)
+    )
     subj_m = draw_subject(seed, int(moving), template, size_t, spacing_t)
-    subj_f = draw_subject(seed, int(fixed), template, size_t, spacing_t)
-    grid = identity_grid(size_t)
-    start, atrophy_meta = (
-        _follow_up_start(template, subj_f, grid, spacing_t) if atrophy else (grid, {})
+    subj_f = draw_subject(seed, int(fixed), template_f, size_t, spacing_t)
+    (image_m, labels_m), (image_f, labels_f), truth, atrophy_meta = _pair_arrays(
+        seed, int(slice_offset), atrophy, (template, template_f), (subj_m, subj_f), spacing_t
     )
-    fixed_to_template = to_template(subj_f, start, grid)
-    truth = from_template(subj_m, fixed_to_template, grid) - grid
-    offset = int(slice_offset) + 2**20
-    noise_m = seeded_rng(seed, int(moving), 3, offset)
-    noise_f = seeded_rng(seed, int(fixed), 3 + int(atrophy), offset)
-    image_m, labels_m = _render(
-        template, subj_m, to_template(subj_m, grid, grid), spacing_t, noise_m
-    )
-    image_f, labels_f = _render(template, subj_f, fixed_to_template, spacing_t, noise_f)
     name = f"brainx{seed}_{int(moving):04d}-{int(fixed):04d}"
     meta = _meta(seed, int(slice_offset), template, subj_m, subj_f, labels_m, labels_f)
+    anatomy = {"moving_anatomy": base_m, "fixed_anatomy": base_f} if bases else {}
     return Pair(
         moving=image_m,
         fixed=image_f,
@@ -420,8 +489,8 @@ def make_brain_inter_pair(
         moving_labels=labels_m,
         fixed_labels=labels_f,
         mask=brain_mask(labels_m),
-        disp=truth[0].numpy().astype(np.float32),
-        meta=meta | atrophy_meta,
+        disp=truth[0].numpy().astype(np.float32) if base_m == base_f else None,
+        meta=meta | anatomy | atrophy_meta,
     )
 
 
@@ -476,6 +545,8 @@ def brain_inter_phantom(
     size: Sequence[int] = DEFAULT_SIZE,
     spacing: Sequence[float] = DEFAULT_SPACING,
     atrophy: bool = False,
+    real: str | Path | None = None,
+    real_subjects: str | Sequence[str] | None = None,
 ) -> list[Pair]:
     """``n_subjects * slices_per_subject`` inter-subject pairs (see the module doc).
 
@@ -484,7 +555,8 @@ def brain_inter_phantom(
     share the subjects. Ids: ``brainx{seed}_{moving:04d}-{fixed:04d}_s{slice:02d}``;
     ``Pair.subject``: the cohort, ``brainx{seed}_c{cohort:03d}``. Shapes and units as
     in :func:`make_brain_inter_pair`. A three-entry ``size``/``spacing`` gives
-    whole-brain volume pairs (:mod:`.brain_volumes`).
+    whole-brain volume pairs (:mod:`.brain_volumes`). ``real`` / ``real_subjects``: real
+    anatomies beside the template (module doc; 2-D only).
 
     Raises:
         InputError: ``n_subjects < 2`` or bad arguments.
@@ -492,9 +564,10 @@ def brain_inter_phantom(
     if not isinstance(n_subjects, int) or isinstance(n_subjects, bool):
         raise InputError(f"brain-inter phantom: n_subjects must be an int, got {n_subjects!r}")
     if len(size) == 3:  # whole-brain volumes
-        if slices_per_subject != 1 or atrophy:
+        if slices_per_subject != 1 or atrophy or real is not None:
             raise InputError(
-                "brain-inter phantom: 3-D volumes take one volume per subject and no atrophy"
+                "brain-inter phantom: 3-D volumes take one volume per subject, no atrophy "
+                "and no real subjects"
             )
         return brain_volume_inter_phantom(n_subjects, seed, size, spacing)
     if not isinstance(slices_per_subject, int) or slices_per_subject < 1:
@@ -507,7 +580,16 @@ def brain_inter_phantom(
     for c, moving, fixed in cohort_pairs(n_subjects):
         for k in range(slices_per_subject):
             pair = make_brain_inter_pair(
-                seed, moving, fixed, first + k, size, spacing, atrophy, f"brainx{seed}_c{c:03d}"
+                seed,
+                moving,
+                fixed,
+                first + k,
+                size,
+                spacing,
+                atrophy,
+                f"brainx{seed}_c{c:03d}",
+                real,
+                real_subjects,
             )
             pair.id = f"brainx{seed}_{moving:04d}-{fixed:04d}_s{k:02d}"
             pairs.append(pair)

@@ -50,6 +50,7 @@ __all__ = [
     "brain_mask",
     "check_grid",
     "check_slice_grid",
+    "slice_tissue_probs",
     "slice_z_mm",
     "template_paths",
     "template_slice",
@@ -310,6 +311,15 @@ def _tissue_probs(
     probs = np.stack([background, csf - ventricles, gm, wm, ventricles]).astype(np.float32)
     probs /= probs.sum(0, keepdims=True)
     return probs
+
+
+def slice_tissue_probs(
+    brain: np.ndarray, gm: np.ndarray, wm: np.ndarray, spacing: Sequence[float]
+) -> np.ndarray:
+    """``(5, H, W)`` float32 tissue probabilities of a slice by the template slice's rule
+    (:func:`_tissue_probs` with its ventricle area threshold) from the ``(H, W)`` brain,
+    GM and WM fractions of each cell (``spacing`` mm)."""
+    return _tissue_probs(brain, gm, wm, spacing, _VENTRICLE_MIN_AREA_MM2)
 
 
 # --------------------------------------------------------------------------- labels, warping
