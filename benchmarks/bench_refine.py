@@ -25,9 +25,7 @@ from timing import compare_times
 
 def main() -> None:
     from structreg.methods.ours import CVAERegistrar
-    from structreg.methods.refine import Objective
     from structreg.models.cvae import CVAERegistration, ModelConfig
-    from structreg.models.inference import inference_copy
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -73,8 +71,14 @@ def main() -> None:
             per_step = (t - plain) / s * 1e3 if s and plain is not None else float("nan")
             print(f"| {n} | {k} | {s} | {t / n:.3f} | {per_step:.1f} | {per_step / n:.1f} |")
 
-    # one objective + gradient step (batch 16): folded inference copy vs the plain net
-    n = batches[0]
+    _folded_vs_plain(model, batches[0], size, device, g)
+
+
+def _folded_vs_plain(model, n: int, size: tuple, device, g) -> None:
+    """One objective + gradient step (batch ``n``): folded inference copy vs the plain net."""
+    from structreg.methods.refine import Objective
+    from structreg.models.inference import inference_copy
+
     m = torch.rand(n, 1, *size, generator=g).to(device)
     f = torch.rand(n, 1, *size, generator=g).to(device)
     objective = Objective()

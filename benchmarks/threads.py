@@ -1,8 +1,9 @@
 """Thread count and speed: one-pass registration and refinement of a 2-D pair with
 ``builtin:brain`` at each thread count, interleaved, median of repeats, printed as
-ratios against the libraries' default (one thread per core). Run it on an idle
-machine and beside other work (``--busy K`` starts K processes that keep a core
-busy each for the run)::
+ratios against structreg's default thread count (``structreg.thread_limit()`` with
+nothing given: half the cores); ``0`` is the libraries' own setting (one thread per
+core, ``STRUCTREG_THREADS=0``). Run it on an idle machine and beside other work
+(``--busy K`` starts K processes that keep a core busy each for the run)::
 
     .venv/bin/python benchmarks/threads.py [--busy 2] [--repeats 7]
 """
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 import structreg
+from structreg.core.threads import ENV
 from structreg.data.spec import load_pairs
 
 
@@ -29,10 +31,20 @@ def _spin() -> None:
 
 
 def _time(registrar, moving, fixed, threads: int | None) -> float:
-    with structreg.thread_limit(threads):
-        t0 = time.perf_counter()
-        structreg.register(moving, fixed, model=registrar)
-        return time.perf_counter() - t0
+    """Seconds of one registration with ``threads`` (None: the default; 0: the libraries')."""
+    before = os.environ.get(ENV)
+    if threads == 0:
+        os.environ[ENV] = "0"
+    try:
+        with structreg.thread_limit(threads or None):
+            t0 = time.perf_counter()
+            structreg.register(moving, fixed, model=registrar)
+            return time.perf_counter() - t0
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
 
 
 def main() -> None:
@@ -43,7 +55,7 @@ def main() -> None:
     pair = load_pairs("phantom:brain-inter", split="test", n_subjects=40)[0]
     moving, fixed = pair.moving.astype(np.float64), pair.fixed.astype(np.float64)
     cores = os.cpu_count() or 1
-    counts = [None, *range(1, cores + 1)]
+    counts = [None, 0, *range(1, cores + 1)]
     busy = [mp.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for p in busy:
         p.start()
@@ -59,7 +71,7 @@ def main() -> None:
             what = "one pass" if not refine else f"refined {refine} steps"
             for c in counts:
                 med = statistics.median(times[c])
-                name = "default" if c is None else f"{c} thread(s)"
+                name = {None: "default", 0: "libraries'"}.get(c, f"{c} thread(s)")
                 print(f"{what:18s} {name:12s} {med * 1e3:8.1f} ms  x{med / base:.2f} of default")
     finally:
         for p in busy:

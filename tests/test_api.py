@@ -199,3 +199,18 @@ def test_itk_applies_the_written_affine(tmp_path):
     theirs = sitk.GetArrayFromImage(moved).transpose(2, 1, 0)[:, :, 0]
     inner = (slice(5, -5), slice(5, -5))
     assert np.abs(ours[inner] - theirs[inner]).max() < 1e-3 * np.abs(ours).max()
+
+
+def test_register_takes_the_refinement_step_size(cardiac_pair):
+    """refine_lr reaches the refinement: another step size gives another code; a bad
+    one is a one-line error."""
+    moving, fixed, _ = cardiac_pair
+    codes = [
+        structreg.register(
+            moving, fixed, model="builtin:cardiac", spacing=1.5, refine=3, refine_lr=lr
+        ).code
+        for lr in (0.05, 0.3)
+    ]
+    assert not np.allclose(codes[0], codes[1])
+    with pytest.raises(structreg.StructregError, match="refine_lr"):
+        structreg.register(moving, fixed, model="builtin:cardiac", refine=3, refine_lr=-1.0)

@@ -197,6 +197,7 @@ def register(
     moving_labels: ImageLike | None = None,
     affine: bool | str = False,
     refine: int = 0,
+    refine_lr: float = REFINE_OPTIONS["refine_lr"],
     adapt: int = 0,
     device: str = "auto",
 ) -> Registration:
@@ -218,6 +219,7 @@ def register(
             cross-correlation), or the similarity ``"ncc"``, ``"lcc"`` or ``"mi"``
             (mutual information, for different contrasts).
         refine: refine the pair's code for at most this many steps (ours only).
+        refine_lr: the refinement's step size (ours only).
         adapt: first fine-tune the model on this pair for this many steps, without
             labels (ours only; the bundled model itself is not changed).
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
@@ -225,7 +227,7 @@ def register(
         :class:`~structreg.pipeline.registration.Registration`: ``moved``,
         ``displacement`` (mm), ``inverse``, ``jacobian``, ``code``, ``warp()``, ``save()``.
     """
-    registrar = registrar_for(model, device=device, refine=refine, adapt=adapt)
+    registrar = registrar_for(model, device=device, refine=refine, refine_lr=refine_lr, adapt=adapt)
     grid = tuple(getattr(registrar, "spacing", None) or ())
     m = as_volume(moving, spacing, default_spacing=grid, name="moving")
     f = as_volume(fixed, spacing, default_spacing=grid, name="fixed")

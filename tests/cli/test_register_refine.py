@@ -69,6 +69,9 @@ def test_register_refines_the_code(run_dir, nifti_pair, tmp_path, capsys):
         (["--refine", "two"], "--refine"),
         (["--refine", "3", "--adapt-decoder", "-2"], "--adapt-decoder"),
         (["--refine", "3", "--adapt-decoder", "5"], "--adapt-decoder"),
+        (["--refine", "3", "--refine-lr", "0"], "--refine-lr"),
+        (["--refine", "3", "--refine-lr", "fast"], "--refine-lr"),
+        (["--refine", "3", "--refine-lr", "inf"], "--refine-lr"),
     ],
 )
 def test_bad_refine_flags_are_one_line_usage_errors(
@@ -91,3 +94,21 @@ def test_adapt_decoder_needs_refine(run_dir, nifti_pair, tmp_path, capsys):
 
 def test_the_parser_knows_the_decoder_layers():
     assert register_cli.MAX_ADAPTED_LAYERS == refine.MAX_ADAPTED_LAYERS
+
+
+def test_refine_lr_sets_the_step_size(run_dir, nifti_pair, tmp_path, capsys):
+    """--refine-lr reaches the refinement (another step size, another code; the same
+    one given explicitly, the same code); without --refine it is a usage error."""
+    runs = {
+        "default": [],
+        "explicit": ["--refine-lr", str(refine.DEFAULT_LR)],
+        "other": ["--refine-lr", str(refine.DEFAULT_LR * 4)],
+    }
+    codes = {}
+    for name, extra in runs.items():
+        assert _register(run_dir, nifti_pair, tmp_path / name, "--refine", "3", *extra) == 0
+        codes[name] = _codes(tmp_path / name)[0]["z"]
+    assert codes["explicit"] == codes["default"] and codes["other"] != codes["default"]
+    assert _register(run_dir, nifti_pair, tmp_path / "x", "--refine-lr", "0.1") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--refine-lr needs --refine" in err

@@ -131,7 +131,7 @@ def test_refining_together_equals_refining_alone():
     moving, fixed = toy_pairs(3, 3.0, torch.float64, seed=1)
     mu, logvar = encode(model, moving, fixed)
     # early stopping on, so pairs leave the batch at different steps
-    kwargs = dict(steps=40, tol=0.037, patience=5, adapt_decoder=1)
+    kwargs = dict(steps=40, lr=0.05, tol=0.037, patience=5, adapt_decoder=1)
     together = refine_codes(model, moving, fixed, mu, logvar=logvar, **kwargs)
     for i in range(3):
         rows = slice(i, i + 1)
@@ -279,3 +279,34 @@ def test_refinement_of_an_antisymmetric_model_refines_both_halves():
             assert torch.allclose(out.velocity, expected, atol=1e-6)
     with pytest.raises(ValueError, match=r"z0 of shape \(2, 16\)"):
         refine_codes(model, moving, fixed, mu[:, :8], steps=1)
+
+
+def test_adapted_layers_of_an_antisymmetric_model_serve_both_halves_of_one_batch():
+    """With per-pair decoder weights, the batch of 2 N (both halves) uses pair i's
+    weights for rows i and N + i: the velocity equals one call per half."""
+    from structreg.methods.refine import _pairwise_decoder
+    from structreg.models.cvae import decode_velocity
+
+    torch.manual_seed(0)
+    model = CVAERegistration(toy_config(antisymmetric=True, velocity_init_std=0.1)).eval()
+    moving, fixed = toy_pairs(2, 2.0)
+    mu, _ = encode(model, moving, fixed)
+    decoder, adapted = _pairwise_decoder(inference_copy(model).decoder, 2)
+    g = torch.Generator().manual_seed(1)
+    for layer in adapted:
+        w, b = layer.conv.weight, layer.conv.bias
+        layer.weight_n = w.unsqueeze(0) + 0.05 * torch.randn(2, *w.shape, generator=g)
+        layer.bias_n = b.unsqueeze(0) + 0.05 * torch.randn(2, *b.shape, generator=g)
+    config = model.config
+    with torch.no_grad():
+        v = decode_velocity(decoder, config, mu, moving, fixed)
+        halves = [decoder(mu[:, :8], moving), decoder(mu[:, 8:], fixed)]
+    assert torch.allclose(v, 0.5 * (halves[0] - halves[1]), atol=1e-6)
+    # pair 0's velocity does not depend on pair 1's weights
+    with torch.no_grad():
+        alone = []
+        for layer in adapted:
+            alone.append((layer.weight_n, layer.bias_n))
+            layer.weight_n, layer.bias_n = layer.weight_n[:1], layer.bias_n[:1]
+        v0 = decode_velocity(decoder, config, mu[:1], moving[:1], fixed[:1])
+    assert torch.allclose(v0, v[:1], atol=1e-6)

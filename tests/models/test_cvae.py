@@ -218,3 +218,36 @@ def test_antisymmetric_defaults_off_for_older_configs():
     assert config.antisymmetric is False and config.code_dim == config.latent_dim
     with pytest.raises(ValueError, match="antisymmetric must be true or false"):
         tiny_config(antisymmetric="yes")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (12, 10, 9)], ids=["2d", "3d"])
+def test_antisymmetric_halves_as_one_batch_equal_two_calls(size):
+    """In eval mode the two halves run as one batch of 2 N; codes and velocity equal
+    those of one call per half to float tolerance. In training mode (batch norm on
+    the batch's statistics) the halves stay two batches, as trained."""
+    from structreg.models.cvae import batches_alike, decode_velocity, encode_pair
+
+    torch.manual_seed(0)
+    config = tiny_config(size, antisymmetric=True, velocity_init_std=0.1)
+    model = CVAERegistration(config)
+    moving, fixed = images(3, size)
+    d = config.latent_dim
+    model.eval()
+    assert batches_alike(model.encoder) and batches_alike(model.decoder)
+    with torch.no_grad():
+        mu, logvar = encode_pair(model.encoder, config, moving, fixed)
+        mu1, lv1 = model.encoder(moving, fixed)
+        mu2, lv2 = model.encoder(fixed, moving)
+        assert torch.allclose(mu, torch.cat([mu1, mu2], 1), atol=1e-6)
+        assert torch.allclose(logvar, torch.cat([lv1, lv2], 1), atol=1e-6)
+        v = decode_velocity(model.decoder, config, mu, moving, fixed)
+        two = 0.5 * (model.decoder(mu[:, :d], moving) - model.decoder(mu[:, d:], fixed))
+    assert torch.allclose(v, two, atol=1e-6) and v.abs().max() > 1e-3
+    model.train()
+    assert not batches_alike(model.decoder)
+    with torch.no_grad():
+        v_train = decode_velocity(model.decoder, config, mu, moving, fixed)
+        two_train = 0.5 * (model.decoder(mu[:, :d], moving) - model.decoder(mu[:, d:], fixed))
+    assert torch.equal(v_train, two_train)  # the training path: one call per half
+    no_norm = CVAERegistration(tiny_config(size, antisymmetric=True, batch_norm=False)).train()
+    assert batches_alike(no_norm.decoder)

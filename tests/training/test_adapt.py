@@ -6,7 +6,12 @@ import torch
 
 from structreg.data.spec import load_pairs
 from structreg.errors import InputError
-from structreg.training.adapt import adapt_model, adaptation_config, cohort_objective
+from structreg.training.adapt import (
+    ADAPT_DEFAULTS,
+    adapt_model,
+    adaptation_config,
+    cohort_objective,
+)
 from structreg.training.checkpoint import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,7 +68,12 @@ def test_a_small_cohort_is_one_batch_and_masks_decide_the_mask_term(run, cohort)
     assert config.train.monitor == "loss" and config.train.frozen_norm
     assert config.train.init == str(run)
     big = adaptation_config(run, 500, masks=True)
-    assert big.train.batch_size == load_model(run)[1].train.batch_size
+    assert big.train.batch_size == ADAPT_DEFAULTS["batch_size"]
+    # a batch size given as a setting, still at most the cohort
+    assert (
+        adaptation_config(run, 500, masks=True, overrides={"batch_size": 2}).train.batch_size == 2
+    )
+    assert adaptation_config(run, 3, masks=True, overrides={"batch_size": 8}).train.batch_size == 3
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,8 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="CPU threads of PyTorch and NumPy/SciPy (default: $STRUCTREG_THREADS, else "
-        "one per core); on a busy machine fewer threads run much faster",
+        "half the cores; STRUCTREG_THREADS=0: one per core); on a busy machine fewer "
+        "threads run much faster",
     )
 
 

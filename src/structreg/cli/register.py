@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    """``--affine``, ``--refine``, ``--adapt-decoder``, ``--adapt``, ``--nproc``."""
+    """``--affine``, ``--refine``, ``--refine-lr``, ``--adapt-decoder``, ``--adapt``,
+    ``--nproc``."""
     add_affine(p, "the outputs compose both stages and affine.tfm holds the affine alone")
     p.add_argument(
         "--refine",
@@ -65,6 +66,14 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="refine each pair's latent code z for at most N Adam steps on the training "
         "objective (early stopping per pair; default 0: the plain one-pass registration)",
+    )
+    p.add_argument(
+        "--refine-lr",
+        type=_step_size,
+        default=None,
+        metavar="LR",
+        help="with --refine: the refinement's Adam step size on the code z (a number > 0; "
+        "default: the method's own, structreg.methods.refine.DEFAULT_LR)",
     )
     p.add_argument(
         "--adapt-decoder",
@@ -109,6 +118,25 @@ def _count(low: int, high: int | None = None) -> Callable[[str], int]:
     return count
 
 
+def _step_size(text: str) -> float:
+    """An argparse ``type=``: a finite number > 0, else a one-line usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _refine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The refinement options given on the command line (only those given)."""
+    options: dict[str, Any] = {"refine": args.refine, "adapt_decoder": args.adapt_decoder}
+    if args.refine_lr is not None:
+        options["refine_lr"] = args.refine_lr
+    return options
+
+
 def _jobs(args: argparse.Namespace) -> list[Any]:
     """The pairs to register, as :class:`structreg.pipeline.batch.BatchJob` s."""
     from ..errors import UsageError
@@ -151,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.adapt_decoder and not args.refine:
         raise UsageError("--adapt-decoder needs --refine N (N > 0)")
+    if args.refine_lr is not None and not args.refine:
+        raise UsageError("--refine-lr needs --refine N (N > 0)")
     if args.nproc is not None and not launched_by_torchrun():
         if args.data is None:
             raise UsageError("--nproc registers a batch: give --data pairs:FILE.csv")
@@ -178,11 +208,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
     device = dist.device(resolve_device(args.device))
     dist.init(device)
     registrar = registrar_for(
-        args.model,
-        device=str(device),
-        refine=args.refine,
-        adapt_decoder=args.adapt_decoder,
-        adapt=args.adapt,
+        args.model, device=str(device), adapt=args.adapt, **_refine_options(args)
     )
     affine = None if args.affine is None else AffineOptions(metric=args.affine)
     if args.adapt:

@@ -50,6 +50,7 @@ __all__ = [
     "Decoder",
     "CVAEOutput",
     "CVAERegistration",
+    "batches_alike",
     "conv_memory_format",
     "decode_velocity",
     "encode_pair",
@@ -481,11 +482,32 @@ def encode_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mu, logvar)``, each ``(N, code_dim)``, of ``encoder`` on the pair: its codes
     of ``(M, F)`` and, for an ``antisymmetric`` model, of ``(F, M)`` concatenated."""
-    mu, logvar = encoder(moving, fixed)
     if not config.antisymmetric:
-        return mu, logvar
+        return cast(tuple[torch.Tensor, torch.Tensor], encoder(moving, fixed))
+    n = moving.shape[0]
+    if batches_alike(encoder):  # (M, F) and (F, M) as one batch of 2 N
+        mu, logvar = encoder(torch.cat([moving, fixed]), torch.cat([fixed, moving]))
+        return _halves_side_by_side(mu, n), _halves_side_by_side(logvar, n)
+    mu, logvar = encoder(moving, fixed)
     mu_back, logvar_back = encoder(fixed, moving)
     return torch.cat([mu, mu_back], 1), torch.cat([logvar, logvar_back], 1)
+
+
+def _halves_side_by_side(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``(2 N, d)`` (the ``N`` forward rows, then the ``N`` backward ones) -> ``(N, 2 d)``."""
+    return torch.cat([rows[:n], rows[n:]], 1)
+
+
+def batches_alike(module: nn.Module) -> bool:
+    """Whether ``module`` gives each row of a batch what it gives that row alone: no
+    batch normalisation computes statistics of the batch (one in training mode, or one
+    without running statistics). Then the two halves of an antisymmetric model run as
+    one batch of ``2 N`` (one call instead of two; the same result up to float rounding);
+    in training mode with batch norm they run as two batches of ``N``, as trained."""
+    return not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or m.running_mean is None)
+        for m in module.modules()
+    )
 
 
 def decode_velocity(
@@ -499,12 +521,17 @@ def decode_velocity(
 
     Plain model: ``decoder(z, M)``. ``antisymmetric``: ``½ (decoder(z₁, M) −
     decoder(z₂, F))`` with ``z = [z₁, z₂]`` (``F = M`` when ``fixed`` is None). The
-    decoder may be an adapted copy (per-pair refinement); it is called once per half.
+    decoder may be an adapted copy (per-pair refinement). The two halves are decoded as
+    one batch of ``2 N`` (rows ``i`` and ``N + i`` both pair ``i``'s) when the decoder
+    :func:`batches_alike`, else one call per half.
     """
     if not config.antisymmetric:
         return cast(torch.Tensor, decoder(z, moving))
-    d = config.latent_dim
+    d, n = config.latent_dim, z.shape[0]
     back = moving if fixed is None else fixed
+    if batches_alike(decoder):
+        both = decoder(torch.cat([z[:, :d], z[:, d:]]), torch.cat([moving, back]))
+        return 0.5 * (both[:n] - both[n:])
     return 0.5 * (decoder(z[:, :d], moving) - decoder(z[:, d:], back))
 
 

@@ -36,12 +36,23 @@ __all__ = [
     "cohort_objective",
 ]
 
-ADAPT_DEFAULTS = {"steps": 300, "val_every": 25, "patience": 4, "min_delta": 0.0, "lr": 1e-4}
-"""Step budget, objective checks (every ``val_every`` steps on the cohort), early-stopping
-patience and Adam step size of an adaptation. The step size is below the training's:
-a fresh optimiser's first steps at the training rate move every weight at once and
-raise the objective before it falls. An adaptation writes no TensorBoard log unless
-``--set train.tensorboard=true``."""
+ADAPT_DEFAULTS = {
+    "steps": 300,
+    "batch_size": 8,
+    "val_every": 20,
+    "patience": 3,
+    "min_delta": 0.0,
+    "lr": 2e-4,
+}
+"""Step budget, pairs per step (at most the cohort's), objective checks (every
+``val_every`` steps on the cohort), early-stopping patience and Adam step size of an
+adaptation. A step costs in proportion to its pairs: batches of 8 give a 20-pair cohort
+2.5 steps for the time of one whole-cohort step, at twice the former step size 1e-4
+(still below the training's: a fresh optimiser's first steps at the training rate move
+every weight at once and raise the objective before it falls); checks every 20 steps
+with a patience of 3 stop 60 steps after the last improvement (measured in
+``benchmarks/speed.py``, docs/results/speed.md). An adaptation writes no TensorBoard log
+unless ``--set train.tensorboard=true``."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +106,12 @@ def adaptation_config(
     unknown = sorted(set(given) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise InputError(f"adapt: unknown training setting(s) {', '.join(unknown)}")
+    batch = int(given.pop("batch_size", None) or config.train.batch_size)
     train = replace(
         config.train,
         init=str(model),
         epochs=0,
-        batch_size=min(config.train.batch_size, n_pairs),
+        batch_size=min(batch, n_pairs),
         mask_weight=config.train.mask_weight if masks else 0.0,
         monitor="loss",
         max_seconds=0.0,
