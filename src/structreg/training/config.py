@@ -129,6 +129,17 @@ class TrainConfig:
             data (0: read in the training process). Each worker is a process of
             its own: more workers than the CPU cores the training's threads leave
             free slow training down.
+        identical_rate: fraction in [0, 1] of each training batch made identical
+            pairs: the first ``round(identical_rate · batch)`` pairs of the (shuffled)
+            batch get their moving image (and labels) as the fixed image, so the
+            similarity and KL terms teach zero motion for ``moving = fixed``
+            (:func:`structreg.training.tasks.with_identical_pairs`; 0: off, training
+            unchanged).
+        identical_noise: standard deviation of Gaussian intensity noise (image
+            intensity units, images in [0, 1]) added to the fixed copy of those
+            pairs, which makes them near-identical (0: exact copies). Drawn from
+            the run's noise generator only when both this and ``identical_rate``
+            are > 0.
     """
 
     lr: float = 5e-4
@@ -159,6 +170,8 @@ class TrainConfig:
     sync_batchnorm: bool = False
     frozen_norm: bool = False
     workers: int = 1
+    identical_rate: float = 0.0
+    identical_noise: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -201,10 +214,15 @@ class TrainConfig:
             "num_threads",
             "seed",
             "workers",
+            "identical_noise",
         ):
             value = getattr(self, name)
             if not value >= 0 or not math.isfinite(value):
                 raise ConfigError(f"train.{name} must be >= 0, got {value!r}")
+        if not 0.0 <= self.identical_rate <= 1.0:
+            raise ConfigError(
+                f"train.identical_rate must be in [0, 1], got {self.identical_rate!r}"
+            )
         if self.steps == 0 and self.epochs == 0:
             raise ConfigError("train.steps and train.epochs are both 0; set one of them")
         if self.monitor not in MONITORS:

@@ -44,7 +44,7 @@ from .config import RESUMABLE_CHANGES, ConfigError, RunConfig, TrainConfig, reso
 from .distributed import SINGLE, Dist, shard
 from .rng import capture_rng, restore_rng, seed_everything
 from .run import RunFolder
-from .tasks import task_for
+from .tasks import task_for, with_identical_pairs
 
 __all__ = ["Engine", "Hook", "LoopState"]
 
@@ -403,7 +403,10 @@ class Engine:
         self.step_started = time.perf_counter()
         self.improved = False
         s = self.state
-        batch = self._next_batch()
+        t = self.train_config
+        batch = with_identical_pairs(
+            self._next_batch(), t.identical_rate, t.identical_noise, self.noise
+        )
         row_epoch = s.epoch
         try:
             parts = self.task.train_step(

@@ -63,6 +63,8 @@ __all__ = [
     "train_step",
     "autocast",
     "descend",
+    "identical_count",
+    "with_identical_pairs",
 ]
 
 
@@ -332,6 +334,50 @@ def descend(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     _step_if_finite(optimizer)
+
+
+def identical_count(batch_size: int, rate: float) -> int:
+    """Pairs of a batch of ``batch_size`` made identical at ``rate`` (``round(rate · N)``,
+    halves to even)."""
+    return int(round(rate * batch_size))
+
+
+def with_identical_pairs(
+    batch: dict[str, torch.Tensor],
+    rate: float,
+    noise_std: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """``batch`` with its first :func:`identical_count` pairs made identical pairs.
+
+    For those pairs the fixed image becomes a copy of the moving image (plus Gaussian
+    intensity noise of standard deviation ``noise_std`` drawn on the CPU from
+    ``generator``, when ``noise_std > 0``), and ``fixed_labels`` (when present)
+    a copy of ``moving_labels``; ``mask`` and every other entry are kept (the mask
+    is the moving image's region). The batch order is random already (the engine
+    shuffles), so the first pairs are a random subset. ``rate = 0`` returns
+    ``batch`` itself, untouched.
+
+    Args:
+        batch: ``moving`` and ``fixed`` ``(N, C, *S)``, optional ``moving_labels``
+            and ``fixed_labels`` ``(N, 1, *S)``.
+        rate: fraction of the batch in [0, 1].
+        noise_std: intensity noise of the fixed copies (image units).
+        generator: the noise's source (CPU generator).
+    """
+    k = identical_count(int(batch["moving"].shape[0]), rate)
+    if k == 0:
+        return batch
+    out = dict(batch)
+    copy = batch["moving"][:k]
+    if noise_std > 0:
+        noise = torch.randn(copy.shape, generator=generator, dtype=copy.dtype)
+        copy = copy + noise_std * noise.to(copy.device)
+    out["fixed"] = torch.cat([copy, batch["fixed"][k:]])
+    if batch.get("fixed_labels") is not None and batch.get("moving_labels") is not None:
+        labels = batch["moving_labels"][:k]
+        out["fixed_labels"] = torch.cat([labels, batch["fixed_labels"][k:]])
+    return out
 
 
 NetworkT = TypeVar("NetworkT", bound=nn.Module)
