@@ -499,13 +499,15 @@ def _halves_side_by_side(rows: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def batches_alike(module: nn.Module) -> bool:
-    """Whether ``module`` gives each row of a batch what it gives that row alone: no
-    batch normalisation computes statistics of the batch (one in training mode, or one
-    without running statistics). Then the two halves of an antisymmetric model run as
-    one batch of ``2 N`` (one call instead of two; the same result up to float rounding);
-    in training mode with batch norm they run as two batches of ``N``, as trained."""
+    """Whether the two halves of an antisymmetric model run as one batch of ``2 N`` (one
+    call instead of two; the same result up to float rounding): ``module`` is in
+    evaluation mode (registration, refinement) and no batch normalisation computes
+    statistics of the batch. Training keeps one call per half, so a training run's
+    weights do not depend on this shortcut (nor on how torchrun shards the batch)."""
+    if module.training:
+        return False
     return not any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or m.running_mean is None)
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
         for m in module.modules()
     )
 

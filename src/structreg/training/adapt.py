@@ -43,6 +43,7 @@ ADAPT_DEFAULTS = {
     "patience": 3,
     "min_delta": 0.0,
     "lr": 2e-4,
+    "identical_rate": 0.0,
 }
 """Step budget, pairs per step (at most the cohort's), objective checks (every
 ``val_every`` steps on the cohort), early-stopping patience and Adam step size of an
@@ -51,7 +52,8 @@ adaptation. A step costs in proportion to its pairs: batches of 8 give a 20-pair
 (still below the training's: a fresh optimiser's first steps at the training rate move
 every weight at once and raise the objective before it falls); checks every 20 steps
 with a patience of 3 stop 60 steps after the last improvement (measured in
-``benchmarks/speed.py``, docs/results/speed.md). An adaptation writes no TensorBoard log
+``benchmarks/speed.py``, docs/results/speed.md); no identical pairs (a model trained
+with ``identical_rate`` adapts on the cohort's own pairs only). An adaptation writes no TensorBoard log
 unless ``--set train.tensorboard=true``."""
 
 
