@@ -6,7 +6,9 @@ from structreg.configs import resolve_config
 
 
 def test_unknown_config_lists_the_bundled_ones(tmp_path):
-    listed = "bundled configs: brain, brain-inter, brain3d, cardiac, cardiac-bundle, cardiac3d, demo"
+    listed = (
+        "bundled configs: brain, brain-inter, brain3d, cardiac, cardiac-bundle, cardiac3d, demo"
+    )
     with pytest.raises(FileNotFoundError, match=listed):
         resolve_config("nope")
     own = tmp_path / "mine.toml"

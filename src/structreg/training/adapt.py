@@ -53,8 +53,8 @@ adaptation. A step costs in proportion to its pairs: batches of 8 give a 20-pair
 every weight at once and raise the objective before it falls); checks every 20 steps
 with a patience of 3 stop 60 steps after the last improvement (measured in
 ``benchmarks/speed.py``, docs/results/speed.md); no identical pairs (a model trained
-with ``identical_rate`` adapts on the cohort's own pairs only). An adaptation writes no TensorBoard log
-unless ``--set train.tensorboard=true``."""
+with ``identical_rate`` adapts on the cohort's own pairs only). An adaptation writes no
+TensorBoard log unless ``--set train.tensorboard=true``."""
 
 
 @dataclass(frozen=True)
