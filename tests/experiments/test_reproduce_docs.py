@@ -62,8 +62,12 @@ def test_pages_hold_each_table_with_its_provenance(tmp_path):
     assert "| evaluate | 12 |" in index and "0.2 min of stages" in index
 
 
-@pytest.mark.skipif(not (QUICK / "RESULTS.md").is_file(), reason="no runs/results_quick here")
+@pytest.mark.slow  # needs a finished quick run (45 min): make results BUDGET=quick
 def test_the_pages_of_the_quick_run_name_its_date_and_machine(tmp_path):
+    assert (QUICK / "RESULTS.md").is_file(), (
+        "no runs/results_quick: python experiments/reproduce.py --out runs/results_quick "
+        "--budget quick"
+    )
     pages = rep.docs_pages(rep.plan(QUICK, "quick", ROOT / "benchmarks"), "quick", QUICK, tmp_path)
     date, machine = rep.provenance(QUICK)
     assert len(pages) >= 10
