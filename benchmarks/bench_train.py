@@ -51,7 +51,8 @@ CONFIGS = {
 }
 
 
-def _cpu() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -103,7 +104,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     threads = os.cpu_count() or 1
     print(
-        f"# bench_train: {_cpu()}, {threads} CPU threads, torch {torch.__version__}, "
+        f"# bench_train: {cpu_name()}, {threads} CPU threads, torch {torch.__version__}, "
         f"device {args.device}"
         + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
     )

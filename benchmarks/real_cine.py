@@ -493,12 +493,14 @@ def header_lines(cine: Cine, args: Any, fixed: int) -> list[str]:
     """Command, machine, date, the crop and the end-diastole check."""
     import torch
 
+    from bench_train import cpu_name
+
     w, b = cine.window, cine.box
     pools, ed = cine.pool_cm2, cine.end_diastole
     second = int(np.argsort(pools)[-2])
     return [
         f"Command: `{' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}`",
-        f"Machine: {_cpu()}, {torch.get_num_threads()} torch threads, "
+        f"Machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, {platform.platform()}",
         f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         "",
@@ -511,16 +513,6 @@ def header_lines(cine: Cine, args: Any, fixed: int) -> list[str]:
         f"({pools[cine.end_systole]:.1f} cm²). Fixed frame: {fixed}.",
         "",
     ]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 # --------------------------------------------------------------------------- main

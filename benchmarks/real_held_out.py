@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-from real_pairs import summary_lines
+from real_pairs import report
 
 
 def held_out_pairs(corpus: Path) -> list:
@@ -41,19 +41,12 @@ def main() -> None:
 
     import torch
 
-    from structreg.evaluation.evaluate import run_evaluation
-    from structreg.io.files import atomic_write_text
     from structreg.methods import build_methods
 
     torch.manual_seed(0)
     pairs = held_out_pairs(Path(args.corpus))
     methods = build_methods(args.methods)
-    out = Path(args.out)
-    summary = run_evaluation(pairs, methods, out, progress=False, primary=methods[-1].name)
-    names = [m.name for m in methods]
-    text = summary["table"] + "\n".join(summary_lines(summary["rows"], names, pairs)) + "\n"
-    atomic_write_text(out / "table.md", text)
-    print(text)
+    report(pairs, methods, Path(args.out), primary=methods[-1].name)
 
 
 if __name__ == "__main__":

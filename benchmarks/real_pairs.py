@@ -108,8 +108,6 @@ def main() -> None:
 
     import torch
 
-    from structreg.evaluation.evaluate import run_evaluation
-    from structreg.io.files import atomic_write_text
     from structreg.methods import build_methods
 
     torch.manual_seed(0)
@@ -126,9 +124,16 @@ def main() -> None:
         refined,
     ]
     specs += args.extra
-    methods = build_methods(specs)
-    out = Path(args.out)
-    summary = run_evaluation(pairs, methods, out, progress=False, primary="ours")
+    report(pairs, build_methods(specs), Path(args.out), primary="ours")
+
+
+def report(pairs: list, methods: list, out: Path, primary: str) -> None:
+    """Evaluate ``methods`` on ``pairs`` into ``out`` and write and print its table with
+    the target lines (``out/table.md``)."""
+    from structreg.evaluation.evaluate import run_evaluation
+    from structreg.io.files import atomic_write_text
+
+    summary = run_evaluation(pairs, methods, out, progress=False, primary=primary)
     names = [m.name for m in methods]
     text = summary["table"] + "\n".join(summary_lines(summary["rows"], names, pairs)) + "\n"
     atomic_write_text(out / "table.md", text)
