@@ -251,3 +251,26 @@ def test_antisymmetric_halves_as_one_batch_equal_two_calls(size):
     assert torch.equal(v_train, two_train)  # the training path: one call per half
     no_norm = CVAERegistration(tiny_config(size, antisymmetric=True, batch_norm=False))
     assert not batches_alike(no_norm.train().decoder) and batches_alike(no_norm.eval().decoder)
+
+
+@pytest.mark.parametrize(
+    "size, extra",
+    [((32, 32), {"velocity_scales": 3}), ((16, 12, 16), {"velocity_smoothing": 1.0})],
+    ids=["2d-coarse-heads", "3d-smoothing"],
+)
+def test_half_difference_runs_the_heads_once_and_equals_two_decodes(size, extra):
+    """The antisymmetric velocity with the linear heads applied once to the features'
+    difference (their biases cancel) equals the difference of two full decodes, also
+    with coarse velocity heads (nonzero biases) and the velocity smoothing."""
+    torch.manual_seed(1)
+    config = tiny_config(size, antisymmetric=True, velocity_init_std=0.1, **extra)
+    decoder = CVAERegistration(config).eval().decoder
+    for head in [decoder.velocity, *decoder.coarse_velocity.values()]:
+        torch.nn.init.normal_(head.bias, std=0.5)
+    moving, fixed = images(2, size)
+    z = torch.randn(4, config.latent_dim)
+    with torch.no_grad():
+        v = decoder.half_difference(z, torch.cat([moving, fixed]))
+        two = 0.5 * (decoder(z[:2], moving) - decoder(z[2:], fixed))
+    assert v.shape == (2, len(size), *size) and v.abs().max() > 1e-3
+    torch.testing.assert_close(v, two, atol=1e-6, rtol=1e-5)

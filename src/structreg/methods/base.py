@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -22,14 +21,16 @@ from ..core.ops import exponentiate, jacobian_det, warp
 from ..core.ops.checks import check_image, check_same_spatial
 
 
-@dataclass
 class RegistrationResult:
     """What every registration method returns, on the fixed image's grid.
 
     Attributes:
         moved: ``(N, C, *S)`` moving image warped onto the fixed image.
         disp: ``(N, ndim, *S)`` displacement in voxels, ``moved(x) = moving(x + disp(x))``.
-        inverse_disp: ``(N, ndim, *S)`` displacement of the inverse transform (voxels).
+        inverse_disp: ``(N, ndim, *S)`` displacement of the inverse transform (voxels),
+            or None for methods without one. A result made from a velocity with
+            ``inverse_steps`` computes it as ``exp(-velocity)`` on first access (then
+            keeps it): a registration that never reads it does not pay for it.
         velocity: ``(N, ndim, *S)`` stationary velocity in voxels, or None for
             methods without one (VoxelMorph-2, identity).
         jacobian_det: ``(N, 1, *S)`` determinant of the Jacobian of ``x + disp(x)``.
@@ -39,14 +40,39 @@ class RegistrationResult:
             refinement of ``ours``), or None for methods that do not report them.
     """
 
-    moved: torch.Tensor
-    disp: torch.Tensor
-    inverse_disp: torch.Tensor | None
-    velocity: torch.Tensor | None
-    jacobian_det: torch.Tensor
-    z: torch.Tensor | None = None
-    seconds: float = float("nan")
-    iterations: torch.Tensor | None = None
+    def __init__(
+        self,
+        moved: torch.Tensor,
+        disp: torch.Tensor,
+        inverse_disp: torch.Tensor | None,
+        velocity: torch.Tensor | None,
+        jacobian_det: torch.Tensor,
+        z: torch.Tensor | None = None,
+        seconds: float = float("nan"),
+        iterations: torch.Tensor | None = None,
+        *,
+        inverse_steps: int | None = None,
+    ) -> None:
+        self.moved, self.disp, self.velocity = moved, disp, velocity
+        self.jacobian_det, self.z, self.seconds, self.iterations = (
+            jacobian_det,
+            z,
+            seconds,
+            iterations,
+        )
+        self._inverse = inverse_disp
+        self._inverse_steps = inverse_steps
+
+    @property
+    def inverse_disp(self) -> torch.Tensor | None:
+        """The inverse transform's displacement (voxels; see the class doc)."""
+        if self._inverse is None and self._inverse_steps is not None and self.velocity is not None:
+            self._inverse = exponentiate(-self.velocity, self._inverse_steps)
+        return self._inverse
+
+    @inverse_disp.setter
+    def inverse_disp(self, value: torch.Tensor | None) -> None:
+        self._inverse, self._inverse_steps = value, None
 
     def warp_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Warp integer label maps ``(N, 1, *S)`` with nearest-neighbour interpolation."""
@@ -64,19 +90,19 @@ def result_from_velocity(
 ) -> RegistrationResult:
     """Build a :class:`RegistrationResult` from a stationary velocity field.
 
-    ``disp = exp(v)``, ``inverse_disp = exp(-v)`` (both by scaling and squaring).
+    ``disp = exp(v)`` by scaling and squaring (``steps`` squarings); ``inverse_disp =
+    exp(-v)`` the same way, computed when first read.
     """
-    both = exponentiate(torch.cat([velocity, -velocity]), steps)
-    n = velocity.shape[0]
-    disp, inverse = both[:n], both[n:]
+    disp = exponentiate(velocity, steps)
     return RegistrationResult(
         moved=warp(moving, disp, padding_mode=padding_mode),
         disp=disp,
-        inverse_disp=inverse,
+        inverse_disp=None,
         velocity=velocity,
         jacobian_det=jacobian_det(disp),
         z=z,
         seconds=seconds,
+        inverse_steps=steps,
     )
 
 

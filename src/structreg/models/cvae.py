@@ -452,6 +452,14 @@ class Decoder(nn.Module):
             self.register_buffer("smoothing_kernel", kernel, persistent=False)
 
     def forward(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        h, coarse = self.features(z, moving)
+        return self.head(h, coarse)
+
+    def features(
+        self, z: torch.Tensor, moving: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(h, coarse)``: the last feature map ``(N, C, *S)`` (the velocity head's
+        input) and the input of each coarse velocity head (finest last)."""
         n = z.shape[0]
         layout = conv_memory_format(self.velocity.weight)
         h = self.fc(z).view(n, self.config.dec_channels[0], *self.sizes[-1])
@@ -464,17 +472,49 @@ class Decoder(nn.Module):
             if self.config.condition:
                 h = _concat(h, _downsample(moving, self.sizes[level]), layout)
             if str(level) in self.coarse_velocity:
-                coarse.append(self.coarse_velocity[str(level)](h))
-        # (N, ndim, *S) in the standard layout whatever the network's (the field
-        # operations downstream run faster on it)
-        velocity = self.velocity(h).contiguous()
-        for v in coarse:
-            velocity = velocity + _Resize(self.sizes[0])(v.contiguous())
+                coarse.append(h)
+        return h, coarse
+
+    def head(
+        self, h: torch.Tensor, coarse: list[torch.Tensor], *, bias: bool = True
+    ) -> torch.Tensor:
+        """Velocity ``(N, ndim, *S)`` (voxels) from :meth:`features`' output: the
+        velocity convolution, plus each coarse head's velocity upsampled, then the
+        smoothing. ``bias=False`` leaves the heads' biases out: the head is then linear,
+        so it maps a difference of features to the difference of velocities."""
+        heads = [self.coarse_velocity[k] for k in sorted(self.coarse_velocity, reverse=True)]
+        velocity = _apply_head(self.velocity, h, bias).contiguous()
+        for head, feature in zip(heads, coarse, strict=True):
+            velocity = velocity + _Resize(self.sizes[0])(
+                _apply_head(head, feature, bias).contiguous()
+            )
         if self.config.velocity_smoothing > 0:
             from ..core.ops import kernels
 
             velocity = kernels.gaussian_smooth(velocity, self.smoothing_kernel)
         return velocity
+
+    def half_difference(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """``½ (D(z[:N], images[:N]) − D(z[N:], images[N:]))`` ``(N, ndim, *S)`` of a batch
+        of ``2 N`` rows (an antisymmetric model's two halves). The heads being linear
+        but for their bias, which cancels, they run once on the features' difference
+        when they are plain convolutions (half their cost); else the difference of two
+        :meth:`forward` results."""
+        n = z.shape[0] // 2
+        if not isinstance(self.velocity, nn.modules.conv._ConvNd):  # adapted per pair
+            both = self(z, images)
+            return 0.5 * (both[:n] - both[n:])
+        h, coarse = self.features(z, images)
+        velocity = self.head(h[:n] - h[n:], [c[:n] - c[n:] for c in coarse], bias=False)
+        return velocity.mul_(0.5)
+
+
+def _apply_head(head: nn.Module, h: torch.Tensor, bias: bool) -> torch.Tensor:
+    """``head(h)``, or its convolution without the bias when ``bias`` is False."""
+    if bias:
+        return cast(torch.Tensor, head(h))
+    conv = cast(nn.modules.conv._ConvNd, head)
+    return conv._conv_forward(h, conv.weight, None)
 
 
 def encode_pair(
@@ -532,7 +572,10 @@ def decode_velocity(
     d, n = config.latent_dim, z.shape[0]
     back = moving if fixed is None else fixed
     if batches_alike(decoder):
-        both = decoder(torch.cat([z[:, :d], z[:, d:]]), torch.cat([moving, back]))
+        rows, images = torch.cat([z[:, :d], z[:, d:]]), torch.cat([moving, back])
+        if isinstance(decoder, Decoder):
+            return decoder.half_difference(rows, images)
+        both = decoder(rows, images)
         return 0.5 * (both[:n] - both[n:])
     return 0.5 * (decoder(z[:, :d], moving) - decoder(z[:, d:], back))
 

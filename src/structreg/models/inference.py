@@ -79,6 +79,15 @@ def _channels_last(module: _M) -> _M:
     return channels_last(module, ndim - 2) if ndim in (4, 5) else module
 
 
+def _inplace_activations(module: _M) -> _M:
+    """``module`` with its leaky ReLUs computing in place (no new tensor per call; the
+    backward of a leaky ReLU with a positive slope needs only its output)."""
+    for m in module.modules():
+        if isinstance(m, nn.LeakyReLU) and m.negative_slope > 0:
+            m.inplace = True
+    return module
+
+
 def inference_copy(module: _M) -> _M:
     """The cached batch-norm-folded (and, on the CPU, channels-last) copy of ``module``
     for deterministic inference; rebuilt when ``module``'s weights changed."""
@@ -86,6 +95,6 @@ def inference_copy(module: _M) -> _M:
     cached = module.__dict__.get(_CACHE_ATTR)
     if cached is not None and cached[0] == key:
         return cached[1]
-    folded = _channels_last(fold_batch_norm(module))
+    folded = _inplace_activations(_channels_last(fold_batch_norm(module)))
     module.__dict__[_CACHE_ATTR] = (key, folded)
     return folded

@@ -10,12 +10,20 @@ docstring for the conventions; fields are in voxels, channel ``c`` along ``S[c]`
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 from .grid import normalised_identity, sample_displaced, sample_normalised
 
-__all__ = ["compose", "exponentiate", "gaussian_smooth", "lcc_map", "warp"]
+__all__ = [
+    "compose",
+    "exponentiate",
+    "gaussian_smooth",
+    "lcc_map",
+    "smoothing_matrix",
+    "warp",
+]
 
 
 def warp(
@@ -52,8 +60,13 @@ def exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
         [scales[c] / 2.0**steps for c in rev], device=velocity.device, dtype=velocity.dtype
     ).view(1, ndim, *([1] * ndim))
     u = velocity.flip(1) * scale_rev
-    for _ in range(steps):
-        u = u + sample_normalised(u, ident + u, "bilinear", "border")
+    if torch.is_grad_enabled() and u.requires_grad:
+        for _ in range(steps):
+            u = u + sample_normalised(u, ident + u, "bilinear", "border")
+    else:  # the same sums into two buffers: no new large tensor per squaring but the sample
+        grid = torch.empty_like(u)
+        for _ in range(steps):
+            u.add_(sample_normalised(u, torch.add(ident, u, out=grid), "bilinear", "border"))
     unscale = torch.tensor(
         [1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
         device=velocity.device,
@@ -62,27 +75,36 @@ def exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     return u.flip(1) * unscale
 
 
+def smoothing_matrix(length: int, kernel: torch.Tensor) -> torch.Tensor:
+    """``(length, length)`` matrix ``A`` of the 1-D smoothing of a line of ``length``
+    samples with ``kernel`` (odd taps) and replicated borders: ``y = A @ x``. The taps
+    that fall outside the line add to its first / last sample, as replicate padding does."""
+    k = kernel.numel()
+    offsets = torch.arange(k, device=kernel.device) - k // 2
+    columns = (torch.arange(length, device=kernel.device)[:, None] + offsets).clamp(0, length - 1)
+    matrix = kernel.new_zeros((length, length))
+    return matrix.scatter_add_(1, columns, kernel.expand(length, k).contiguous())
+
+
 def gaussian_smooth(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Smooth every channel along every spatial axis with ``kernel``.
 
     Borders are replicated (a local mean near the edge uses the edge value), so a
-    constant image stays exactly constant.
+    constant image stays exactly constant. Each axis is one matrix product with its
+    banded :func:`smoothing_matrix` on a view of the image (no transposed copies):
+    several times faster on CPU than a depthwise convolution, which PyTorch runs
+    through a slow generic path in 3-D.
     """
-    ndim = image.dim() - 2
-    c = image.shape[1]
-    k = kernel.numel()
-    pad = k // 2
-    conv = F.conv2d if ndim == 2 else F.conv3d
-    out = image
-    for axis in range(ndim):
-        shape = [1] * ndim
-        shape[axis] = k
-        weight = kernel.view(1, 1, *shape).expand(c, 1, *shape)
-        padding = [0, 0] * ndim
-        # F.pad lists the last axis first.
-        padding[2 * (ndim - 1 - axis)] = pad
-        padding[2 * (ndim - 1 - axis) + 1] = pad
-        out = conv(F.pad(out, padding, mode="replicate"), weight, groups=c)
+    shape = image.shape
+    size = shape[2:]
+    out = image.contiguous()
+    for axis, length in enumerate(size):
+        matrix = smoothing_matrix(length, kernel.to(image.dtype))
+        if axis == len(size) - 1:
+            out = out @ matrix.T
+        else:
+            rows = math.prod(shape[: 2 + axis])
+            out = torch.matmul(matrix, out.view(rows, length, -1)).view(shape)
     return out
 
 
