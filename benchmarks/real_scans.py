@@ -40,7 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_scan_pairs as rsp
 
-VOXELMORPH_RUN = "runs/results_quick/brain/voxelmorph"
+#: VoxelMorph-2's starting model: a 2-D inter-subject run on the data of builtin:brain
+#: (phantom:brain-inter with the corpus' real anatomies, 400 subjects x 3 slices, itk_kmeans_t1
+#: held out), NCC + 1.5 smoothness (the paper's VoxelMorph-2), lr 5e-4, batch 50, its best
+#: validation Dice (best.pt), made by
+#: structreg train --method voxelmorph --data phantom:brain-inter,real=.cache/real/corpus
+#: --subjects 400 --slices 3 --out runs/vm/brain_inter --threads 1 --set train.steps=100000
+#: --set train.val_every=50 --set train.checkpoint_every=50 --set train.max_seconds=2880
+VOXELMORPH_RUN = "runs/vm/brain_inter"
 MODEL_3D = "runs/results_quick/demo3d/model"
 HELD_OUT = "brain_itk_kmeans_t1"
 ADAPT_LEVELS_MM = (0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0, 32.0)
@@ -331,7 +338,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-3d", default=MODEL_3D, help="ours (3-D)")
     parser.add_argument("--voxelmorph", default=VOXELMORPH_RUN, help="VoxelMorph-2 run")
     parser.add_argument("--held-out", default=HELD_OUT, help="subject of the held-out protocol")
-    parser.add_argument("--adapt-steps", type=int, default=None, help="adaptation step budget")
+    parser.add_argument(
+        "--adapt-steps", type=int, default=None, help="adaptation step budget (the library's)"
+    )
     parser.add_argument("--refine", type=int, default=None, help="refinement steps")
     parser.add_argument("--grid-3d", type=float, default=2.0, help="3-D grid mm (default 2)")
     parser.add_argument("--pairs-3d", type=int, default=6, help="3-D pairs (at most 6)")
@@ -352,7 +361,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--protocols: transductive and/or held-out")
     if args.held_out not in rsp.SUBJECTS:
         parser.error(f"--held-out: one of {', '.join(rsp.SUBJECTS)}")
-    args.adapt_steps = args.adapt_steps or (10 if args.quick else 100)
+    from structreg.training.adapt import ADAPT_DEFAULTS
+
+    args.adapt_steps = args.adapt_steps or (10 if args.quick else ADAPT_DEFAULTS["steps"])
     args.refine = args.refine or (5 if args.quick else 50)
     return args
 

@@ -157,7 +157,9 @@ def test_two_processes_follow_one_process_at_the_same_global_batch(runs):
     one, two = _log(runs / "one"), _log(runs / "two")
     assert len(one) == len(two) == 6
     for a, b in zip(one, two, strict=True):
-        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-6)
+        # logged to 6 significant digits; the per-process batch changes the summation
+        # order of the LCC's matrix products (rounding), so one unit in the last digit
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=3e-6)
     assert float(one[-1]["val_dice"]) == pytest.approx(float(two[-1]["val_dice"]), abs=1e-6)
     # batch norm per process: each normalises by its own 2 pairs, the curves stay close
     for a, b in zip(_log(runs / "one_bn"), _log(runs / "two_bn"), strict=True):

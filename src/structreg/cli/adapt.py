@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.adapt import ADAPT_DEFAULTS
 from .options import add_affine, add_data_options, add_device
 
 NAME = "adapt"
@@ -30,10 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="train.KEY=VALUE",
-        help="a training setting (repeatable): train.steps (the most steps, default 300), "
-        "train.val_every (how often the cohort's objective is checked, default 25), "
-        "train.patience (checks without improvement before it stops, default 4), "
-        "train.lr, ...; the network's settings are the model's",
+        help="a training setting (repeatable): train.steps (the most steps, default "
+        f"{ADAPT_DEFAULTS['steps']}), train.val_every (how often the cohort's objective is "
+        f"checked, default {ADAPT_DEFAULTS['val_every']}), train.patience (checks without "
+        f"improvement before it stops, default {ADAPT_DEFAULTS['patience']}), train.lr "
+        f"(default {ADAPT_DEFAULTS['lr']:g}), ...; the network's settings are the model's",
     )
     add_device(p)
 
