@@ -1,7 +1,7 @@
 """Adaptation of a learned method to the cohort it registers (``adapt=N``).
 
-A learned method built with ``adapt=N`` (``ours:MODEL,adapt=300``,
-``voxelmorph:RUN,adapt=300``, ``structreg register --adapt 300``) has a ``prepare(pairs)``
+A learned method built with ``adapt=N`` (``ours:MODEL,adapt=150``,
+``voxelmorph:RUN,adapt=150``, ``structreg register --adapt 150``) has a ``prepare(pairs)``
 step: before registering, it fine-tunes a copy of its network on every pair it is about
 to register with its training objective and no labels
 (:func:`structreg.training.adapt.adapt_model`: at most ``N`` steps, stopping when the
