@@ -44,6 +44,7 @@ ADAPT_DEFAULTS = {
     "min_delta": 0.5,
     "lr": 2e-4,
     "identical_rate": 0.0,
+    "channels_last": True,
 }
 """Step budget, pairs per step (at most the cohort's), objective checks (every
 ``val_every`` steps on the cohort; a check improves when the objective fell by more than
@@ -57,7 +58,9 @@ brain cohort the Dice reaches its plateau after about 140 steps while the object
 still falls slowly, so the 150-step budget ends the run; the check rule (every 30 steps,
 patience 2, ``min_delta`` 0.5) stops cohorts whose objective flattens earlier. No
 identical pairs (a model trained with ``identical_rate`` adapts on the cohort's own
-pairs only). An adaptation writes no TensorBoard log unless ``--set
+pairs only). The networks run channels-last (``train.channels_last``): on this project's
+2-core CPU a step took 0.70x as long as in the standard layout, for the same objective to
+float rounding. An adaptation writes no TensorBoard log unless ``--set
 train.tensorboard=true``."""
 
 
