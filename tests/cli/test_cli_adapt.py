@@ -78,3 +78,17 @@ def test_adapt_aligns_each_pair_first_with_affine(run, cohort_csv, tmp_path, cap
     assert "4 pairs, each aligned by an affine stage (ncc)" in said
     assert (out / "best.pt").is_file()
     assert main([*argv[:-1], str(tmp_path / "x"), "--affine", "--data", "phantom:cardiac"]) == 2
+
+
+def test_adapt_help_states_the_library_defaults():
+    """The --set help of `structreg adapt` names ADAPT_DEFAULTS' values (written out there
+    so that parsing the command line does not import torch)."""
+    from structreg.cli import build_parser
+    from structreg.training.adapt import ADAPT_DEFAULTS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    text = " ".join(sub.choices["adapt"].format_help().split())
+    for key in ("steps", "val_every", "patience"):
+        assert f"train.{key} (" in text and f"default {ADAPT_DEFAULTS[key]})" in text
+    assert f"train.lr (default {ADAPT_DEFAULTS['lr']:g})" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.adapt import ADAPT_DEFAULTS
 from .options import add_affine, add_data_options, add_device
 
 NAME = "adapt"
@@ -31,11 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="train.KEY=VALUE",
-        help="a training setting (repeatable): train.steps (the most steps, default "
-        f"{ADAPT_DEFAULTS['steps']}), train.val_every (how often the cohort's objective is "
-        f"checked, default {ADAPT_DEFAULTS['val_every']}), train.patience (checks without "
-        f"improvement before it stops, default {ADAPT_DEFAULTS['patience']}), train.lr "
-        f"(default {ADAPT_DEFAULTS['lr']:g}), ...; the network's settings are the model's",
+        # the values of structreg.training.adapt.ADAPT_DEFAULTS (a test ties them; not
+        # imported here: parsing must not load torch)
+        help="a training setting (repeatable): train.steps (the most steps, default 150), "
+        "train.val_every (how often the cohort's objective is checked, default 30), "
+        "train.patience (checks without improvement before it stops, default 2), "
+        "train.lr (default 0.0002), ...; the network's settings are the model's",
     )
     add_device(p)
 
