@@ -53,13 +53,13 @@ class RegistrationResult:
         *,
         inverse_steps: int | None = None,
     ) -> None:
-        self.moved, self.disp, self.velocity = moved, disp, velocity
-        self.jacobian_det, self.z, self.seconds, self.iterations = (
-            jacobian_det,
-            z,
-            seconds,
-            iterations,
-        )
+        self.moved = moved
+        self.disp = disp
+        self.velocity = velocity
+        self.jacobian_det = jacobian_det
+        self.z = z
+        self.seconds = seconds
+        self.iterations = iterations
         self._inverse = inverse_disp
         self._inverse_steps = inverse_steps
 

@@ -97,9 +97,11 @@ def gaussian_smooth(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """
     shape = image.shape
     size = shape[2:]
+    kernel = kernel.to(image.dtype)
+    matrices = {length: smoothing_matrix(length, kernel) for length in set(size)}
     out = image.contiguous()
     for axis, length in enumerate(size):
-        matrix = smoothing_matrix(length, kernel.to(image.dtype))
+        matrix = matrices[length]
         if axis == len(size) - 1:
             out = out @ matrix.T
         else:
