@@ -215,3 +215,16 @@ def test_register_takes_the_refinement_step_size(cardiac_pair):
     assert not np.allclose(codes[0], codes[1])
     with pytest.raises(structreg.StructregError, match="refine_lr"):
         structreg.register(moving, fixed, model="builtin:cardiac", refine=3, refine_lr=-1.0)
+
+
+def test_register_refines_the_field_of_ours_only(cardiac_pair):
+    """refine_field reaches the field stage: the pair matches better, the code stays the
+    encoder's, and the result is still a diffeomorphism; other methods refuse it."""
+    moving, fixed, _ = cardiac_pair
+    plain = structreg.register(moving, fixed, model="builtin:cardiac", spacing=1.5)
+    field = structreg.register(moving, fixed, model="builtin:cardiac", spacing=1.5, refine_field=20)
+    np.testing.assert_array_equal(field.code, plain.code)
+    assert np.abs(field.moved - fixed).mean() < np.abs(plain.moved - fixed).mean()
+    assert field.jacobian.min() > 0
+    with pytest.raises(structreg.StructregError, match="refine"):
+        structreg.register(moving, fixed, model="lcc-demons", refine_field=5)

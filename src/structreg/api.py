@@ -48,6 +48,7 @@ def load_model(
     refine: int = 0,
     refine_lr: float = REFINE_OPTIONS["refine_lr"],
     adapt_decoder: int = 0,
+    refine_field: int = 0,
     adapt: int = 0,
     batch_size: int = 64,
 ) -> CVAERegistrar:
@@ -61,6 +62,9 @@ def load_model(
             (0: one forward pass).
         refine_lr: the refinement's step size.
         adapt_decoder: also adapt the decoder's last K convolutions per pair.
+        refine_field: then refine each pair's velocity by a smooth residual, this
+            many Adam steps (0: off; 40 is what the benchmarks use; see
+            :func:`~structreg.methods.field_refine.refine_field`).
         adapt: fine-tune a copy of the model on the cohort before registering it, at
             most this many steps (its ``prepare(pairs)``; 0: no adaptation).
         batch_size: pairs (slices) per forward pass.
@@ -78,6 +82,7 @@ def load_model(
         refine=refine,
         refine_lr=refine_lr,
         adapt_decoder=adapt_decoder,
+        refine_field=refine_field,
         train=run.train,
         spacing=model_spacing(model),
         adapt=adapt,
@@ -92,6 +97,7 @@ def registrar_for(
     refine: int = 0,
     refine_lr: float = REFINE_OPTIONS["refine_lr"],
     adapt_decoder: int = 0,
+    refine_field: int = 0,
     adapt: int = 0,
 ) -> Registrar:
     """The registration method a ``model`` argument names.
@@ -101,8 +107,8 @@ def registrar_for(
             ``.safetensors`` file, optionally written ``ours:MODEL``), another method's
             spec (``ants-syn``, ``dipy-syn``, ``lcc-demons:iterations=40/30/20``,
             ``identity``, ``voxelmorph:RUN``), or a :class:`Registrar` (returned as is).
-        device, refine, refine_lr, adapt_decoder: as in :func:`load_model` (the
-            refinement options apply to ours only).
+        device, refine, refine_lr, adapt_decoder, refine_field: as in
+            :func:`load_model` (the refinement options apply to ours only).
         adapt: as in :func:`load_model`, for ours and ``voxelmorph:RUN`` (a spec may
             also say ``adapt=N`` itself).
     """
@@ -113,8 +119,8 @@ def registrar_for(
     text = str(model)
     name = text.split(":", 1)[0].split(",", 1)[0]
     if name in method_names() and name != "ours" and not Path(text).exists():
-        if refine or adapt_decoder:
-            raise InputError(f"refine: only ours refines its code, not {name}")
+        if refine or adapt_decoder or refine_field:
+            raise InputError(f"refine: only ours refines its registration, not {name}")
         if adapt and name != "voxelmorph":
             raise InputError(f"adapt: only learned methods adapt to a cohort, not {name}")
         from .training.config import resolve_device
@@ -127,6 +133,7 @@ def registrar_for(
         refine=refine,
         refine_lr=refine_lr,
         adapt_decoder=adapt_decoder,
+        refine_field=refine_field,
         adapt=adapt,
     )
 
@@ -198,6 +205,7 @@ def register(
     affine: bool | str = False,
     refine: int = 0,
     refine_lr: float = REFINE_OPTIONS["refine_lr"],
+    refine_field: int = 0,
     adapt: int = 0,
     device: str = "auto",
 ) -> Registration:
@@ -220,6 +228,7 @@ def register(
             (mutual information, for different contrasts).
         refine: refine the pair's code for at most this many steps (ours only).
         refine_lr: the refinement's step size (ours only).
+        refine_field: then refine the velocity by a smooth residual, N steps (ours only).
         adapt: first fine-tune the model on this pair for this many steps, without
             labels (ours only; the bundled model itself is not changed).
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
@@ -227,15 +236,16 @@ def register(
         :class:`~structreg.pipeline.registration.Registration`: ``moved``,
         ``displacement`` (mm), ``inverse``, ``jacobian``, ``code``, ``warp()``, ``save()``.
     """
-    registrar = registrar_for(model, device=device, refine=refine, refine_lr=refine_lr, adapt=adapt)
+    registrar = registrar_for(
+        model,
+        device=device,
+        refine=refine,
+        refine_lr=refine_lr,
+        refine_field=refine_field,
+        adapt=adapt,
+    )
     grid = tuple(getattr(registrar, "spacing", None) or ())
-    m = as_volume(moving, spacing, default_spacing=grid, name="moving")
-    f = as_volume(fixed, spacing, default_spacing=grid, name="fixed")
-    labels = None
-    if moving_labels is not None:
-        labels = as_volume(
-            moving_labels, spacing, labels=True, default_spacing=grid, name="moving_labels"
-        )
+    m, f, labels = _volumes(moving, fixed, moving_labels, spacing, grid)
     stage = None
     if affine:
         metric = "ncc" if affine is True else str(affine)
@@ -245,6 +255,24 @@ def register(
         source = m if stage is None else aligned_volume(m, f, stage)
         prepare(prepare_pairs(registrar, source, f))
     return register_volumes(registrar, m, f, moving_labels=labels, affine=stage)
+
+
+def _volumes(
+    moving: ImageLike,
+    fixed: ImageLike,
+    moving_labels: ImageLike | None,
+    spacing: float | Sequence[float] | None,
+    grid: tuple[float, ...],
+) -> tuple[Volume, Volume, Volume | None]:
+    """The inputs of :func:`register` as Volumes (arrays get ``spacing``, else ``grid``)."""
+    m = as_volume(moving, spacing, default_spacing=grid, name="moving")
+    f = as_volume(fixed, spacing, default_spacing=grid, name="fixed")
+    if moving_labels is None:
+        return m, f, None
+    labels = as_volume(
+        moving_labels, spacing, labels=True, default_spacing=grid, name="moving_labels"
+    )
+    return m, f, labels
 
 
 def adapt(

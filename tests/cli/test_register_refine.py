@@ -1,4 +1,5 @@
-"""`structreg register --refine N [--adapt-decoder K]` end to end on a tiny run."""
+"""`structreg register --refine N [--adapt-decoder K] [--refine-field N]` end to end on a
+tiny run."""
 
 import json
 
@@ -62,9 +63,23 @@ def test_register_refines_the_code(run_dir, nifti_pair, tmp_path, capsys):
     assert "non-positive Jacobian" in capsys.readouterr().out
 
 
+def test_register_refines_the_field(run_dir, nifti_pair, tmp_path):
+    assert _register(run_dir, nifti_pair, tmp_path / "plain") == 0
+    assert _register(run_dir, nifti_pair, tmp_path / "field", "--refine-field", "5") == 0
+    for output in OUTPUTS:
+        assert (tmp_path / "field" / f"{output}.nii.gz").is_file(), output
+    plain, field = (
+        np.asarray(nib.load(str(tmp_path / name / "velocity.nii.gz")).dataobj)
+        for name in ("plain", "field")
+    )
+    assert np.abs(field - plain).max() > 1e-3  # the velocity really was refined
+    assert _codes(tmp_path / "field") == _codes(tmp_path / "plain")  # not the code
+
+
 @pytest.mark.parametrize(
     "extra, words",
     [
+        (["--refine-field", "-1"], "--refine-field"),
         (["--refine", "-1"], "--refine"),
         (["--refine", "two"], "--refine"),
         (["--refine", "3", "--adapt-decoder", "-2"], "--adapt-decoder"),

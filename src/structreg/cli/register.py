@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    """``--affine``, ``--refine``, ``--refine-lr``, ``--adapt-decoder``, ``--adapt``,
-    ``--nproc``."""
+    """``--affine``, ``--refine``, ``--refine-lr``, ``--adapt-decoder``,
+    ``--refine-field``, ``--adapt``, ``--nproc``."""
     add_affine(p, "the outputs compose both stages and affine.tfm holds the affine alone")
     p.add_argument(
         "--refine",
@@ -82,6 +82,15 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="with --refine: also adapt the decoder's last K convolutions per pair "
         f"(0..{MAX_ADAPTED_LAYERS}; the model file is not changed; default 0)",
+    )
+    p.add_argument(
+        "--refine-field",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="then refine each pair's velocity by a smooth residual on a grid 2x coarser, "
+        "N Adam steps on the local correlation (no network; 40 is what the benchmarks use; "
+        "default 0: off)",
     )
     p.add_argument(
         "--adapt",
@@ -131,7 +140,11 @@ def _step_size(text: str) -> float:
 
 def _refine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The refinement options given on the command line (only those given)."""
-    options: dict[str, Any] = {"refine": args.refine, "adapt_decoder": args.adapt_decoder}
+    options: dict[str, Any] = {
+        "refine": args.refine,
+        "adapt_decoder": args.adapt_decoder,
+        "refine_field": args.refine_field,
+    }
     if args.refine_lr is not None:
         options["refine_lr"] = args.refine_lr
     return options

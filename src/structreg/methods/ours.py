@@ -1,5 +1,6 @@
 """Our method: registration with a trained CVAE in one forward pass (``z = μ``),
-optionally followed by a per-pair refinement of the code (:mod:`.refine`)."""
+optionally followed by a per-pair refinement of the code (:mod:`.refine`) and of
+the velocity by a smooth residual (:mod:`.field_refine`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from ..training.adapt import Adaptation
 from ..training.config import TrainConfig
 from .adaptation import adapt_registrar, check_adapt
 from .base import RegistrationResult, result_from_velocity
+from .field_refine import (
+    DEFAULT_FIELD_GRID,
+    DEFAULT_FIELD_LR,
+    DEFAULT_FIELD_SMOOTH,
+    FieldRefineResult,
+    refine_field,
+)
 from .refine import (
     DEFAULT_DECODER_LR,
     DEFAULT_LR,
@@ -41,6 +49,10 @@ REFINE_OPTIONS: dict[str, Any] = {
     "refine_patience": DEFAULT_PATIENCE,
     "adapt_decoder": 0,
     "refine_decoder_lr": DEFAULT_DECODER_LR,
+    "refine_field": 0,
+    "field_lr": DEFAULT_FIELD_LR,
+    "field_smooth": DEFAULT_FIELD_SMOOTH,
+    "field_grid": DEFAULT_FIELD_GRID,
 }
 """The refinement options of :class:`CVAERegistrar` (and of the ``ours`` spec) and
 their built-in defaults."""
@@ -48,8 +60,8 @@ their built-in defaults."""
 
 def _check_options(options: dict[str, Any]) -> None:
     """Refuse refinement options of the wrong type or out of range (one-line InputError)."""
-    for name in ("refine", "refine_patience", "adapt_decoder"):
-        value, low = options[name], 1 if name == "refine_patience" else 0
+    for name in ("refine", "refine_patience", "adapt_decoder", "refine_field", "field_grid"):
+        value, low = options[name], 1 if name in ("refine_patience", "field_grid") else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InputError(f"ours: {name} must be an int >= {low}, got {value!r}")
     if options["adapt_decoder"] > MAX_ADAPTED_LAYERS:
@@ -57,8 +69,8 @@ def _check_options(options: dict[str, Any]) -> None:
             f"ours: adapt_decoder must be 0..{MAX_ADAPTED_LAYERS} (the decoder's "
             f"convolutions, from the output), got {options['adapt_decoder']}"
         )
-    for name in ("refine_lr", "refine_tol", "refine_decoder_lr"):
-        value, strict = options[name], name != "refine_tol"
+    for name in ("refine_lr", "refine_tol", "refine_decoder_lr", "field_lr", "field_smooth"):
+        value, strict = options[name], name not in ("refine_tol", "field_smooth")
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (number and math.isfinite(value) and (value > 0 if strict else value >= 0)):
             bound = "> 0" if strict else ">= 0"
@@ -83,6 +95,11 @@ class CVAERegistrar:
             adapted per pair (0..4; 1 = the layer producing ``v``); the model
             itself is never modified.
         refine_decoder_lr: Adam step size of those weights.
+        refine_field: then refine each pair's velocity by a smooth coarse residual
+            for this many Adam steps (:func:`~structreg.methods.field_refine.refine_field`;
+            0, the default: off; 40 in the docs' benchmarks).
+        field_lr, field_smooth, field_grid: that stage's step size (voxels), the
+            weight of the residual's squared gradient and its grid's coarsening.
         train: the run's training settings, whose λ, KL weight, mask weight and
             LCC window make the refinement objective (None: ``TrainConfig``
             defaults).
@@ -94,7 +111,9 @@ class CVAERegistrar:
         source: the model's file or run folder (what an adaptation starts from).
 
     The defaults are :data:`REFINE_OPTIONS`'. After a refining :meth:`register`,
-    :attr:`last_refinement` holds its :class:`~structreg.methods.refine.RefineResult`.
+    :attr:`last_refinement` holds its :class:`~structreg.methods.refine.RefineResult`
+    and :attr:`last_field_refinement` its
+    :class:`~structreg.methods.field_refine.FieldRefineResult`.
     """
 
     name = "ours"
@@ -110,6 +129,10 @@ class CVAERegistrar:
         refine_patience: int = REFINE_OPTIONS["refine_patience"],
         adapt_decoder: int = REFINE_OPTIONS["adapt_decoder"],
         refine_decoder_lr: float = REFINE_OPTIONS["refine_decoder_lr"],
+        refine_field: int = REFINE_OPTIONS["refine_field"],
+        field_lr: float = REFINE_OPTIONS["field_lr"],
+        field_smooth: float = REFINE_OPTIONS["field_smooth"],
+        field_grid: int = REFINE_OPTIONS["field_grid"],
         train: TrainConfig | None = None,
         spacing: tuple[float, ...] | None = None,
         adapt: int = 0,
@@ -129,6 +152,10 @@ class CVAERegistrar:
                 "refine_patience": refine_patience,
                 "adapt_decoder": adapt_decoder,
                 "refine_decoder_lr": refine_decoder_lr,
+                "refine_field": refine_field,
+                "field_lr": field_lr,
+                "field_smooth": field_smooth,
+                "field_grid": field_grid,
             }
         )
         self.refine = refine
@@ -137,8 +164,13 @@ class CVAERegistrar:
         self.refine_patience = refine_patience
         self.adapt_decoder = adapt_decoder
         self.refine_decoder_lr = float(refine_decoder_lr)
+        self.refine_field = refine_field
+        self.field_lr = float(field_lr)
+        self.field_smooth = float(field_smooth)
+        self.field_grid = field_grid
         self.train = train
         self.last_refinement: RefineResult | None = None
+        self.last_field_refinement: FieldRefineResult | None = None
 
     def prepare(self, pairs: Sequence[Pair]) -> bool:
         """With ``adapt > 0``: fine-tune a copy of the model on ``pairs`` (the cohort about
@@ -150,87 +182,111 @@ class CVAERegistrar:
         self, moving: torch.Tensor, fixed: torch.Tensor, *, mask: torch.Tensor | None = None
     ) -> RegistrationResult:
         """Register in one forward pass per ``batch_size`` pairs (``z = μ``, eval mode),
-        then, with ``refine > 0``, refine each pair's code on the training objective.
+        then, with ``refine > 0``, refine each pair's code on the training objective,
+        then, with ``refine_field > 0``, each pair's velocity by a smooth residual.
 
         Args:
             moving, fixed: ``(N, 1, *S)`` images on the model's grid
                 (``S = image_size``), intensities normalised like the training data.
             mask: ``(N, 1, *S)`` regions where motion is allowed: used only by the
-                refinement, and only when the run was trained with a mask penalty
+                code refinement, and only when the run was trained with a mask penalty
                 (``train.mask_weight > 0``); the network needs none.
         Returns:
             :class:`RegistrationResult` with ``moved``, ``disp = exp(v)``,
             ``inverse_disp = exp(-v)``, ``velocity``, ``jacobian_det`` and ``z`` (μ,
-            or the refined code); ``seconds`` includes the refinement.
+            or the refined code); ``seconds`` includes the refinements.
         """
         t0 = time.perf_counter()
         model = self.model
         device = next(model.parameters()).device
         moving, fixed = moving.to(device), fixed.to(device)
-        if self.refine:
-            return self._register_refined(moving, fixed, mask, t0)
         with evaluating(model):
-            # same network with batch norm folded into its convolutions (cached; see
-            # structreg.models.inference): identical result up to rounding, fewer passes
-            net = inference_copy(model)
-            velocities, codes = [], []
-            for start in range(0, moving.shape[0], self.batch_size):
-                m, f = (
-                    moving[start : start + self.batch_size],
-                    fixed[start : start + self.batch_size],
-                )
-                mu, _ = net.encode(m, f)
-                velocities.append(net.decode(mu, m, f))
-                codes.append(mu)
-            velocity, z = torch.cat(velocities), torch.cat(codes)
+            if self.refine:
+                velocity, z = self._refined_codes(moving, fixed, mask)
+            else:
+                velocity, z = self._one_pass(moving, fixed)
+            if self.refine_field:
+                velocity = self._refined_field(moving, fixed, velocity)
             result = result_from_velocity(moving, velocity, steps=model.config.steps, z=z)
+        if self.refine:
+            assert self.last_refinement is not None
+            result.iterations = self.last_refinement.steps
         result.seconds = time.perf_counter() - t0
         return result
 
-    def _register_refined(
-        self, moving: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None, t0: float
-    ) -> RegistrationResult:
-        """:meth:`register` with ``refine > 0``: encode, refine, then exponentiate."""
+    @torch.no_grad()
+    def _one_pass(
+        self, moving: torch.Tensor, fixed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(velocity (N, ndim, *S) in voxels, z = μ (N, d))`` in forward passes of
+        ``batch_size`` pairs, on the batch-norm-folded inference copy (cached; see
+        :mod:`structreg.models.inference`): the same result up to rounding, fewer passes."""
+        net = inference_copy(self.model)
+        velocities, codes = [], []
+        for start in range(0, moving.shape[0], self.batch_size):
+            m, f = moving[start : start + self.batch_size], fixed[start : start + self.batch_size]
+            mu, _ = net.encode(m, f)
+            velocities.append(net.decode(mu, m, f))
+            codes.append(mu)
+        return torch.cat(velocities), torch.cat(codes)
+
+    def _refined_codes(
+        self, moving: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode, then refine the codes (:func:`refine_codes`) per ``batch_size`` pairs:
+        ``(velocity, z)`` of the best codes; :attr:`last_refinement` is set."""
         model = self.model
         objective = Objective.from_train(self.train, model.config.steps)
         if mask is not None and objective.mask_weight > 0:
             mask = mask.to(moving.device).expand(moving.shape[0], *mask.shape[1:])
         else:
             mask = None
+        net = inference_copy(model)
         refined = []
-        with evaluating(model):
-            net = inference_copy(model)
-            for start in range(0, moving.shape[0], self.batch_size):
-                rows = slice(start, start + self.batch_size)
-                m, f = moving[rows], fixed[rows]
+        for start in range(0, moving.shape[0], self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            m, f = moving[rows], fixed[rows]
+            with torch.no_grad():
                 mu, logvar = net.encode(m, f)
-                refined.append(
-                    refine_codes(
-                        model,
-                        m,
-                        f,
-                        mu,
-                        steps=self.refine,
-                        objective=objective,
-                        logvar=logvar,
-                        mask=None if mask is None else mask[rows],
-                        lr=self.refine_lr,
-                        tol=self.refine_tol,
-                        patience=self.refine_patience,
-                        adapt_decoder=self.adapt_decoder,
-                        decoder_lr=self.refine_decoder_lr,
-                    )
+            refined.append(
+                refine_codes(
+                    model,
+                    m,
+                    f,
+                    mu,
+                    steps=self.refine,
+                    objective=objective,
+                    logvar=logvar,
+                    mask=None if mask is None else mask[rows],
+                    lr=self.refine_lr,
+                    tol=self.refine_tol,
+                    patience=self.refine_patience,
+                    adapt_decoder=self.adapt_decoder,
+                    decoder_lr=self.refine_decoder_lr,
                 )
-            self.last_refinement = RefineResult.cat(refined)
-            result = result_from_velocity(
-                moving,
-                self.last_refinement.velocity,
-                steps=model.config.steps,
-                z=self.last_refinement.z,
             )
-            result.iterations = self.last_refinement.steps
-        result.seconds = time.perf_counter() - t0
-        return result
+        self.last_refinement = RefineResult.cat(refined)
+        return self.last_refinement.velocity, self.last_refinement.z
+
+    def _refined_field(
+        self, moving: torch.Tensor, fixed: torch.Tensor, velocity: torch.Tensor
+    ) -> torch.Tensor:
+        """``velocity`` refined by a smooth residual (:func:`refine_field`, the run's LCC
+        window and the model's squarings); :attr:`last_field_refinement` is set."""
+        objective = Objective.from_train(self.train, self.model.config.steps)
+        self.last_field_refinement = refine_field(
+            moving,
+            fixed,
+            velocity,
+            steps=self.refine_field,
+            lr=self.field_lr,
+            smooth=self.field_smooth,
+            grid=self.field_grid,
+            squarings=self.model.config.steps,
+            sigma=objective.sigma,
+            kernel_size=objective.kernel_size,
+        )
+        return self.last_field_refinement.velocity
 
 
 @add_method(
@@ -240,7 +296,10 @@ class CVAERegistrar:
     "adapt_decoder=K (also adapt the decoder's last K convolutions per pair, 0..4), "
     f"refine_lr (default {DEFAULT_LR:g}), refine_tol (default {DEFAULT_TOL:g}), "
     f"refine_patience (default {DEFAULT_PATIENCE}), refine_decoder_lr "
-    f"(default {DEFAULT_DECODER_LR:g}), adapt=STEPS (first fine-tune a copy of the model "
+    f"(default {DEFAULT_DECODER_LR:g}), refine_field=STEPS (then refine the velocity "
+    "per pair by a smooth residual on a coarse grid, default 0 = off; field_lr, "
+    f"default {DEFAULT_FIELD_LR:g}; field_smooth, default {DEFAULT_FIELD_SMOOTH:g}; "
+    f"field_grid, default {DEFAULT_FIELD_GRID}), adapt=STEPS (first fine-tune a copy of the model "
     "on the cohort to register, no labels, stopping when the objective stops improving; "
     "default 0 = off), e.g. ours:RUN,refine=50,adapt_decoder=1",
 )
