@@ -1,13 +1,14 @@
 """Speed where users feel it: every figure a ratio against its peer measured in the same
 run (interleaved, median of repeats), with the load average during each measurement.
 
-* ``refine``: ``builtin:brain`` refined (the default step size and stopping rule, at most
-  ``--refine-steps`` steps) against ANTs SyN (one ITK thread, its default here) and
-  against the former refinement default (50 steps at step size 0.05, tolerance 1e-3 over
-  10 steps), one pair per call, on the 20 real brain pairs of ``real_pairs.py``
-  (``real_brains.real_pairs()``): seconds per pair (the round's total over the pairs,
-  median of the rounds) and mean tissue Dice (CSF, GM, WM). Target: at least the former
-  default's Dice in at most ANTs SyN's time per pair.
+* ``refine``: ``builtin:brain`` refined - the velocity by a smooth residual
+  (``refine_field``, ``--field-steps`` steps), and the code (the default step size and
+  stopping rule, at most ``--refine-steps`` steps) - against ANTs SyN (one ITK thread, its
+  default here) and against the former code-refinement default (50 steps at step size
+  0.05, tolerance 1e-3 over 10 steps), one pair per call, on the 20 real brain pairs of
+  ``real_pairs.py`` (``real_brains.real_pairs()``): seconds per pair (the round's total
+  over the pairs, median of the rounds) and mean tissue Dice (CSF, GM, WM). Target: the
+  field stage at least the former default's Dice in at most ANTs SyN's time per pair.
 * ``busy``: one-pass registration and refinement of a real pair under the default thread
   setting (:func:`structreg.thread_limit` with nothing given) with one competing busy
   process against without it, and the same under the libraries' own setting (one thread
@@ -22,7 +23,7 @@ run (interleaved, median of repeats), with the load average during each measurem
   refined with 1 and 2 threads: the largest difference of the displacements).
 
     .venv/bin/python benchmarks/speed.py [--sections refine,busy,3d,adapt,threads]
-        [--repeats 3] [--refine-steps 50] [--out FILE.md]
+        [--repeats 3] [--refine-steps 50] [--field-steps 40] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -108,13 +109,16 @@ def refine_section(args: argparse.Namespace, line: Line) -> None:
     from structreg.methods.refine import DEFAULT_LR, DEFAULT_PATIENCE, DEFAULT_TOL
 
     pairs = real_pairs()
-    n = args.refine_steps
+    n, k = args.refine_steps, args.field_steps
     with structreg.thread_limit() as threads:
         methods = {
-            f"ours refined (<= {n} steps, lr {DEFAULT_LR:g}, tol {DEFAULT_TOL:g}/"
-            f"{DEFAULT_PATIENCE})": structreg.load_model("builtin:brain", device="cpu", refine=n),
+            f"ours refined: field stage ({k} steps)": structreg.load_model(
+                "builtin:brain", device="cpu", refine_field=k
+            ),
             "ours refined, former default (50 steps, lr 0.05)": _old_default(),
             "ANTs SyN (CC, 1 ITK thread)": AntsSyN(),
+            f"ours refined: code (<= {n} steps, lr {DEFAULT_LR:g}, tol {DEFAULT_TOL:g}/"
+            f"{DEFAULT_PATIENCE})": structreg.load_model("builtin:brain", device="cpu", refine=n),
             "ours one pass": structreg.load_model("builtin:brain", device="cpu"),
         }
         load0 = _load()
@@ -168,6 +172,9 @@ def busy_section(args: argparse.Namespace, line: Line) -> None:
         "register (one pass)": structreg.load_model("builtin:brain", device="cpu"),
         f"refine ({args.refine_steps} steps max)": structreg.load_model(
             "builtin:brain", device="cpu", refine=args.refine_steps
+        ),
+        f"refine the field ({args.field_steps} steps)": structreg.load_model(
+            "builtin:brain", device="cpu", refine_field=args.field_steps
         ),
     }
     line("\n## One competing busy process vs none")
@@ -324,6 +331,7 @@ def main() -> None:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--refine-steps", type=int, default=50)
+    parser.add_argument("--field-steps", type=int, default=40)
     parser.add_argument("--out", help="also write the report to this markdown file")
     args = parser.parse_args()
     lines: list[str] = []
