@@ -9,7 +9,7 @@ from structreg.core.losses import forward_lcc
 from structreg.core.metrics import batch_folding_percent
 from structreg.core.ops import exponentiate, warp
 from structreg.errors import InputError, ShapeError
-from structreg.methods import build_method
+from structreg.methods import build_method, field_refine
 from structreg.methods.field_refine import (
     coarse_size,
     refine_field,
@@ -79,6 +79,17 @@ def test_a_stiffer_residual_moves_less_and_stays_diffeomorphic():
     assert (smoothness(stiff.residual) < smoothness(soft.residual)).all()
     for out in (soft, stiff):
         assert (batch_folding_percent(exponentiate(out.velocity, 4)) == 0).all()
+
+
+def test_a_residual_that_folds_is_never_kept():
+    moving, fixed, _ = warped_pairs(2, 6.0, seed=9)
+    start = torch.zeros(2, 2, *SIZE)
+    # no penalty, full resolution, large steps: the iterates fold (tens of pixels)
+    out = refine_field(moving, fixed, start, steps=40, smooth=0.0, grid=1, lr=0.5)
+    problem = field_refine._Problem(moving, fixed, start, 0.0, 4, 2.0, 9)
+    assert (problem.per_pair(out.residual)[1] == 0).all()
+    assert (batch_folding_percent(exponentiate(out.velocity, 4)) == 0).all()
+    assert (out.objective[-1] < 0.6 * out.objective[0]).all()  # it still improved
 
 
 def test_3d_and_the_coarse_grid():

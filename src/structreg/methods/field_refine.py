@@ -8,20 +8,23 @@ and linearly upsampled (``U``), and optimises ``u`` of each pair by Adam on::
 
     J_i(u) = 1 − LCC(F_i, M_i ∘ exp(v0_i + U u_i)) + smooth · Σ_d mean((∂_d u_i)²)
 
-* ``LCC``: :func:`structreg.core.losses.forward_lcc` averaged over the pair's
-  pixels, in [0, 1]: the one-sided form, which interpolates only the moving image
-  (the symmetric one rewards the blur of interpolating both; see its docstring);
+* ``LCC``: :func:`structreg.core.losses.lcc` of ``F`` and the moved image, averaged
+  over the pair's pixels, in [0, 1]: the one-sided form, which interpolates only the
+  moving image (the symmetric one rewards the blur of interpolating both; see
+  :func:`structreg.core.losses.forward_lcc`);
 * ``∂_d u``: forward differences of the coarse residual along each axis
   (voxels of the image per coarse voxel), a diffusion regulariser that keeps
   the residual smooth; ``exp`` keeps the result a diffeomorphism.
 
 The residual starts at 0, so ``J_i`` at step 0 is the start's dissimilarity, and
-each pair keeps the residual of its best objective (never above the start). All
+each pair keeps the residual of its best objective (never above the start) among
+those whose transform folds no more pixels (``det J ≤ 0``, the folding metric's
+rule) than the start's - none when the start is a diffeomorphism on the grid. All
 pairs are optimised at once on ``Σ_i J_i``: each pair's gradient - and, Adam being
 element-wise, its update - is the one it would get alone.
 
-Cost per step: one exponentiation (``squarings``), one warp and one LCC map at the
-image's resolution, forward and backward; no network. It works on the velocity of
+Cost per step: one exponentiation (``squarings``), one warp, one LCC map and one
+det J at the image's resolution, forward and backward; no network. It works on the velocity of
 any method that has one.
 """
 
@@ -34,7 +37,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..core.losses import forward_lcc
+from ..core.losses import lcc
+from ..core.ops import exponentiate, jacobian_det, warp
 from ..errors import InputError, ShapeError
 
 __all__ = [
@@ -152,18 +156,15 @@ class _Problem:
         """``v0 + U u`` ``(N, ndim, *S)`` in voxels."""
         return self.start + upsample(residual, tuple(self.start.shape[2:]))
 
-    def per_pair(self, residual: torch.Tensor) -> torch.Tensor:
-        """``J_i`` of each pair, ``(N,)``."""
-        lcc_map = forward_lcc(
-            self.fixed,
-            self.moving,
-            self.velocity(residual),
-            steps=self.squarings,
-            sigma=self.sigma,
-            kernel_size=self.kernel_size,
-            reduction="none",
-        )
-        return 1.0 - lcc_map.flatten(1).mean(1) + self.smooth * smoothness(residual)
+    def per_pair(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(J_i (N,), folded pixels of exp(v0 + U u) (N,))`` of each pair (the latter
+        without gradient, in float64 like the folding metric)."""
+        disp = exponentiate(self.velocity(residual), self.squarings)
+        moved = warp(self.moving, disp, padding_mode="border")
+        lcc_map = lcc(self.fixed, moved, self.sigma, self.kernel_size, reduction="none")
+        folds = (jacobian_det(disp.detach().double()) <= 0).flatten(1).sum(1)
+        objective = 1.0 - lcc_map.flatten(1).mean(1) + self.smooth * smoothness(residual)
+        return objective, folds
 
 
 def refine_field(
@@ -218,12 +219,15 @@ def _optimise(
     best_obj = residual.new_full((n,), math.inf)
     history = residual.new_empty((steps + 1, n))
     optimiser = torch.optim.Adam([residual], lr=lr)
+    start_folds = None
     for t in range(steps + 1):
         with torch.set_grad_enabled(t < steps):  # callers may run under no_grad
-            obj = problem.per_pair(residual)
+            obj, folds = problem.per_pair(residual)
             total = obj.sum()  # Σ_i J_i: each pair's gradient is its own
         current = obj.detach()
-        better = (current < best_obj) | (t == 0)
+        start_folds = folds if start_folds is None else start_folds
+        # a residual that folds more pixels than the start is never kept
+        better = ((current < best_obj) & (folds <= start_folds)) | (t == 0)
         best[better] = residual.detach()[better]
         best_obj = torch.where(better, current, best_obj)
         history[t] = best_obj
