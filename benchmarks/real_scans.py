@@ -260,14 +260,13 @@ def volume_rows(pairs: Sequence[tuple[str, str]], specs: Sequence[str], mm: floa
     method (library Dice and folding of the displacement on the fixed grid; the method's
     own registration seconds)."""
     import structreg
-    from structreg.api import registrar_for
     from structreg.core import metrics
+    from structreg.methods import build_methods
 
     volumes = {n: rsp.grid_scan(rsp.scan(n), mm) for n in {x for p in pairs for x in p}}
     rows = []
-    for spec in specs:
-        name = spec.rsplit("label=", 1)[-1] if "label=" in spec else spec
-        registrar = registrar_for(spec.split(",label=")[0], device="cpu")
+    for registrar in build_methods(specs, device="cpu"):
+        name = registrar.name
         for a, b in pairs:
             (m, ml), (f, fl) = volumes[a], volumes[b]
             r = structreg.register(m, f, model=registrar, moving_labels=ml, device="cpu")
