@@ -56,12 +56,12 @@ tuning cohort's pairs stops improving by then (docs/results/real-scans.md)."""
 DEFAULT_FIELD_LR = 0.15
 """Adam step size of the residual (voxels per step)."""
 DEFAULT_FIELD_SMOOTH = 0.1
-"""Weight of the residual's squared gradient against ``1 − LCC``: the stiffest of 0.01 ...
-1 whose mean tissue Dice on the real-scan benchmark's tuning pairs (the held-out
-protocol's adaptation cohort, never a test pair) still reaches DIPY SyN's there. A
-softer residual matches the labels better but the true deformation worse (the cardiac
-phantom's validation split: endpoint error 1.31 mm at 0.03, 1.16 at 0.1, 1.25 with no
-refinement); 0.01 and 0.02 fold a few pixels (docs/results/real-scans.md)."""
+"""Weight of the residual's squared gradient against ``1 − LCC``. Of 0.01 ... 1, the
+softest whose endpoint error on the cardiac and brain phantoms' validation splits is
+below DIPY SyN's, and the stiffest whose mean tissue Dice on the real-scan benchmark's
+tuning pairs (the held-out protocol's adaptation cohort, never a test pair) still
+reaches DIPY SyN's there. A softer residual matches the labels better but the true
+deformation worse; 0.01 and 0.02 fold a few pixels (docs/results/real-scans.md)."""
 DEFAULT_FIELD_GRID = 2
 """Coarsening of the residual's grid (image voxels per residual voxel): 1 folds on real
 pairs at the default smoothness, 4 registers worse."""
