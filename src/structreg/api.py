@@ -28,6 +28,7 @@ from .methods.affine import AffineOptions, affine_align
 from .methods.base import Registrar
 from .methods.ours import REFINE_OPTIONS, CVAERegistrar
 from .methods.registry import build_method, method_names, parse_method_spec
+from .pipeline.field import FieldOptions
 from .pipeline.registration import (
     Registration,
     aligned_volume,
@@ -228,7 +229,7 @@ def register(
             (mutual information, for different contrasts).
         refine: refine the pair's code for at most this many steps (ours only).
         refine_lr: the refinement's step size (ours only).
-        refine_field: then refine the velocity by a smooth residual, N steps (ours only).
+        refine_field: then refine the velocity on the fixed image's grid, N steps.
         adapt: first fine-tune the model on this pair for this many steps, without
             labels (ours only; the bundled model itself is not changed).
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
@@ -236,14 +237,7 @@ def register(
         :class:`~structreg.pipeline.registration.Registration`: ``moved``,
         ``displacement`` (mm), ``inverse``, ``jacobian``, ``code``, ``warp()``, ``save()``.
     """
-    registrar = registrar_for(
-        model,
-        device=device,
-        refine=refine,
-        refine_lr=refine_lr,
-        refine_field=refine_field,
-        adapt=adapt,
-    )
+    registrar = registrar_for(model, device=device, refine=refine, refine_lr=refine_lr, adapt=adapt)
     grid = tuple(getattr(registrar, "spacing", None) or ())
     m, f, labels = _volumes(moving, fixed, moving_labels, spacing, grid)
     stage = None
@@ -254,7 +248,8 @@ def register(
     if prepare is not None and getattr(registrar, "adapt", None):  # adapt to the pair first
         source = m if stage is None else aligned_volume(m, f, stage)
         prepare(prepare_pairs(registrar, source, f))
-    return register_volumes(registrar, m, f, moving_labels=labels, affine=stage)
+    field = FieldOptions(steps=refine_field) if refine_field else None
+    return register_volumes(registrar, m, f, moving_labels=labels, affine=stage, field=field)
 
 
 def _volumes(

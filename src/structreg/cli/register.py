@@ -88,9 +88,9 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
         type=_count(0),
         default=0,
         metavar="N",
-        help="then refine each pair's velocity by a smooth residual on a grid 2x coarser, "
-        "N Adam steps on the local correlation (no network; 40 is what the benchmarks use; "
-        "default 0: off)",
+        help="then refine each pair's velocity on the fixed image's own grid by a smooth "
+        "residual, N Adam steps on the local correlation (ours, lcc-demons; no network; "
+        "40 is what the benchmarks use; default 0: off)",
     )
     p.add_argument(
         "--adapt",
@@ -140,11 +140,7 @@ def _step_size(text: str) -> float:
 
 def _refine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The refinement options given on the command line (only those given)."""
-    options: dict[str, Any] = {
-        "refine": args.refine,
-        "adapt_decoder": args.adapt_decoder,
-        "refine_field": args.refine_field,
-    }
+    options: dict[str, Any] = {"refine": args.refine, "adapt_decoder": args.adapt_decoder}
     if args.refine_lr is not None:
         options["refine_lr"] = args.refine_lr
     return options
@@ -209,6 +205,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
     from ..errors import UsageError
     from ..methods.affine import AffineOptions
     from ..pipeline.batch import BatchJob
+    from ..pipeline.field import FieldOptions
     from ..pipeline.files import write_registration
     from ..training.config import resolve_device
 
@@ -224,6 +221,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
         args.model, device=str(device), adapt=args.adapt, **_refine_options(args)
     )
     affine = None if args.affine is None else AffineOptions(metric=args.affine)
+    field = FieldOptions(steps=args.refine_field) if args.refine_field else None
     if args.adapt:
         _adapt(registrar, all_jobs, affine)
 
@@ -237,6 +235,7 @@ def _register(args: argparse.Namespace, dist: Any) -> int:
             pair_id=job.name,
             frame=job.frame,
             affine=affine,
+            field=field,
         )
 
     if args.data is None:  # one pair: its errors are the command's

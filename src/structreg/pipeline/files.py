@@ -22,6 +22,7 @@ from ..io.files import check_inputs_outside
 from ..io.nifti import Volume, read_image, read_labels
 from ..methods.affine import AffineOptions
 from ..methods.base import Registrar
+from .field import FieldOptions
 from .registration import OUTPUTS, check_out, register_volumes
 
 __all__ = ["OUTPUTS", "cohort_pairs", "read_pair", "write_registration"]
@@ -58,6 +59,7 @@ def write_registration(
     pair_id: str = "pair",
     frame: int | None = None,
     affine: AffineOptions | None = None,
+    field: FieldOptions | None = None,
 ) -> dict[str, Any]:
     """Register one pair of image files and write the outputs into ``out_dir``.
 
@@ -69,6 +71,7 @@ def write_registration(
             file may lie in it).
         moving_labels_path: a label map of the moving image, warped too.
         affine: a rigid-then-affine stage first (its settings), or None.
+        field: the field stage on the fixed grid last (its settings), or None.
         pair_id: the pair's name (``z.json``).
         frame: the time frame of 4-D inputs.
     Returns:
@@ -84,7 +87,13 @@ def write_registration(
     check_out(out_dir)
     moving, fixed, labels = read_pair(moving_path, fixed_path, moving_labels_path, frame)
     registration = register_volumes(
-        registrar, moving, fixed, moving_labels=labels, pair_id=pair_id, affine=affine
+        registrar,
+        moving,
+        fixed,
+        moving_labels=labels,
+        pair_id=pair_id,
+        affine=affine,
+        field=field,
     )
     written = registration.save(out_dir)
     return {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from ..io.nifti import Volume, to_file_layout, write_image, write_labels
 from ..io.transforms import write_itk_affine
 from ..methods.affine import AffineOptions, AffineResult, affine_align
 from ..methods.base import Registrar, RegistrationResult, warp_array
+from .field import FieldOptions, refine_on_grid
 
 __all__ = [
     "OUTPUTS",
@@ -388,6 +389,7 @@ def register_volumes(
     moving_labels: Volume | None = None,
     pair_id: str = "pair",
     affine: AffineOptions | AffineResult | None = None,
+    field: FieldOptions | None = None,
 ) -> Registration:
     """Register ``moving`` onto ``fixed`` with any method on its
     :func:`registration_grid`, and map the result back onto the fixed grid.
@@ -400,6 +402,8 @@ def register_volumes(
         pair_id: a name for the pair.
         affine: an affine stage first: its settings (:func:`affine_align` runs here)
             or its result; None: the images are taken as aligned.
+        field: then refine the method's velocity on the fixed grid
+            (:mod:`structreg.pipeline.field`); the method must give a velocity.
     Returns:
         :class:`Registration` on the fixed grid.
     """
@@ -416,9 +420,49 @@ def register_volumes(
     f = torch.from_numpy(np.stack([p.fixed for p in pairs]))[:, None]
     result = registrar.register(m, f)
     registration = _map_back(result, records, moving, fixed, pair_id, affine)
+    if field is not None:
+        registration = _refined(registration, records, field, getattr(registrar, "name", ""))
     if moving_labels is not None:
         registration.moved_labels = registration.warp(moving_labels.data, labels=True)
     return registration
+
+
+def _refined(
+    registration: Registration,
+    records: Sequence[PreprocessRecord],
+    options: FieldOptions,
+    method: str,
+) -> Registration:
+    """``registration`` with its velocity refined on the fixed grid
+    (:func:`~structreg.pipeline.field.refine_on_grid`) and every field, the moved image
+    and the seconds updated."""
+    if registration.velocity_voxels is None:
+        raise InputError(
+            f"refine_field: {method or 'this method'} gives no velocity field to refine "
+            "(ours and lcc-demons do)"
+        )
+    moving, fixed, affine = registration.moving, registration.fixed, registration.affine
+    voxels = None if affine is None else affine.voxels
+    zero = np.zeros_like(registration.disp_voxels)
+    aligned, _ = warp_volume(moving, fixed, zero, labels=False, voxels=voxels)
+    fields = refine_on_grid(
+        aligned,
+        fixed.data.astype(np.float32),
+        registration.velocity_voxels,
+        options,
+        slice_axis=records[0].slice_axis,
+        slices=[int(r.slice_index) for r in records if r.slice_index is not None],
+    )
+    moved, sampled = warp_volume(moving, fixed, fields.disp, labels=False, voxels=voxels)
+    return replace(
+        registration,
+        moved=moved,
+        disp_voxels=fields.disp,
+        inverse_voxels=fields.inverse,
+        velocity_voxels=fields.velocity,
+        sampled=sampled,
+        seconds=registration.seconds + fields.seconds,
+    )
 
 
 def _map_back(
