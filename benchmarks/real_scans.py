@@ -13,8 +13,8 @@ labels of the corpus (CSF 1, GM 2, WM 3, one k-means rule). Two protocols:
 Methods: identity, ANTs SyN, DIPY SyN, LCC-Demons, VoxelMorph-2 (a trained run) adapted,
 ours zero-shot (the bundled model), ours adapted (one forward pass), ours adapted with its
 code refined (``refine=50``), and ours adapted + refined: the velocity of the one pass
-refined by a smooth residual (``refine_field=40``, the library's field-stage defaults; on whole volumes
-``structreg.register(..., refine_field=40)``, which refines on the volumes' own grid).
+refined by a smooth residual (``refine_field=40``, the library's field-stage defaults;
+on whole volumes ``structreg.register(..., refine_field=40)``, on the volumes' own grid).
 An adaptation is timed once (one-off seconds) beside the per-pair time. Then a misaligned
 real slice (rotation, scale, shift) is registered with the affine stage, and with ``--3d``
 whole volumes (24 x 28 x 24 at 6 mm, the 3-D brain model's grid) are registered by the 3-D
