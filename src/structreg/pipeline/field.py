@@ -119,6 +119,7 @@ def refine_on_grid(
     *,
     slice_axis: int | None = None,
     slices: Sequence[int] = (),
+    device: torch.device | str = "cpu",
 ) -> RefinedFields:
     """Refine a registration's velocity on the fixed grid.
 
@@ -131,15 +132,16 @@ def refine_on_grid(
         options: the stage's settings.
         slice_axis, slices: for a stack of 2-D registrations, the stacking axis and
             the indices of the registered slices (None: one whole-image registration).
+        device: where the stage runs (the method's device).
     Returns:
         :class:`RefinedFields`: the refined velocity, ``exp(v)`` and ``exp(-v)``.
     """
     m, v0 = _batch(_unit(moving), velocity, slice_axis, slices)
     f, _ = _batch(_unit(fixed), velocity, slice_axis, slices)
     out = refine_field(
-        m,
-        f,
-        v0,
+        m.to(device),
+        f.to(device),
+        v0.to(device),
         steps=options.steps,
         lr=options.lr,
         smooth=options.smooth,

@@ -421,7 +421,7 @@ def register_volumes(
     result = registrar.register(m, f)
     registration = _map_back(result, records, moving, fixed, pair_id, affine)
     if field is not None:
-        registration = _refined(registration, records, field, getattr(registrar, "name", ""))
+        registration = _refined(registration, records, field, registrar)
     if moving_labels is not None:
         registration.moved_labels = registration.warp(moving_labels.data, labels=True)
     return registration
@@ -431,16 +431,18 @@ def _refined(
     registration: Registration,
     records: Sequence[PreprocessRecord],
     options: FieldOptions,
-    method: str,
+    registrar: Registrar,
 ) -> Registration:
     """``registration`` with its velocity refined on the fixed grid
-    (:func:`~structreg.pipeline.field.refine_on_grid`) and every field, the moved image
-    and the seconds updated."""
+    (:func:`~structreg.pipeline.field.refine_on_grid`, on the method's device when it has
+    a model) and every field, the moved image and the seconds updated."""
     if registration.velocity_voxels is None:
+        method = getattr(registrar, "name", "") or "this method"
         raise InputError(
-            f"refine_field: {method or 'this method'} gives no velocity field to refine "
-            "(ours and lcc-demons do)"
+            f"refine_field: {method} gives no velocity field to refine (ours and lcc-demons do)"
         )
+    model = getattr(registrar, "model", None)
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
     moving, fixed, affine = registration.moving, registration.fixed, registration.affine
     voxels = None if affine is None else affine.voxels
     zero = np.zeros_like(registration.disp_voxels)
@@ -452,6 +454,7 @@ def _refined(
         options,
         slice_axis=records[0].slice_axis,
         slices=[int(r.slice_index) for r in records if r.slice_index is not None],
+        device=device,
     )
     moved, sampled = warp_volume(moving, fixed, fields.disp, labels=False, voxels=voxels)
     return replace(
