@@ -13,7 +13,9 @@ def test_inverse_is_exp_of_minus_v_and_computed_only_when_read(monkeypatch):
     moving = torch.rand(2, 1, 16, 20)
     calls = []
     real = base.exponentiate
-    monkeypatch.setattr(base, "exponentiate", lambda v, s: calls.append(s) or real(v, s))
+    monkeypatch.setattr(
+        base, "exponentiate", lambda v, s, **kw: calls.append(s) or real(v, s, **kw)
+    )
     result = result_from_velocity(moving, velocity, steps=5)
     assert calls == [5]  # exp(v) only
     torch.testing.assert_close(result.disp, exponentiate(velocity, 5))
@@ -32,3 +34,15 @@ def test_a_given_or_assigned_inverse_is_returned_as_is():
     assert result.inverse_disp is None  # no velocity: no inverse
     result.inverse_disp = disp
     assert result.inverse_disp is disp
+
+
+def test_a_coarser_exponentiation_is_close_and_used_for_the_inverse_too():
+    velocity = smooth_field((40, 36), 3.0, seed=2, batch=2, sigma=5.0).float()
+    moving = torch.rand(2, 1, 40, 36)
+    exact = result_from_velocity(moving, velocity, steps=4)
+    coarse = result_from_velocity(moving, velocity, steps=4, exp_downsize=2)
+    torch.testing.assert_close(coarse.disp, exponentiate(velocity, 4, downsize=2))
+    error = (coarse.disp - exact.disp).norm(dim=1)
+    assert 0 < error.mean() < 0.05 and error.max() < 0.3  # voxels
+    assert coarse.inverse_disp is not None
+    torch.testing.assert_close(coarse.inverse_disp, exponentiate(-velocity, 4, downsize=2))

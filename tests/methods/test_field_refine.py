@@ -140,6 +140,17 @@ def test_ours_refines_its_velocity_after_the_one_pass(tiny_run_factory):
     assert both.last_refinement is not None and both.last_field_refinement is not None
     after_codes = refine_field(moving, fixed, both.last_refinement.velocity, steps=0)
     assert torch.allclose(both.last_field_refinement.objective[0], after_codes.objective[0])
-    for bad in ("refine_field=-1", "field_lr=0", "field_smooth=-1", "field_grid=0"):
+    coarse = build_method(f"ours:{run},exp_downsize=2")
+    assert coarse.exp_downsize == 2
+    got = coarse.register(moving, fixed)
+    assert got.disp.shape == expected.disp.shape and not torch.equal(got.disp, expected.disp)
+    assert (got.disp - expected.disp).abs().max() < 0.5
+    for bad in (
+        "refine_field=-1",
+        "field_lr=0",
+        "field_smooth=-1",
+        "field_grid=0",
+        "exp_downsize=0",
+    ):
         with pytest.raises(InputError, match=bad.split("=")[0]):
             build_method(f"ours:{run},{bad}")

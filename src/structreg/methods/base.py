@@ -31,6 +31,8 @@ class RegistrationResult:
             or None for methods without one. A result made from a velocity with
             ``inverse_steps`` computes it as ``exp(-velocity)`` on first access (then
             keeps it): a registration that never reads it does not pay for it.
+        exp_downsize: the coarsening of the grid those exponentiations square on
+            (1: the result's own grid; see :func:`structreg.core.ops.exponentiate`).
         velocity: ``(N, ndim, *S)`` stationary velocity in voxels, or None for
             methods without one (VoxelMorph-2, identity).
         jacobian_det: ``(N, 1, *S)`` determinant of the Jacobian of ``x + disp(x)``.
@@ -52,6 +54,7 @@ class RegistrationResult:
         iterations: torch.Tensor | None = None,
         *,
         inverse_steps: int | None = None,
+        exp_downsize: int = 1,
     ) -> None:
         self.moved = moved
         self.disp = disp
@@ -62,12 +65,15 @@ class RegistrationResult:
         self.iterations = iterations
         self._inverse = inverse_disp
         self._inverse_steps = inverse_steps
+        self.exp_downsize = exp_downsize
 
     @property
     def inverse_disp(self) -> torch.Tensor | None:
         """The inverse transform's displacement (voxels; see the class doc)."""
         if self._inverse is None and self._inverse_steps is not None and self.velocity is not None:
-            self._inverse = exponentiate(-self.velocity, self._inverse_steps)
+            self._inverse = exponentiate(
+                -self.velocity, self._inverse_steps, downsize=self.exp_downsize
+            )
         return self._inverse
 
     @inverse_disp.setter
@@ -87,13 +93,15 @@ def result_from_velocity(
     z: torch.Tensor | None = None,
     seconds: float = float("nan"),
     padding_mode: str = "border",
+    exp_downsize: int = 1,
 ) -> RegistrationResult:
     """Build a :class:`RegistrationResult` from a stationary velocity field.
 
-    ``disp = exp(v)`` by scaling and squaring (``steps`` squarings); ``inverse_disp =
-    exp(-v)`` the same way, computed when first read.
+    ``disp = exp(v)`` by scaling and squaring (``steps`` squarings, on a grid
+    ``exp_downsize`` times coarser when > 1: see :func:`structreg.core.ops.exponentiate`);
+    ``inverse_disp = exp(-v)`` the same way, computed when first read.
     """
-    disp = exponentiate(velocity, steps)
+    disp = exponentiate(velocity, steps, downsize=exp_downsize)
     return RegistrationResult(
         moved=warp(moving, disp, padding_mode=padding_mode),
         disp=disp,
@@ -103,6 +111,7 @@ def result_from_velocity(
         z=z,
         seconds=seconds,
         inverse_steps=steps,
+        exp_downsize=exp_downsize,
     )
 
 
