@@ -228,3 +228,19 @@ def test_register_refines_the_field_of_ours_only(cardiac_pair):
     assert field.jacobian.min() > 0
     with pytest.raises(structreg.StructregError, match="refine"):
         structreg.register(moving, fixed, model="identity", refine_field=5)
+
+
+def test_an_ours_spec_with_options_names_the_model_and_its_options(cardiac_pair):
+    from structreg.api import registrar_for
+
+    registrar = registrar_for(
+        "ours:builtin:cardiac,exp_downsize=2,refine_field=3", device="cpu", refine=2
+    )
+    assert (registrar.exp_downsize, registrar.refine_field, registrar.refine) == (2, 3, 2)
+    moving, fixed, _ = cardiac_pair
+    plain = structreg.register(moving, fixed, model="builtin:cardiac", spacing=1.5)
+    coarse = structreg.register(
+        moving, fixed, model="ours:builtin:cardiac,exp_downsize=2", spacing=1.5
+    )
+    assert not np.array_equal(coarse.disp_voxels, plain.disp_voxels)
+    assert np.abs(coarse.disp_voxels - plain.disp_voxels).mean() < 0.05

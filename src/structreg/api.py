@@ -105,7 +105,8 @@ def registrar_for(
 
     Args:
         model: a trained model (``builtin:NAME``, a run folder, a checkpoint or a
-            ``.safetensors`` file, optionally written ``ours:MODEL``), another method's
+            ``.safetensors`` file, optionally written ``ours:MODEL`` or with the method's
+            options ``ours:MODEL,exp_downsize=2,...``), another method's
             spec (``ants-syn``, ``dipy-syn``, ``lcc-demons:iterations=40/30/20``,
             ``identity``, ``voxelmorph:RUN``), or a :class:`Registrar` (returned as is).
         device, refine, refine_lr, adapt_decoder, refine_field: as in
@@ -128,6 +129,13 @@ def registrar_for(
 
         spec = parse_method_spec(text + (f",adapt={adapt}" if adapt else ""))
         return build_method(spec, str(resolve_device(device)))
+    if name == "ours" and "," in text and not Path(text).exists():  # ours:MODEL,OPTIONS
+        from .training.config import resolve_device
+
+        given: dict[str, float] = {"refine": refine, "adapt_decoder": adapt_decoder}
+        given |= {"refine_field": refine_field, "adapt": adapt, "refine_lr": refine_lr}
+        extra = "".join(f",{k}={v}" for k, v in given.items() if v != REFINE_OPTIONS.get(k, 0))
+        return build_method(parse_method_spec(text + extra), str(resolve_device(device)))
     return load_model(
         text.removeprefix("ours:"),
         device=device,
