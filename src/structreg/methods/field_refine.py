@@ -39,10 +39,12 @@ import torch.nn.functional as F
 
 from ..core.losses import lcc
 from ..core.ops import exponentiate, jacobian_det, warp
+from ..core.ops.resize import coarse_size
 from ..errors import InputError, ShapeError
 
 __all__ = [
     "DEFAULT_FIELD_GRID",
+    "coarse_size",
     "DEFAULT_FIELD_LR",
     "DEFAULT_FIELD_SMOOTH",
     "DEFAULT_FIELD_STEPS",
@@ -116,11 +118,6 @@ def _check_settings(lr: float, smooth: float, grid: int, squarings: int) -> None
     for name, value in (("grid", grid), ("squarings", squarings)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"refine_field: {name} must be an int >= 1, got {value!r}")
-
-
-def coarse_size(size: tuple[int, ...], grid: int) -> tuple[int, ...]:
-    """The residual's grid for an image grid ``size``: ``ceil(s / grid)``, at least 2."""
-    return tuple(max(2, math.ceil(s / grid)) for s in size)
 
 
 def upsample(residual: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

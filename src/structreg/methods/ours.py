@@ -59,9 +59,11 @@ their built-in defaults."""
 
 
 def _check_options(options: dict[str, Any]) -> None:
-    """Refuse refinement options of the wrong type or out of range (one-line InputError)."""
-    for name in ("refine", "refine_patience", "adapt_decoder", "refine_field", "field_grid"):
-        value, low = options[name], 1 if name in ("refine_patience", "field_grid") else 0
+    """Refuse refinement (and exponentiation) options of the wrong type or out of range
+    (one-line InputError)."""
+    positive = ("refine_patience", "field_grid", "exp_downsize")
+    for name in ("refine", "adapt_decoder", "refine_field", *positive):
+        value, low = options[name], 1 if name in positive else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InputError(f"ours: {name} must be an int >= {low}, got {value!r}")
     if options["adapt_decoder"] > MAX_ADAPTED_LAYERS:
@@ -143,9 +145,6 @@ class CVAERegistrar:
         source: str | os.PathLike | None = None,
         exp_downsize: int = 1,
     ) -> None:
-        if isinstance(exp_downsize, bool) or not isinstance(exp_downsize, int) or exp_downsize < 1:
-            raise InputError(f"ours: exp_downsize must be an int >= 1, got {exp_downsize!r}")
-        self.exp_downsize = exp_downsize
         self.model = model
         self.batch_size = batch_size
         self.adapt = check_adapt("ours", adapt, source)
@@ -164,8 +163,10 @@ class CVAERegistrar:
                 "field_lr": field_lr,
                 "field_smooth": field_smooth,
                 "field_grid": field_grid,
+                "exp_downsize": exp_downsize,
             }
         )
+        self.exp_downsize = exp_downsize
         self.refine = refine
         self.refine_lr = float(refine_lr)
         self.refine_tol = float(refine_tol)

@@ -80,23 +80,28 @@ def _unit(array: np.ndarray) -> np.ndarray:
     return np.clip((array - low) / scale, 0.0, 1.0).astype(np.float32)
 
 
-def _batch(
-    image: np.ndarray, velocity: np.ndarray, axis: int | None, slices: Sequence[int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images (N, 1, *S), velocities (N, k, *S))``: the whole image (``axis`` None,
-    N = 1), or the 2-D slices ``slices`` along ``axis`` with their in-plane components."""
+def _images(image: np.ndarray, axis: int | None, slices: Sequence[int]) -> torch.Tensor:
+    """``(N, 1, *S)``: the whole image (``axis`` None, N = 1), or its 2-D slices
+    ``slices`` along ``axis``."""
     if axis is None:
-        return torch.from_numpy(image)[None, None], torch.from_numpy(velocity)[None].float()
-    planes = [a for a in range(image.ndim) if a != axis]
-    images = np.stack([np.take(image, i, axis=axis) for i in slices])[:, None]
+        return torch.from_numpy(image)[None, None]
+    return torch.from_numpy(np.stack([np.take(image, i, axis=axis) for i in slices])[:, None])
+
+
+def _fields(velocity: np.ndarray, axis: int | None, slices: Sequence[int]) -> torch.Tensor:
+    """``(N, k, *S)`` float32: the whole field (``axis`` None, N = 1), or the in-plane
+    components of its 2-D slices ``slices`` along ``axis``."""
+    if axis is None:
+        return torch.from_numpy(velocity)[None].float()
+    planes = [a for a in range(velocity.ndim - 1) if a != axis]
     fields = np.stack([[np.take(velocity[a], i, axis=axis) for a in planes] for i in slices])
-    return torch.from_numpy(images), torch.from_numpy(fields).float()
+    return torch.from_numpy(fields).float()
 
 
 def _unbatch(
     fields: torch.Tensor, shape: tuple[int, ...], axis: int | None, slices: Sequence[int]
 ) -> np.ndarray:
-    """The inverse of :func:`_batch` for fields: ``(ndim, *shape)`` float64 (a stack's
+    """The inverse of :func:`_fields`: ``(ndim, *shape)`` float64 (a stack's
     through-plane component and its unregistered slices are 0)."""
     array = fields.detach().cpu().numpy().astype(np.float64)
     if axis is None:
@@ -136,12 +141,10 @@ def refine_on_grid(
     Returns:
         :class:`RefinedFields`: the refined velocity, ``exp(v)`` and ``exp(-v)``.
     """
-    m, v0 = _batch(_unit(moving), velocity, slice_axis, slices)
-    f, _ = _batch(_unit(fixed), velocity, slice_axis, slices)
     out = refine_field(
-        m.to(device),
-        f.to(device),
-        v0.to(device),
+        _images(_unit(moving), slice_axis, slices).to(device),
+        _images(_unit(fixed), slice_axis, slices).to(device),
+        _fields(velocity, slice_axis, slices).to(device),
         steps=options.steps,
         lr=options.lr,
         smooth=options.smooth,

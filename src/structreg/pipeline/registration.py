@@ -135,11 +135,13 @@ def _mapped(
     return coords, inside
 
 
-def aligned_volume(moving: Volume, fixed: Volume, affine: AffineResult) -> Volume:
-    """The moving image resampled onto the fixed grid through an affine stage (linear,
-    0 outside the moving image's field of view)."""
+def aligned_volume(moving: Volume, fixed: Volume, affine: AffineResult | None) -> Volume:
+    """The moving image resampled onto the fixed grid through an affine stage (None:
+    through the two images' world mapping; linear, 0 outside the moving image's field of
+    view)."""
     zero = np.zeros((fixed.ndim, *fixed.shape))
-    moved, _ = warp_volume(moving, fixed, zero, labels=False, voxels=affine.voxels)
+    voxels = None if affine is None else affine.voxels
+    moved, _ = warp_volume(moving, fixed, zero, labels=False, voxels=voxels)
     return Volume(moved, fixed.affine, fixed.spacing, fixed.path, fixed.file_shape)
 
 
@@ -444,11 +446,8 @@ def _refined(
     model = getattr(registrar, "model", None)
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
     moving, fixed, affine = registration.moving, registration.fixed, registration.affine
-    voxels = None if affine is None else affine.voxels
-    zero = np.zeros_like(registration.disp_voxels)
-    aligned, _ = warp_volume(moving, fixed, zero, labels=False, voxels=voxels)
     fields = refine_on_grid(
-        aligned,
+        aligned_volume(moving, fixed, affine).data,
         fixed.data.astype(np.float32),
         registration.velocity_voxels,
         options,
@@ -456,7 +455,9 @@ def _refined(
         slices=[int(r.slice_index) for r in records if r.slice_index is not None],
         device=device,
     )
-    moved, sampled = warp_volume(moving, fixed, fields.disp, labels=False, voxels=voxels)
+    moved, sampled = warp_volume(
+        moving, fixed, fields.disp, labels=False, voxels=registration.voxels
+    )
     return replace(
         registration,
         moved=moved,

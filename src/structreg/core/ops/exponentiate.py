@@ -11,8 +11,6 @@ A reference integrator (classical Runge-Kutta 4 on the flow ODE
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ...errors import InputError
@@ -45,10 +43,10 @@ def exponentiate(velocity: torch.Tensor, steps: int = 4, *, downsize: int = 1) -
         raise InputError(f"exponentiate: downsize must be an int >= 1, got {downsize!r}")
     if downsize == 1:
         return kernels.exponentiate(velocity, steps)
-    from .resize import resize_field
+    from .resize import coarse_size, resize_field
 
     size = tuple(velocity.shape[2:])
-    coarse = tuple(max(2, math.ceil(s / downsize)) for s in size)
+    coarse = coarse_size(size, downsize)
     return resize_field(kernels.exponentiate(resize_field(velocity, coarse), steps), size)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -9,6 +10,12 @@ import torch.nn.functional as F
 
 from ...errors import InputError
 from .checks import check_field
+
+
+def coarse_size(size: Sequence[int], factor: int) -> tuple[int, ...]:
+    """A grid ``factor`` times coarser than ``size``: ``ceil(s / factor)`` per axis, at
+    least 2 (so that corners-aligned interpolation keeps both ends)."""
+    return tuple(max(2, math.ceil(s / factor)) for s in size)
 
 
 def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
