@@ -274,3 +274,9 @@ def test_half_difference_runs_the_heads_once_and_equals_two_decodes(size, extra)
         two = 0.5 * (decoder(z[:2], moving) - decoder(z[2:], fixed))
     assert v.shape == (2, len(size), *size) and v.abs().max() > 1e-3
     torch.testing.assert_close(v, two, atol=1e-6, rtol=1e-5)
+    # with a gradient (the code refinement) the same velocity, and the gradient reaches z
+    z_grad = z.clone().requires_grad_(True)
+    v_grad = decoder.half_difference(z_grad, torch.cat([moving, fixed]))
+    torch.testing.assert_close(v_grad.detach(), v, atol=1e-6, rtol=1e-5)
+    v_grad.square().sum().backward()
+    assert z_grad.grad is not None and z_grad.grad.abs().sum() > 0

@@ -390,6 +390,25 @@ class Encoder(nn.Module):
         h = self.blocks(_concat(moving, fixed, layout)).flatten(1)
         return self.mu(h), self.logvar(h)
 
+    def both_orders(
+        self, moving: torch.Tensor, fixed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``self(cat([M, F]), cat([F, M]))``: ``(mu, logvar)``, each ``(2 N, d)``, the
+        ``N`` rows of ``(M, F)`` then the ``N`` of ``(F, M)``, as one batch whose input is
+        written into one buffer (no intermediate concatenations of full-size images)."""
+        first_conv = cast(nn.Sequential, self.blocks[0])[0]
+        layout = conv_memory_format(cast(torch.Tensor, first_conv.weight))
+        n, c = moving.shape[0], moving.shape[1]
+        x = torch.empty(
+            (2 * n, 2 * c, *moving.shape[2:]),
+            dtype=moving.dtype,
+            device=moving.device,
+            memory_format=layout,
+        )
+        x[:n, :c], x[:n, c:], x[n:, :c], x[n:, c:] = moving, fixed, fixed, moving
+        h = self.blocks(x).flatten(1)
+        return self.mu(h), self.logvar(h)
+
 
 class Decoder(nn.Module):
     """``p(v | z, M)``: ``(z (N, d), moving (N, C, *S))`` -> velocity ``(N, ndim, *S)`` in voxels.
@@ -456,10 +475,12 @@ class Decoder(nn.Module):
         return self.head(h, coarse)
 
     def features(
-        self, z: torch.Tensor, moving: torch.Tensor
+        self, z: torch.Tensor, moving: torch.Tensor, *, condition_last: bool = True
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(h, coarse)``: the last feature map ``(N, C, *S)`` (the velocity head's
-        input) and the input of each coarse velocity head (finest last)."""
+        input) and the input of each coarse velocity head (finest last).
+        ``condition_last=False`` leaves the conditioning image off the last map
+        (``C`` is then ``config.dec_channels[-1]``)."""
         n = z.shape[0]
         layout = conv_memory_format(self.velocity.weight)
         h = self.fc(z).view(n, self.config.dec_channels[0], *self.sizes[-1])
@@ -469,7 +490,7 @@ class Decoder(nn.Module):
         coarse = []
         for level, up in zip((2, 1, 0), self.ups, strict=True):
             h = up(h)
-            if self.config.condition:
+            if self.config.condition and (level > 0 or condition_last):
                 h = _concat(h, _downsample(moving, self.sizes[level]), layout)
             if str(level) in self.coarse_velocity:
                 coarse.append(h)
@@ -504,9 +525,36 @@ class Decoder(nn.Module):
         if not isinstance(self.velocity, nn.modules.conv._ConvNd):  # adapted per pair
             both = self(z, images)
             return 0.5 * (both[:n] - both[n:])
-        h, coarse = self.features(z, images)
-        velocity = self.head(h[:n] - h[n:], [c[:n] - c[n:] for c in coarse], bias=False)
+        h, coarse = self.features(z, images, condition_last=False)
+        if self.config.condition:  # the difference written into the head's input at once
+            layout = conv_memory_format(self.velocity.weight)
+            h = _difference_concat(h, _downsample(images, self.sizes[0]), n, layout)
+        else:
+            h = h[:n] - h[n:]
+        velocity = self.head(h, [c[:n] - c[n:] for c in coarse], bias=False)
         return velocity.mul_(0.5)
+
+
+def _difference_concat(
+    h: torch.Tensor, cond: torch.Tensor, n: int, memory_format: torch.memory_format
+) -> torch.Tensor:
+    """``cat([h, cond], 1)[:n] − cat([h, cond], 1)[n:]`` ``(n, C_h + C_c, *S)`` of the
+    ``2 n`` rows of ``h (2n, C_h, *S)`` and ``cond (2n, C_c, *S)``, written into one
+    buffer laid out in ``memory_format`` (as :func:`_concat`): the concatenation of the
+    two halves' full-resolution maps is never made (in 3-D the largest copy of a
+    registration)."""
+    if torch.is_grad_enabled() and (h.requires_grad or cond.requires_grad):
+        return _concat(h[:n] - h[n:], cond[:n] - cond[n:], memory_format)  # out= has no grad
+    ch = h.shape[1]
+    out = torch.empty(
+        (n, ch + cond.shape[1], *h.shape[2:]),
+        dtype=h.dtype,
+        device=h.device,
+        memory_format=memory_format,
+    )
+    torch.sub(h[:n], h[n:], out=out[:, :ch])
+    torch.sub(cond[:n], cond[n:], out=out[:, ch:])
+    return out
 
 
 def _apply_head(head: nn.Module, h: torch.Tensor, bias: bool) -> torch.Tensor:
@@ -526,7 +574,10 @@ def encode_pair(
         return cast(tuple[torch.Tensor, torch.Tensor], encoder(moving, fixed))
     n = moving.shape[0]
     if batches_alike(encoder):  # (M, F) and (F, M) as one batch of 2 N
-        mu, logvar = encoder(torch.cat([moving, fixed]), torch.cat([fixed, moving]))
+        if isinstance(encoder, Encoder):
+            mu, logvar = encoder.both_orders(moving, fixed)
+        else:
+            mu, logvar = encoder(torch.cat([moving, fixed]), torch.cat([fixed, moving]))
         return _halves_side_by_side(mu, n), _halves_side_by_side(logvar, n)
     mu, logvar = encoder(moving, fixed)
     mu_back, logvar_back = encoder(fixed, moving)

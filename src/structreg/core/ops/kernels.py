@@ -56,23 +56,28 @@ def exponentiate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     # sampling grid is the channels-last view of ident + u (no copy, read as is by grid_sample)
     ident, scales = normalised_identity(sizes, velocity.device, velocity.dtype, reverse=True)
     rev = [ndim - 1 - c for c in range(ndim)]
-    scale_rev = torch.tensor(
-        [scales[c] / 2.0**steps for c in rev], device=velocity.device, dtype=velocity.dtype
-    ).view(1, ndim, *([1] * ndim))
-    u = velocity.flip(1) * scale_rev
-    if torch.is_grad_enabled() and u.requires_grad:
+    scale_list = [float(scales[c]) / 2.0**steps for c in rev]
+    scale_rev = torch.tensor(scale_list, device=velocity.device, dtype=velocity.dtype).view(
+        1, ndim, *([1] * ndim)
+    )
+    unscale = [1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)]
+    if torch.is_grad_enabled() and velocity.requires_grad:
+        u = velocity.flip(1) * scale_rev
         for _ in range(steps):
             u = u + sample_normalised(u, ident + u, "bilinear", "border")
-    else:  # the same sums into two buffers: no new large tensor per squaring but the sample
-        grid = torch.empty_like(u)
-        for _ in range(steps):
-            u.add_(sample_normalised(u, torch.add(ident, u, out=grid), "bilinear", "border"))
-    unscale = torch.tensor(
-        [1.0 / scales[c] if scales[c] > 0 else 0.0 for c in range(ndim)],
-        device=velocity.device,
-        dtype=velocity.dtype,
-    ).view(1, ndim, *([1] * ndim))
-    return u.flip(1) * unscale
+        return u.flip(1) * torch.tensor(unscale, device=u.device, dtype=u.dtype).view_as(scale_rev)
+    # the same sums into two buffers, the channel reversal folded into the scalings: no
+    # new large tensor per squaring but the sample
+    u = torch.empty_like(velocity)
+    for c, r in enumerate(rev):
+        torch.mul(velocity[:, r], scale_list[c], out=u[:, c])
+    grid = torch.empty_like(u)
+    for _ in range(steps):
+        u.add_(sample_normalised(u, torch.add(ident, u, out=grid), "bilinear", "border"))
+    out = grid  # the buffer is free again
+    for c, r in enumerate(rev):
+        torch.mul(u[:, r], unscale[c], out=out[:, c])
+    return out
 
 
 def smoothing_matrix(length: int, kernel: torch.Tensor) -> torch.Tensor:
