@@ -85,11 +85,34 @@ def test_a_residual_that_folds_is_never_kept():
     moving, fixed, _ = warped_pairs(2, 6.0, seed=9)
     start = torch.zeros(2, 2, *SIZE)
     # no penalty, full resolution, large steps: the iterates fold (tens of pixels)
-    out = refine_field(moving, fixed, start, steps=40, smooth=0.0, grid=1, lr=0.5)
+    out = refine_field(moving, fixed, start, steps=40, smooth=0.0, grid=1, lr=0.5, blur=0.0)
     problem = field_refine._Problem(moving, fixed, start, 0.0, 4, 2.0, 9)
     assert (problem.per_pair(out.residual)[1] == 0).all()
     assert (batch_folding_percent(exponentiate(out.velocity, 4)) == 0).all()
     assert (out.objective[-1] < 0.6 * out.objective[0]).all()  # it still improved
+
+
+def test_the_smoothed_stage_comes_first_and_only_sharp_iterates_are_kept():
+    """``blur > 0``: the first half of the steps sees smoothed images; their iterates are
+    no candidates (the history stays at the start's sharp J), the sharp stage goes on
+    from where it ended, and the result is never worse than the start on the sharp J.
+    ``blur = 0`` is one sharp stage, as is any call with fewer than 2 steps."""
+    moving, fixed, truth = warped_pairs(2, 4.0, seed=11)
+    start = torch.zeros_like(truth)
+    staged = refine_field(moving, fixed, start, steps=30, blur=1.5)
+    sharp = refine_field(moving, fixed, start, steps=30, blur=0.0)
+    history = staged.objective
+    assert history.shape == (31, 2)
+    assert torch.allclose(history[:15], sharp.objective[0].expand(15, 2))  # the start's J
+    assert (history[1:] <= history[:-1]).all() and (history[-1] < 0.8 * history[0]).all()
+    problem = field_refine._Problem(moving, fixed, start, 0.1, 4, 2.0, 9)
+    with torch.no_grad():
+        assert torch.allclose(problem.per_pair(staged.residual)[0], history[-1], atol=1e-6)
+    assert not torch.allclose(staged.velocity, sharp.velocity, atol=1e-3)
+    one = refine_field(moving, fixed, start, steps=1, blur=1.5)
+    assert torch.equal(one.velocity, refine_field(moving, fixed, start, steps=1, blur=0.0).velocity)
+    with pytest.raises(InputError, match="blur must be >= 0"):
+        refine_field(moving, fixed, start, steps=2, blur=-1.0)
 
 
 def test_3d_and_the_coarse_grid():
@@ -124,8 +147,9 @@ def test_ours_refines_its_velocity_after_the_one_pass(tiny_run_factory):
     plain = build_method(f"ours:{run}")
     moving, fixed, _ = warped_pairs(2, 2.0, seed=11)
     expected = plain.register(moving, fixed)
-    refined = build_method(f"ours:{run},refine_field=10,field_lr=0.2,field_grid=1")
+    refined = build_method(f"ours:{run},refine_field=10,field_lr=0.2,field_grid=1,field_blur=0.5")
     assert (refined.refine_field, refined.field_lr, refined.field_grid) == (10, 0.2, 1)
+    assert refined.field_blur == 0.5
     got = refined.register(moving, fixed)
     stage = refined.last_field_refinement
     assert stage is not None and stage.objective.shape == (11, 2)
@@ -150,6 +174,7 @@ def test_ours_refines_its_velocity_after_the_one_pass(tiny_run_factory):
         "field_lr=0",
         "field_smooth=-1",
         "field_grid=0",
+        "field_blur=-1",
         "exp_downsize=0",
     ):
         with pytest.raises(InputError, match=bad.split("=")[0]):

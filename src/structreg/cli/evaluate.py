@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated method specs (repeatable): ours:MODEL (a run folder, file "
         "or builtin:NAME; options refine=N, refine_lr, refine_tol, refine_patience, "
         "adapt_decoder=K, refine_decoder_lr, refine_field=N, field_lr, field_smooth, "
-        "field_grid, adapt=N), voxelmorph:RUN (adapt=N), "
+        "field_grid, field_blur, adapt=N), voxelmorph:RUN (adapt=N), "
         "lcc-demons[:OPTIONS] (levels, iterations=A/B/C, sigma_sim, sigma_fluid, "
         "sigma_diffusion, max_step, steps, eps), ants-syn[:OPTIONS] (transform, metric, "
         "radius, iterations=A/B/C, grad_step, flow_sigma, total_sigma, threads, seed, "

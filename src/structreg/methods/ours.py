@@ -22,6 +22,7 @@ from ..training.config import TrainConfig
 from .adaptation import adapt_registrar, check_adapt
 from .base import RegistrationResult, result_from_velocity
 from .field_refine import (
+    DEFAULT_FIELD_BLUR,
     DEFAULT_FIELD_GRID,
     DEFAULT_FIELD_LR,
     DEFAULT_FIELD_SMOOTH,
@@ -53,6 +54,7 @@ REFINE_OPTIONS: dict[str, Any] = {
     "field_lr": DEFAULT_FIELD_LR,
     "field_smooth": DEFAULT_FIELD_SMOOTH,
     "field_grid": DEFAULT_FIELD_GRID,
+    "field_blur": DEFAULT_FIELD_BLUR,
 }
 """The refinement options of :class:`CVAERegistrar` (and of the ``ours`` spec) and
 their built-in defaults."""
@@ -71,8 +73,9 @@ def _check_options(options: dict[str, Any]) -> None:
             f"ours: adapt_decoder must be 0..{MAX_ADAPTED_LAYERS} (the decoder's "
             f"convolutions, from the output), got {options['adapt_decoder']}"
         )
-    for name in ("refine_lr", "refine_tol", "refine_decoder_lr", "field_lr", "field_smooth"):
-        value, strict = options[name], name not in ("refine_tol", "field_smooth")
+    numbers = ("refine_lr", "refine_tol", "refine_decoder_lr", "field_lr", "field_smooth")
+    for name in (*numbers, "field_blur"):
+        value, strict = options[name], name not in ("refine_tol", "field_smooth", "field_blur")
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (number and math.isfinite(value) and (value > 0 if strict else value >= 0)):
             bound = "> 0" if strict else ">= 0"
@@ -100,8 +103,10 @@ class CVAERegistrar:
         refine_field: then refine each pair's velocity by a smooth coarse residual
             for this many Adam steps (:func:`~structreg.methods.field_refine.refine_field`;
             0, the default: off; 40 in the docs' benchmarks).
-        field_lr, field_smooth, field_grid: that stage's step size (voxels), the
-            weight of the residual's squared gradient and its grid's coarsening.
+        field_lr, field_smooth, field_grid, field_blur: that stage's step size
+            (voxels), the weight of the residual's squared gradient, its grid's
+            coarsening and the Gaussian width (voxels) of the images in its first half
+            (0: none).
         train: the run's training settings, whose λ, KL weight, mask weight and
             LCC window make the refinement objective (None: ``TrainConfig``
             defaults).
@@ -139,6 +144,7 @@ class CVAERegistrar:
         field_lr: float = REFINE_OPTIONS["field_lr"],
         field_smooth: float = REFINE_OPTIONS["field_smooth"],
         field_grid: int = REFINE_OPTIONS["field_grid"],
+        field_blur: float = REFINE_OPTIONS["field_blur"],
         train: TrainConfig | None = None,
         spacing: tuple[float, ...] | None = None,
         adapt: int = 0,
@@ -163,6 +169,7 @@ class CVAERegistrar:
                 "field_lr": field_lr,
                 "field_smooth": field_smooth,
                 "field_grid": field_grid,
+                "field_blur": field_blur,
                 "exp_downsize": exp_downsize,
             }
         )
@@ -177,6 +184,7 @@ class CVAERegistrar:
         self.field_lr = float(field_lr)
         self.field_smooth = float(field_smooth)
         self.field_grid = field_grid
+        self.field_blur = float(field_blur)
         self.train = train
         self.last_refinement: RefineResult | None = None
         self.last_field_refinement: FieldRefineResult | None = None
@@ -293,6 +301,7 @@ class CVAERegistrar:
             lr=self.field_lr,
             smooth=self.field_smooth,
             grid=self.field_grid,
+            blur=self.field_blur,
             squarings=self.model.config.steps,
             sigma=objective.sigma,
             kernel_size=objective.kernel_size,
@@ -310,7 +319,8 @@ class CVAERegistrar:
     f"(default {DEFAULT_DECODER_LR:g}), refine_field=STEPS (then refine the velocity "
     "per pair by a smooth residual on a coarse grid, default 0 = off; field_lr, "
     f"default {DEFAULT_FIELD_LR:g}; field_smooth, default {DEFAULT_FIELD_SMOOTH:g}; "
-    f"field_grid, default {DEFAULT_FIELD_GRID}), adapt=STEPS (first fine-tune a copy of the model "
+    f"field_grid, default {DEFAULT_FIELD_GRID}; field_blur, default {DEFAULT_FIELD_BLUR:g}), "
+    "adapt=STEPS (first fine-tune a copy of the model "
     "on the cohort to register, no labels, stopping when the objective stops improving; "
     "default 0 = off), exp_downsize=K (exp(v) on a K times coarser grid, default 1), "
     "e.g. ours:RUN,refine=50,adapt_decoder=1",

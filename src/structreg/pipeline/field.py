@@ -24,6 +24,7 @@ import torch
 from ..core.ops import exponentiate
 from ..errors import InputError
 from ..methods.field_refine import (
+    DEFAULT_FIELD_BLUR,
     DEFAULT_FIELD_GRID,
     DEFAULT_FIELD_LR,
     DEFAULT_FIELD_SMOOTH,
@@ -46,6 +47,8 @@ class FieldOptions:
         grid: fixed-grid voxels per residual voxel.
         squarings: of the exponentiation of the refined velocity.
         sigma, kernel_size: the LCC's Gaussian window (fixed-grid voxels, taps).
+        blur: Gaussian width (fixed-grid voxels) of the images in the first half of
+            the steps (0: none).
     """
 
     steps: int = DEFAULT_FIELD_STEPS
@@ -55,6 +58,7 @@ class FieldOptions:
     squarings: int = 4
     sigma: float = 2.0
     kernel_size: int = 9
+    blur: float = DEFAULT_FIELD_BLUR
 
     def __post_init__(self) -> None:
         steps = self.steps
@@ -152,6 +156,7 @@ def refine_on_grid(
         squarings=options.squarings,
         sigma=options.sigma,
         kernel_size=options.kernel_size,
+        blur=options.blur,
     )
     with torch.no_grad():
         disp = exponentiate(out.velocity, options.squarings)
