@@ -105,7 +105,8 @@ def test_the_smoothed_stage_comes_first_and_only_sharp_iterates_are_kept():
     assert history.shape == (31, 2)
     assert torch.allclose(history[:15], sharp.objective[0].expand(15, 2))  # the start's J
     assert (history[1:] <= history[:-1]).all() and (history[-1] < 0.8 * history[0]).all()
-    problem = field_refine._Problem(moving, fixed, start, 0.1, 4, 2.0, 9)
+    smooth = field_refine.DEFAULT_FIELD_SMOOTH
+    problem = field_refine._Problem(moving, fixed, start, smooth, 4, 2.0, 9)
     with torch.no_grad():
         assert torch.allclose(problem.per_pair(staged.residual)[0], history[-1], atol=1e-6)
     assert not torch.allclose(staged.velocity, sharp.velocity, atol=1e-3)

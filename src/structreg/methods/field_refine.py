@@ -76,8 +76,8 @@ but the true deformation worse; 0.01 and 0.02 fold a few pixels
 DEFAULT_FIELD_BLUR = 1.0
 """Gaussian width (image voxels) of the images in the first half of the steps; the
 second half sees them unsmoothed (0: one sharp stage). At the same smoothness it
-lowered the brain phantom's endpoint error (1.57 against 1.75 mm at 0.1), which let a
-softer residual within the endpoint-error rule above (docs/results/real-scans.md)."""
+lowered the brain phantom's endpoint error, which let a softer residual pass the
+endpoint-error rule above (docs/results/real-scans.md)."""
 DEFAULT_FIELD_GRID = 2
 """Coarsening of the residual's grid (image voxels per residual voxel): 1 folds on real
 pairs at the default smoothness, 4 registers worse."""
