@@ -29,9 +29,9 @@ rule) than the start's - none when the start is a diffeomorphism on the grid. Al
 pairs are optimised at once on ``Σ_i J_i``: each pair's gradient - and, Adam being
 element-wise, its update - is the one it would get alone.
 
-Cost per step: one exponentiation (``squarings``), one warp, one LCC map and one
-det J at the image's resolution, forward and backward; no network. It works on the velocity of
-any method that has one.
+Cost per step: one exponentiation (``squarings``), one warp, one LCC map and (in the
+sharp stage) one det J at the image's resolution, forward and backward; no network. It
+works on the velocity of any method that has one.
 """
 
 from __future__ import annotations
@@ -176,12 +176,21 @@ class _Problem:
     def per_pair(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(J_i (N,), folded pixels of exp(v0 + U u) (N,))`` of each pair (the latter
         without gradient, in float64 like the folding metric)."""
+        disp, objective = self._terms(residual)
+        folds = (jacobian_det(disp.detach().double()) <= 0).flatten(1).sum(1)
+        return objective, folds
+
+    def objective(self, residual: torch.Tensor) -> torch.Tensor:
+        """``J_i`` ``(N,)`` of each pair (no det J)."""
+        return self._terms(residual)[1]
+
+    def _terms(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(displacement of exp(v0 + U u) (N, ndim, *S), J_i (N,))``."""
         disp = exponentiate(self.velocity(residual), self.squarings)
         moved = warp(self.moving, disp, padding_mode="border")
         lcc_map = lcc(self.fixed, moved, self.sigma, self.kernel_size, reduction="none")
-        folds = (jacobian_det(disp.detach().double()) <= 0).flatten(1).sum(1)
         objective = 1.0 - lcc_map.flatten(1).mean(1) + self.smooth * smoothness(residual)
-        return objective, folds
+        return disp, objective
 
 
 def refine_field(
@@ -250,7 +259,7 @@ def _descend(problem: _Problem, residual: torch.Tensor, steps: int, lr: float) -
     optimiser = torch.optim.Adam([residual], lr=lr)
     for _ in range(steps):
         with torch.enable_grad():
-            total = problem.per_pair(residual)[0].sum()
+            total = problem.objective(residual).sum()
         optimiser.zero_grad(set_to_none=True)
         total.backward()
         optimiser.step()
