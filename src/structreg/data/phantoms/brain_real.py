@@ -29,6 +29,7 @@ never-seen subject (:data:`HELD_OUT_SUBJECT`); Colin27 is not in the corpus.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +49,8 @@ from .brain_template import (
     template_paths,
     template_slice,
     tissue_labels,
+    volume_grid_affine,
+    volume_tissue_probs,
 )
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "real_slice",
     "real_subject_pairs",
     "real_volume",
+    "real_volume_maps",
 ]
 
 #: T1 volumes of the real corpus (``tools/real_corpus.py``) and their source packages.
@@ -212,6 +216,46 @@ def real_slice(
         arr.setflags(write=False)
     return TemplateMaps(t1=out_t1, probs=probs, affine=affine)
 
+
+@lru_cache(maxsize=8)
+def real_volume_maps(
+    folder: str,
+    name: str,
+    size: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+) -> TemplateMaps:
+    """Real subject ``name`` (corpus ``folder``) as :class:`TemplateMaps` of the phantom's
+    volume grid (:func:`.brain_template.volume_grid_affine`: ``size`` cells of ``spacing``
+    mm along MNI x, y, z), each cell the average of about 1 mm sub-samples, as
+    :func:`.brain_template.template_volume`: T1 ``(D, H, W)``, probabilities ``(5, D, H,
+    W)`` by the template volume's rule, the grid's cell -> MNI mm affine. Cached;
+    read-only arrays."""
+    t1, labels, to_mni = real_volume(str(folder), name)
+    grid_affine = volume_grid_affine(size, spacing)
+    to_voxel = np.linalg.inv(to_mni) @ grid_affine  # cell index -> the volume's voxel
+    offsets = [((np.arange(max(1, round(s))) + 0.5) / max(1, round(s)) - 0.5) for s in spacing]
+    cells = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in size), indexing="ij"))
+    maps = {"t1": t1, **{k: (labels >= v).astype(np.float64) for k, v in _LEVELS.items()}}
+    sums = {k: np.zeros(size) for k in maps}
+    count = 0
+    for ox, oy, oz in itertools.product(*offsets):
+        points = cells + np.array([ox, oy, oz]).reshape(3, 1, 1, 1)
+        vox = np.tensordot(to_voxel[:3, :3], points, axes=1) + to_voxel[:3, 3].reshape(3, 1, 1, 1)
+        for key, volume in maps.items():
+            sums[key] += ndimage.map_coordinates(
+                volume, vox.reshape(3, -1), order=1, mode="constant", cval=0.0
+            ).reshape(size)
+        count += 1
+    brain, gm, wm = (sums[k] / count for k in ("brain", "gm", "wm"))
+    probs = volume_tissue_probs(brain, gm - wm, wm, spacing)
+    out_t1 = (sums["t1"] / count).astype(np.float32)
+    for arr in (out_t1, probs, grid_affine):
+        arr.setflags(write=False)
+    return TemplateMaps(t1=out_t1, probs=probs, affine=grid_affine)
+
+
+#: Label thresholds of the cell fractions: brain (labels >= 1), GM or WM (>= 2), WM (3).
+_LEVELS = {"brain": 1, "gm": 2, "wm": 3}
 
 #: The three tissues of a real subject's slice (ventricles counted as CSF, as the corpus).
 REAL_TISSUES = {"CSF": (1, 4), "GM": (2,), "WM": (3,)}

@@ -57,6 +57,8 @@ __all__ = [
     "template_volume",
     "tissue_labels",
     "ventricle_change",
+    "volume_grid_affine",
+    "volume_tissue_probs",
     "warp_template",
 ]
 
@@ -231,7 +233,7 @@ def template_volume(
     1 mm sub-samples (as :func:`template_slice` in 3-D); read-only arrays, cached."""
     volumes, affine = _load_template()
     sp = np.asarray(spacing)
-    origin = _brain_centre_mm3() - (np.asarray(size) - 1) / 2 * sp
+    origin = volume_grid_affine(size, spacing)[:3, 3]
     inv = np.linalg.inv(affine)
     t1_max = volumes["t1"].max() / 255.0
     sums = {key: np.zeros(size, dtype=np.float64) for key in ("t1", "gm", "wm", "brain")}
@@ -257,11 +259,29 @@ def template_volume(
                 sums["brain"] += values["t1"] > _BRAIN_THRESHOLD * t1_max
                 count += 1
     t1, gm, wm, brain = (sums[k] / count for k in ("t1", "gm", "wm", "brain"))
-    probs = _tissue_probs(brain, gm, wm, spacing, _VENTRICLE_MIN_VOLUME_MM3)
-    grid_affine = np.eye(4)
-    grid_affine[:3, :3] = np.diag(sp)
-    grid_affine[:3, 3] = origin
-    return _frozen_maps(t1, probs, grid_affine)
+    probs = volume_tissue_probs(brain, gm, wm, spacing)
+    return _frozen_maps(t1, probs, volume_grid_affine(size, spacing))
+
+
+def volume_grid_affine(
+    size: tuple[int, int, int], spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """``(4, 4)`` cell index -> MNI mm map of the phantom's volume grid: ``size`` cells of
+    ``spacing`` mm along MNI x, y, z, centred on the template brain's bounding box."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(sp)
+    affine[:3, 3] = _brain_centre_mm3() - (np.asarray(size) - 1) / 2 * sp
+    return affine
+
+
+def volume_tissue_probs(
+    brain: np.ndarray, gm: np.ndarray, wm: np.ndarray, spacing: Sequence[float]
+) -> np.ndarray:
+    """``(5, D, H, W)`` float32 tissue probabilities of a volume by the template volume's
+    rule (:func:`_tissue_probs` with its ventricle volume threshold) from the brain, GM
+    and WM fractions ``(D, H, W)`` of each cell (``spacing`` mm)."""
+    return _tissue_probs(brain, gm, wm, spacing, _VENTRICLE_MIN_VOLUME_MM3)
 
 
 def _frozen_maps(t1: np.ndarray, probs: np.ndarray, affine: np.ndarray) -> TemplateMaps:
