@@ -118,8 +118,8 @@ class CVAERegistrar:
         source: the model's file or run folder (what an adaptation starts from).
         exp_downsize: ``exp(±v)`` of the result by scaling and squaring on a grid this
             many times coarser (1, the default: the model's grid, exact; 2 is about
-            ``2**ndim`` times less work for the exponentiation, as VoxelMorph-2 does, and
-            moved the displacement of a real 3-D registration by 0.04 voxel on average).
+            ``2**ndim`` times less work for the exponentiation, as VoxelMorph-2 does; an
+            approximation, measured in docs/results/speed.md).
 
     The defaults are :data:`REFINE_OPTIONS`'. After a refining :meth:`register`,
     :attr:`last_refinement` holds its :class:`~structreg.methods.refine.RefineResult`

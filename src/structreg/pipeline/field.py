@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..core.ops import exponentiate
+from ..data.preprocess import normalise_intensity
 from ..errors import InputError
 from ..methods.field_refine import (
     DEFAULT_FIELD_BLUR,
@@ -75,13 +76,6 @@ class RefinedFields:
     disp: np.ndarray
     inverse: np.ndarray
     seconds: float
-
-
-def _unit(array: np.ndarray) -> np.ndarray:
-    """``array`` mapped to [0, 1] by its 1st and 99th percentiles (float32)."""
-    low, high = np.percentile(array, [1.0, 99.0])
-    scale = float(high - low) if high > low else 1.0
-    return np.clip((array - low) / scale, 0.0, 1.0).astype(np.float32)
 
 
 def _images(image: np.ndarray, axis: int | None, slices: Sequence[int]) -> torch.Tensor:
@@ -146,8 +140,8 @@ def refine_on_grid(
         :class:`RefinedFields`: the refined velocity, ``exp(v)`` and ``exp(-v)``.
     """
     out = refine_field(
-        _images(_unit(moving), slice_axis, slices).to(device),
-        _images(_unit(fixed), slice_axis, slices).to(device),
+        _images(normalise_intensity(moving)[0], slice_axis, slices).to(device),
+        _images(normalise_intensity(fixed)[0], slice_axis, slices).to(device),
         _fields(velocity, slice_axis, slices).to(device),
         steps=options.steps,
         lr=options.lr,

@@ -92,7 +92,7 @@ from ...core.ops import warp
 from ...errors import InputError
 from ..defaults import DEFAULT_SIZE, DEFAULT_SPACING
 from ..pair import Pair
-from .brain_real import parse_real_subjects, real_slice
+from .brain_real import anatomy_bases, real_slice, subject_anatomy
 from .brain_subjects import (
     BRAIN_GROUPS,
     COHORT_SIZE,
@@ -377,23 +377,6 @@ def _check_pair_args(
     return check_slice_grid(size, spacing)
 
 
-def _bases(
-    real: str | Path | None, real_subjects: str | Sequence[str] | None
-) -> tuple[str, ...] | None:
-    """The anatomies ``("template", *real subjects)``, or None without ``real``."""
-    if real is None:
-        if real_subjects is not None:
-            raise InputError("brain-inter phantom: real_subjects needs real=DIR")
-        return None
-    return ("template", *parse_real_subjects(real_subjects))
-
-
-def subject_anatomy(index: int, bases: Sequence[str] | None) -> str:
-    """The anatomy of subject ``index``: ``bases[index % len(bases)]``, ``"template"``
-    without real subjects."""
-    return bases[index % len(bases)] if bases else "template"
-
-
 def _anatomy_maps(
     base: str,
     real: str | Path | None,
@@ -466,7 +449,7 @@ def make_brain_inter_pair(
         InputError: bad seed/indices/size/spacing, or ``moving == fixed``.
     """
     size_t, spacing_t = _check_pair_args(seed, moving, fixed, slice_offset, size, spacing)
-    bases = _bases(real, real_subjects)
+    bases = anatomy_bases(real, real_subjects)
     base_m, base_f = (subject_anatomy(int(k), bases) for k in (moving, fixed))
     template, template_f = (
         _anatomy_maps(b, real, int(slice_offset), size_t, spacing_t) for b in (base_m, base_f)

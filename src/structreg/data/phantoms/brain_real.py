@@ -46,6 +46,7 @@ from .brain_template import (
     brain_mask,
     slice_tissue_probs,
     slice_z_mm,
+    subsample_offsets,
     template_paths,
     template_slice,
     tissue_labels,
@@ -58,11 +59,13 @@ __all__ = [
     "REAL_T1_SUBJECTS",
     "REAL_TISSUES",
     "TRAINING_SUBJECTS",
+    "anatomy_bases",
     "parse_real_subjects",
     "real_slice",
     "real_subject_pairs",
     "real_volume",
     "real_volume_maps",
+    "subject_anatomy",
 ]
 
 #: T1 volumes of the real corpus (``tools/real_corpus.py``) and their source packages.
@@ -172,10 +175,7 @@ def _slab_points(grid_affine: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(3, H, W, K)`` MNI mm of the ``K`` about 1 mm sub-samples of every cell of the slab
     whose centres ``grid_affine`` gives (``SLICE_THICKNESS_MM`` thick)."""
     steps = (grid_affine[0, 0], grid_affine[1, 1], SLICE_THICKNESS_MM)
-    offsets = []
-    for step in steps:
-        n = max(1, int(round(step)))
-        offsets.append(((np.arange(n) + 0.5) / n - 0.5) * step)
+    offsets = [subsample_offsets(step) for step in steps]
     ox, oy, oz = (o.ravel() for o in np.meshgrid(*offsets, indexing="ij"))
     gx, gy = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in size), indexing="ij")
     centres = [
@@ -217,6 +217,24 @@ def real_slice(
     return TemplateMaps(t1=out_t1, probs=probs, affine=affine)
 
 
+def anatomy_bases(
+    real: str | Path | None, real_subjects: str | Sequence[str] | None
+) -> tuple[str, ...] | None:
+    """The anatomies of the inter-subject phantom (slices or volumes): ``("template",
+    *real subjects)``, or None without ``real``."""
+    if real is None:
+        if real_subjects is not None:
+            raise InputError("brain-inter phantom: real_subjects needs real=DIR")
+        return None
+    return ("template", *parse_real_subjects(real_subjects))
+
+
+def subject_anatomy(index: int, bases: Sequence[str] | None) -> str:
+    """The anatomy of subject ``index``: ``bases[index % len(bases)]``, ``"template"``
+    without real subjects."""
+    return bases[index % len(bases)] if bases else "template"
+
+
 @lru_cache(maxsize=8)
 def real_volume_maps(
     folder: str,
@@ -233,7 +251,7 @@ def real_volume_maps(
     t1, labels, to_mni = real_volume(str(folder), name)
     grid_affine = volume_grid_affine(size, spacing)
     to_voxel = np.linalg.inv(to_mni) @ grid_affine  # cell index -> the volume's voxel
-    offsets = [((np.arange(max(1, round(s))) + 0.5) / max(1, round(s)) - 0.5) for s in spacing]
+    offsets = [subsample_offsets(s) / s for s in spacing]  # in cells
     cells = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in size), indexing="ij"))
     maps = {"t1": t1, **{k: (labels >= v).astype(np.float64) for k, v in _LEVELS.items()}}
     sums = {k: np.zeros(size) for k in maps}

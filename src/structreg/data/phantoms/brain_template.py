@@ -52,6 +52,7 @@ __all__ = [
     "check_slice_grid",
     "slice_tissue_probs",
     "slice_z_mm",
+    "subsample_offsets",
     "template_paths",
     "template_slice",
     "template_volume",
@@ -171,7 +172,7 @@ def _brain_centre_mm3() -> np.ndarray:
     return affine[:3, :3] @ np.array(centre) + affine[:3, 3]
 
 
-def _subsample_offsets(step_mm: float) -> np.ndarray:
+def subsample_offsets(step_mm: float) -> np.ndarray:
     """Offsets (mm) of about 1 mm sub-samples that area-average a cell of ``step_mm``."""
     n = max(1, int(round(step_mm)))
     return ((np.arange(n) + 0.5) / n - 0.5) * step_mm
@@ -194,7 +195,7 @@ def template_slice(
         [centre[0] - (size[0] - 1) / 2 * spacing[0], centre[1] - (size[1] - 1) / 2 * spacing[1], z]
     )
     axes = [origin[a] + np.arange(size[a]) * spacing[a] for a in range(2)]
-    offsets = [_subsample_offsets(s) for s in (*spacing, SLICE_THICKNESS_MM)]
+    offsets = [subsample_offsets(s) for s in (*spacing, SLICE_THICKNESS_MM)]
     ox, oy, oz = np.meshgrid(*offsets, indexing="ij")
     gx, gy = np.meshgrid(*axes, indexing="ij")
     world = np.stack(
@@ -237,7 +238,7 @@ def template_volume(
     inv = np.linalg.inv(affine)
     t1_max = volumes["t1"].max() / 255.0
     sums = {key: np.zeros(size, dtype=np.float64) for key in ("t1", "gm", "wm", "brain")}
-    offsets = [_subsample_offsets(s) for s in spacing]
+    offsets = [subsample_offsets(s) for s in spacing]
     grid = np.stack(
         np.meshgrid(*[origin[a] + np.arange(size[a]) * sp[a] for a in range(3)], indexing="ij")
     )

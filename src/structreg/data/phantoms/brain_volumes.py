@@ -33,7 +33,7 @@ import torch
 from ...core.ops import compose
 from ...errors import InputError
 from ..pair import Pair
-from .brain_real import parse_real_subjects, real_volume_maps
+from .brain_real import anatomy_bases, real_volume_maps, subject_anatomy
 from .brain_subjects import (
     BRAIN_GROUPS,
     clean_image,
@@ -55,7 +55,7 @@ from .brain_template import (
     warp_template,
 )
 
-__all__ = ["brain_volume_inter_phantom", "make_brain_volume_inter_pair", "volume_bases"]
+__all__ = ["brain_volume_inter_phantom", "make_brain_volume_inter_pair"]
 
 #: The subjects' affine ranges relative to the longitudinal phantom's (±6°, ±6 %, ±3 mm).
 AFFINE_SCALE = 1.0 / 3.0
@@ -87,17 +87,6 @@ def _check_pair_args(
     if len(size_t) != 3:
         raise InputError(f"brain-inter volumes: size must be three ints, got {size!r}")
     return size_t, cast(tuple[float, float, float], spacing_t)
-
-
-def volume_bases(
-    real: str | Path | None, real_subjects: str | Sequence[str] | None
-) -> tuple[str, ...] | None:
-    """The anatomies ``("template", *real subjects)``, or None without ``real``."""
-    if real is None:
-        if real_subjects is not None:
-            raise InputError("brain-inter volumes: real_subjects needs real=DIR")
-        return None
-    return ("template", *parse_real_subjects(real_subjects))
 
 
 def _anatomy(
@@ -137,8 +126,8 @@ def make_brain_volume_inter_pair(
         InputError: bad indices or grid, ``moving == fixed``.
     """
     size_t, spacing_t = _check_pair_args(seed, moving, fixed, size, spacing)
-    bases = volume_bases(real, real_subjects)
-    base_m, base_f = (bases[int(k) % len(bases)] if bases else "template" for k in (moving, fixed))
+    bases = anatomy_bases(real, real_subjects)
+    base_m, base_f = (subject_anatomy(int(k), bases) for k in (moving, fixed))
     template = _anatomy(base_m, real, size_t, spacing_t)
     u_m, inv_m = subject_maps_3d(seeded_rng(seed, moving, 0), size_t, spacing_t, AFFINE_SCALE)
     u_f, _ = subject_maps_3d(seeded_rng(seed, fixed, 0), size_t, spacing_t, AFFINE_SCALE)
