@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ import warnings
 import torch
 from scipy import ndimage
 
-from timing import compare_times
+from timing import round_times
 
 GRIDS = {"2 mm": ((80, 96, 80), 2.0), "1 mm": ((160, 192, 224), 1.0)}
 GOAL_1MM_GPU_S = 0.2
@@ -88,10 +89,44 @@ def learned_registrars(size: tuple[int, ...], device: torch.device) -> dict:
 
 def time_learned(grid: str, device: torch.device, repeats: int) -> dict[str, float]:
     """Median seconds per volume pair of ours and VoxelMorph-2 on ``grid``, interleaved."""
+    return {k: statistics.median(v) for k, v in time_learned_rounds(grid, device, repeats).items()}
+
+
+def time_learned_rounds(grid: str, device: torch.device, repeats: int) -> dict[str, list[float]]:
+    """Seconds per volume pair of ours and VoxelMorph-2 on ``grid`` in each interleaved
+    round (:func:`timing.round_times`)."""
     m, f = (t.to(device) for t in volume_pair(grid))
     methods = learned_registrars(tuple(m.shape[2:]), device)
     fns = {name: (lambda r=r: r.register(m, f)) for name, r in methods.items()}
-    return compare_times(fns, repeats, device)
+    return round_times(fns, repeats, device)
+
+
+HEAP_REUSE = {"MALLOC_MMAP_THRESHOLD_": str(2**34), "MALLOC_TRIM_THRESHOLD_": str(2**34)}
+"""glibc settings (environment, read at process start) that keep freed memory for reuse:
+a large tensor then comes from the heap instead of fresh pages the kernel must zero (by
+default glibc maps every block over 32 MB anew and unmaps it when freed)."""
+
+
+def time_learned_in_child(
+    grid: str, device: str, repeats: int, env: dict[str, str]
+) -> dict[str, list[float]]:
+    """:func:`time_learned_rounds` in a fresh process whose environment adds ``env``
+    (e.g. :data:`HEAP_REUSE`), under structreg's default thread setting."""
+    cmd = [sys.executable, __file__, "--times-of", grid, "--repeats", str(repeats)]
+    cmd += ["--device", device]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _times_child(grid: str, device: torch.device, repeats: int) -> None:
+    """Print :func:`time_learned_rounds`' result as JSON (the child of
+    :func:`time_learned_in_child`)."""
+    import structreg
+
+    with structreg.thread_limit():
+        print(json.dumps(time_learned_rounds(grid, device, repeats)))
 
 
 def _rss_mb() -> float:
@@ -189,11 +224,15 @@ def main() -> None:
     p.add_argument("--no-train", action="store_true", help="leave out the training steps")
     p.add_argument("--peak-of", help=argparse.SUPPRESS)
     p.add_argument("--grid", help=argparse.SUPPRESS)
+    p.add_argument("--times-of", help=argparse.SUPPRESS)
     args = p.parse_args()
     warnings.simplefilter("ignore")
     device = torch.device(args.device)
     if args.peak_of:
         _peak_child(args.peak_of, args.grid, device)
+        return
+    if args.times_of:
+        _times_child(args.times_of, device, args.repeats)
         return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device {device}, torch threads {torch.get_num_threads()}, load average {load:.1f}")

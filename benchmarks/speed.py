@@ -224,28 +224,46 @@ def _busy_row(line: Line, name: str, setting: str, r, m, f, repeats: int) -> Non
 
 
 def threed_section(args: argparse.Namespace, line: Line) -> None:
-    """Ours vs VoxelMorph-2 per 3-D volume at 2 mm and 1 mm, with peak memory."""
+    """Ours vs VoxelMorph-2 per 3-D volume at 2 mm and 1 mm, with peak memory; the
+    times twice: glibc's default allocator in this process, and in a fresh process that
+    keeps freed memory for reuse (``bench_3d.HEAP_REUSE``). Medians of the rounds, and
+    the range of the ratio within each round."""
     import structreg
-    from bench_3d import EXP2, GRIDS, peak_memory_mb, time_learned
+    from bench_3d import (
+        EXP2,
+        GRIDS,
+        HEAP_REUSE,
+        peak_memory_mb,
+        time_learned_in_child,
+        time_learned_rounds,
+    )
 
     line("\n## 3-D: seconds per volume, ours (one pass) vs VoxelMorph-2")
+    reuse = ", ".join(f"{k}={v}" for k, v in HEAP_REUSE.items())
+    line(f"\n(allocator 'reuse': a fresh process with {reuse})")
     line(
-        "\n| grid | threads | ours s | VoxelMorph-2 s | ours / VM-2 | peak MB ours / VM-2 | "
-        "ours, exp_downsize=2: s (/ VM-2) | load |"
+        "\n| grid | allocator | threads | rounds | ours s | VoxelMorph-2 s | ours / VM-2 "
+        "(range over rounds) | peak MB ours / VM-2 | ours, exp_downsize=2: s (/ VM-2) | load |"
     )
-    line("|---|---|---|---|---|---|---|---|")
+    line("|---|---|---|---|---|---|---|---|---|---|")
     for grid, (size, _) in GRIDS.items():
-        repeats = args.repeats if grid == "2 mm" else max(1, args.repeats - 1)
+        repeats = args.repeats
         with structreg.thread_limit() as threads:
             load0 = _load()
-            t = time_learned(grid, torch.device("cpu"), repeats)
+            runs = {"default": time_learned_rounds(grid, torch.device("cpu"), repeats)}
+        runs["reuse"] = time_learned_in_child(grid, "cpu", repeats, HEAP_REUSE)
         peaks = [peak_memory_mb(k, grid, "cpu") for k in ("ours", "VoxelMorph-2")]
         dims = "x".join(map(str, size))
-        line(
-            f"| {grid} {dims} | {threads} | {t['ours']:.2f} | {t['VoxelMorph-2']:.2f} | "
-            f"{t['ours'] / t['VoxelMorph-2']:.2f} | {peaks[0]:.0f} / {peaks[1]:.0f} | "
-            f"{t[EXP2]:.2f} ({t[EXP2] / t['VoxelMorph-2']:.2f}) | {load0} -> {_load()} |"
-        )
+        for allocator, rounds in runs.items():
+            t = {k: statistics.median(v) for k, v in rounds.items()}
+            vm = t["VoxelMorph-2"]
+            each = [a / b for a, b in zip(rounds["ours"], rounds["VoxelMorph-2"], strict=True)]
+            line(
+                f"| {grid} {dims} | {allocator} | {threads} | {repeats} | {t['ours']:.2f} | "
+                f"{vm:.2f} | {t['ours'] / vm:.2f} ({min(each):.2f}-{max(each):.2f}) | "
+                f"{peaks[0]:.0f} / {peaks[1]:.0f} | {t[EXP2]:.2f} ({t[EXP2] / vm:.2f}) | "
+                f"{load0} -> {_load()} |"
+            )
 
 
 def adapt_section(args: argparse.Namespace, line: Line) -> None:
