@@ -5,10 +5,13 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import gaussian_filter, zoom
 
 from data_fixtures import assert_one_line_error
+from structreg.core.ops import jacobian_det
 from structreg.data.preprocess import (
+    FIELD_TAPER_MIN,
     PreprocessRecord,
     central_slices,
     denormalise,
@@ -148,6 +151,40 @@ def test_field_vectors_are_rescaled_both_ways():
     np.testing.assert_allclose(back[1][region] * 1.2, -2.0, rtol=1e-5)
     again = to_processed(back, record, "field")
     np.testing.assert_allclose(again[:, 2:-2, 2:-2], field[:, 2:-2, 2:-2], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("source", "spacing", "size", "target"),
+    [
+        ((100, 50), (1.0, 1.0), (20, 20), (2.0, 2.0)),
+        ((30, 34, 28), (1.5, 1.0, 2.0), (8, 10, 8), (3.0, 3.0, 3.0)),
+    ],
+)
+def test_a_field_mapped_back_fades_outside_the_region_without_folding(
+    source, spacing, size, target
+):
+    # the processed grid covers a box in the middle of a larger source image; a field
+    # of 3 processed voxels along axis 0 (a step to zero at the box's faces would fold
+    # there: det J = 1 - 3 * scale < 0)
+    record = plan_geometry(source, spacing, size=size, target_spacing=target)
+    field = np.zeros((len(size), *size), np.float32)
+    field[0] = 3.0
+    back = to_original(field, record, "field")
+    region = processed_region(record)
+    assert (~region).any()
+    scale = record.scale[0]
+    np.testing.assert_allclose(back[0][region], 3.0 * scale, rtol=1e-5)
+    det = jacobian_det(torch.from_numpy(back[None].astype(np.float64)))
+    assert det.min() > 0.4, float(det.min())  # the fall-off stretches by at most a half
+    # the vectors fade: smaller away from the box, zero beyond the band
+    edge = np.argmax(region.any(axis=tuple(range(1, len(size))))[::-1])
+    last = len(region) - 1 - edge  # the last source row along axis 0 inside the box
+    line = back[0][(slice(last, None), *[s // 2 for s in source[1:]])]
+    assert np.all(np.diff(line) <= 1e-6) and line[0] > line[-1]
+    band = max(FIELD_TAPER_MIN, 2 * 3.0 * scale)
+    far = len(region) - 1 - last
+    if far > band:
+        assert line[-1] == 0.0
 
 
 def test_record_survives_json_and_maps_to_world_coordinates():

@@ -267,6 +267,11 @@ def to_processed(array: np.ndarray, record: PreprocessRecord, kind: str = "image
     return _resample(array, coords, kind, 1.0 / a)
 
 
+#: The least width (source voxels) of the band outside the processed region over which a
+#: field mapped back by :func:`to_original` fades to zero.
+FIELD_TAPER_MIN = 8.0
+
+
 def to_original(array: np.ndarray, record: PreprocessRecord, kind: str = "image") -> np.ndarray:
     """Map a processed array back to the original (sliced) grid: inverse of :func:`to_processed`.
 
@@ -277,13 +282,53 @@ def to_original(array: np.ndarray, record: PreprocessRecord, kind: str = "image"
         kind: ``"image"``, ``"labels"``, ``"mask"`` or ``"field"``.
     Returns:
         ``record.source_shape`` array (a field ``(ndim, *source_shape)`` in source
-        voxels: each component multiplied by ``record.scale``); voxels outside the
-        cropped region are 0. Intensities stay normalised (see :func:`denormalise`).
+        voxels: each component multiplied by ``record.scale``). Voxels outside the
+        cropped region are 0, but a field's: there its edge vectors fade to zero over a
+        band (:func:`_field_back`), so that the transform does not fold at the region's
+        faces. Intensities stay normalised (see :func:`denormalise`).
     """
     _check_shape(array, record.size, kind, "to_original")
     a, b = _axis_maps(record)
     coords = [(np.arange(n) - b[c]) / a[c] for c, n in enumerate(record.source_shape)]
+    if kind == "field":
+        return _field_back(np.asarray(array), coords, record.size, a)
     return _resample(array, coords, kind, a)
+
+
+def _field_back(
+    field: np.ndarray, coords: list[np.ndarray], size: Sequence[int], a: np.ndarray
+) -> np.ndarray:
+    """:func:`to_original` of a field ``(ndim, *size)``: sampled at ``coords`` (processed
+    voxels), its vectors scaled by ``a`` into source voxels. Outside the processed box the
+    box's edge vectors carry on and fade linearly to zero over a band of
+    ``max(FIELD_TAPER_MIN, 2 × the largest vector)`` source voxels, so the field has no
+    step at the box's faces (a step would fold the transform there: det J < 0) and the
+    band's own fall-off stretches or compresses by at most a half."""
+    from scipy.ndimage import map_coordinates
+
+    grids = np.meshgrid(*coords, indexing="ij")
+    points = np.stack(grids)
+    out = np.stack(
+        [
+            map_coordinates(
+                np.asarray(field[c], dtype=np.float32),
+                points,
+                order=1,
+                mode="nearest",
+                prefilter=False,
+            )
+            * np.float32(a[c])
+            for c in range(len(coords))
+        ]
+    )
+    outside = np.zeros(out.shape[1:], dtype=np.float32)  # squared distance, source voxels
+    for c, (g, n) in enumerate(zip(grids, size, strict=True)):
+        d = np.maximum(0.0, np.maximum(-0.5 - g, g - (n - 0.5))) * abs(a[c])
+        outside += d.astype(np.float32) ** 2
+    if outside.any():
+        band = max(FIELD_TAPER_MIN, 2.0 * float(np.sqrt((out**2).sum(0)).max()))
+        out *= np.clip(1.0 - np.sqrt(outside) / np.float32(band), 0.0, 1.0)
+    return out
 
 
 def processed_region(record: PreprocessRecord) -> np.ndarray:
