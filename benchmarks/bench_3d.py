@@ -114,9 +114,9 @@ def time_learned_in_child(
     (e.g. :data:`HEAP_REUSE`), under structreg's default thread setting."""
     cmd = [sys.executable, __file__, "--times-of", grid, "--repeats", str(repeats)]
     cmd += ["--device", device]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}
-    )
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -303,11 +303,12 @@ def _field_back(
     box's edge vectors carry on and fade linearly to zero over a band of
     ``max(FIELD_TAPER_MIN, 2 × the largest vector)`` source voxels, so the field has no
     step at the box's faces (a step would fold the transform there: det J < 0) and the
-    band's own fall-off stretches or compresses by at most a half."""
+    band's own fall-off stretches or compresses by at most a half. Each field fades by
+    its own band: beyond the box a displacement, its inverse and its velocity are
+    extrapolations and no longer exact counterparts of each other."""
     from scipy.ndimage import map_coordinates
 
-    grids = np.meshgrid(*coords, indexing="ij")
-    points = np.stack(grids)
+    points = np.stack(np.meshgrid(*coords, indexing="ij"))
     out = np.stack(
         [
             map_coordinates(
@@ -321,10 +322,13 @@ def _field_back(
             for c in range(len(coords))
         ]
     )
+    del points
     outside = np.zeros(out.shape[1:], dtype=np.float32)  # squared distance, source voxels
-    for c, (g, n) in enumerate(zip(grids, size, strict=True)):
+    for c, (g, n) in enumerate(zip(coords, size, strict=True)):
         d = np.maximum(0.0, np.maximum(-0.5 - g, g - (n - 0.5))) * abs(a[c])
-        outside += d.astype(np.float32) ** 2
+        shape = [1] * len(coords)
+        shape[c] = len(g)
+        outside += (d.astype(np.float32) ** 2).reshape(shape)  # broadcast along the others
     if outside.any():
         band = max(FIELD_TAPER_MIN, 2.0 * float(np.sqrt((out**2).sum(0)).max()))
         out *= np.clip(1.0 - np.sqrt(outside) / np.float32(band), 0.0, 1.0)
