@@ -209,12 +209,17 @@ def _check_plan(
     return size, target_spacing
 
 
-def _sample(array: np.ndarray, coords: list[np.ndarray], order: int) -> np.ndarray:
-    """Sample ``array`` at per-axis coordinate vectors (outer grid); 0 outside its extent."""
+def _sample(
+    array: np.ndarray, coords: list[np.ndarray], order: int, zero_outside: bool = True
+) -> np.ndarray:
+    """Sample ``array`` at per-axis coordinate vectors (outer grid); 0 outside its extent
+    (``zero_outside=False``: its edge values carried on)."""
     from scipy.ndimage import map_coordinates
 
     grids = np.meshgrid(*coords, indexing="ij")
     out = map_coordinates(array, np.stack(grids), order=order, mode="nearest", prefilter=False)
+    if not zero_outside:
+        return out
     inside = np.ones(out.shape, dtype=bool)
     for g, n in zip(grids, array.shape, strict=True):
         inside &= (g >= -0.5) & (g < n - 0.5)
@@ -306,23 +311,13 @@ def _field_back(
     band's own fall-off stretches or compresses by at most a half. Each field fades by
     its own band: beyond the box a displacement, its inverse and its velocity are
     extrapolations and no longer exact counterparts of each other."""
-    from scipy.ndimage import map_coordinates
-
-    points = np.stack(np.meshgrid(*coords, indexing="ij"))
     out = np.stack(
         [
-            map_coordinates(
-                np.asarray(field[c], dtype=np.float32),
-                points,
-                order=1,
-                mode="nearest",
-                prefilter=False,
-            )
+            _sample(np.asarray(field[c], dtype=np.float32), coords, 1, zero_outside=False)
             * np.float32(a[c])
             for c in range(len(coords))
         ]
     )
-    del points
     outside = np.zeros(out.shape[1:], dtype=np.float32)  # squared distance, source voxels
     for c, (g, n) in enumerate(zip(coords, size, strict=True)):
         d = np.maximum(0.0, np.maximum(-0.5 - g, g - (n - 0.5))) * abs(a[c])
