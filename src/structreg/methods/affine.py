@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..core.losses import lcc
 from ..core.ops import gaussian_smooth, jacobian_det, warp
 from ..core.ops.grid import sample_normalised
+from ..core.ops.smoothing import gaussian_window
 from ..errors import DataError, InputError
 from ..io.grids import voxel_mapping
 from ..io.nifti import Volume
@@ -159,8 +160,7 @@ def _normalised(data: np.ndarray) -> np.ndarray:
 def _smooth(image: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma < 0.3:
         return image
-    size = 2 * int(math.ceil(3 * sigma)) + 1
-    return gaussian_smooth(image, sigma=sigma, kernel_size=size)
+    return gaussian_smooth(image, sigma=sigma, kernel_size=gaussian_window(sigma))
 
 
 def _pyramid(moving: Volume, fixed: Volume, factor: int) -> _Level:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from ..core.losses import lcc
 from ..core.ops import exponentiate, jacobian_det, warp
 from ..core.ops.resize import coarse_size
-from ..core.ops.smoothing import gaussian_smooth
+from ..core.ops.smoothing import gaussian_smooth, gaussian_window
 from ..errors import InputError, ShapeError
 
 __all__ = [
@@ -238,8 +238,10 @@ def refine_field(
     else:
         with torch.no_grad():  # the start: the first candidate
             start_obj, start_folds = sharp.per_pair(residual)
-        images = (_blurred(moving, blur), _blurred(fixed, blur))
-        smoothed = _Problem(*images, start, smooth, squarings, sigma, kernel_size)
+        blurred_m, blurred_f = (
+            gaussian_smooth(x, blur, gaussian_window(blur)) for x in (moving, fixed)
+        )
+        smoothed = _Problem(blurred_m, blurred_f, start, smooth, squarings, sigma, kernel_size)
         _descend(smoothed, residual, first, lr)
         initial = (residual.detach().clone().zero_(), start_obj, start_folds)
         best, tail = _optimise(sharp, residual, steps - first, lr, initial)
@@ -247,11 +249,6 @@ def refine_field(
     with torch.no_grad():
         refined = sharp.velocity(best)
     return FieldRefineResult(refined, best, history, time.perf_counter() - t0)
-
-
-def _blurred(image: torch.Tensor, width: float) -> torch.Tensor:
-    """``image`` smoothed by a Gaussian of ``width`` voxels (window ``2 ⌈3 width⌉ + 1``)."""
-    return gaussian_smooth(image, width, 2 * math.ceil(3 * width) + 1)
 
 
 def _descend(problem: _Problem, residual: torch.Tensor, steps: int, lr: float) -> None:

@@ -464,10 +464,10 @@ class Decoder(nn.Module):
                 self.coarse_velocity[str(level)] = _velocity_head(Conv, in_ch, config)
         self.velocity = _velocity_head(Conv, in_ch, config)
         if config.velocity_smoothing > 0:
-            from ..core.ops.smoothing import gaussian_kernel1d
+            from ..core.ops.smoothing import gaussian_kernel1d, gaussian_window
 
-            radius = math.ceil(3 * config.velocity_smoothing)
-            kernel = gaussian_kernel1d(config.velocity_smoothing, 2 * radius + 1)
+            sigma = config.velocity_smoothing
+            kernel = gaussian_kernel1d(sigma, gaussian_window(sigma))
             self.register_buffer("smoothing_kernel", kernel, persistent=False)
 
     def forward(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ...errors import InputError
 from . import kernels
 from .checks import check_image
+
+
+def gaussian_window(sigma: float) -> int:
+    """The odd window length (voxels) ``2 ⌈3 σ⌉ + 1`` that holds a Gaussian of standard
+    deviation ``sigma`` (voxels) to ±3 σ."""
+    return 2 * math.ceil(3 * sigma) + 1
 
 
 def gaussian_kernel1d(
